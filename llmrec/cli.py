@@ -1,0 +1,165 @@
+"""`llmrec` command line: data, embed, index, train, evaluate, recommend, and `run` for all of them.
+
+Every command reads the same configuration: defaults < `--config FILE` (TOML or YAML) < `--set key=value`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import Annotated, Optional
+
+import typer
+
+from llmrec.config import load_config
+from llmrec.errors import LlmrecError
+
+app = typer.Typer(
+    help="LLM-augmented recommendation with text interest profiles. Each command works on one run folder "
+    "(--set run_dir=...) built from a config file and overrides; `llmrec run` does everything in order.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+ConfigOption = Annotated[Optional[str], typer.Option("--config", "-c", help="TOML or YAML config file.")]
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a config value, e.g. --set sasrec.epochs=5 (repeatable)."),
+]
+ModelOption = Annotated[
+    Optional[list[str]], typer.Option("--model", "-m", help="Model name (repeatable); default: config `models`.")
+]
+HEADLINE = ["NDCG@10", "HR@10", "NDCG@5", "HR@5", "NDCG@20", "HR@20", "MRR", "Coverage@10",
+            "NDCG@10-tail-users", "NDCG@10-tail-items", "HR@10-cold-items"]
+
+
+def _experiment(config: str | None, overrides: list[str] | None):
+    from llmrec.experiment import Experiment  # heavy imports only once a command runs
+
+    experiment = Experiment(load_config(config, overrides))
+    experiment.save_config()
+    return experiment
+
+
+@app.command()
+def data(config: ConfigOption = None, set_: SetOption = None,
+         show: Annotated[int, typer.Option(help="Also print this many catalog rows.")] = 0) -> None:
+    """Load and validate the dataset, and print its statistics and split sizes."""
+    experiment = _experiment(config, set_)
+    stats = experiment.dataset.stats()
+    split = experiment.split
+    stats.update({"split": split.protocol, "valid_cases": len(split.valid), "test_cases": len(split.test)})
+    typer.echo(json.dumps(stats, indent=2))
+    if show:
+        typer.echo(experiment.dataset.catalog.items.head(show).to_string())
+
+
+@app.command()
+def embed(config: ConfigOption = None, set_: SetOption = None) -> None:
+    """Encode every catalog item's text (cached: a rerun encodes only new or changed items)."""
+    experiment = _experiment(config, set_)
+    started = time.perf_counter()
+    vectors = experiment.item_vectors
+    typer.echo(f"{len(vectors) - 1} item vectors of dimension {vectors.shape[1]} "
+               f"({experiment.encoder.model_id}) in {time.perf_counter() - started:.1f}s")
+
+
+@app.command()
+def index(config: ConfigOption = None, set_: SetOption = None,
+          rebuild: Annotated[bool, typer.Option(help="Drop and recreate the collection.")] = False) -> None:
+    """Put the item vectors into ChromaDB and report its recall against exact search."""
+    experiment = _experiment(config, set_)
+    item_index = experiment.build_index(rebuild=rebuild)
+    recall = experiment.index_recall()
+    typer.echo(f"{item_index.count()} items indexed; ANN recall@{experiment.config.eval.ann_recall_n} "
+               f"vs exact = {recall:.4f}")
+
+
+@app.command()
+def train(config: ConfigOption = None, set_: SetOption = None, model: ModelOption = None) -> None:
+    """Train models (resuming from checkpoints) and save them under run_dir/models/."""
+    experiment = _experiment(config, set_)
+    for name in model or experiment.config.models:
+        experiment.train(name)
+        typer.echo(f"trained {name} -> {experiment.model_dir(name)}")
+
+
+@app.command()
+def evaluate(config: ConfigOption = None, set_: SetOption = None, model: ModelOption = None) -> None:
+    """Full-ranking evaluation on the test split (models are trained first if missing)."""
+    experiment = _experiment(config, set_)
+    results = experiment.evaluate(model)
+    typer.echo(format_table(results))
+    typer.echo(f"\nfull results: {experiment.run_dir / 'results' / 'evaluation.json'}")
+
+
+@app.command()
+def recommend(user: Annotated[str, typer.Option(help="User id as in the dataset.")],
+              config: ConfigOption = None, set_: SetOption = None,
+              k: Annotated[int, typer.Option(min=1, max=1000, help="How many items.")] = 10,
+              model: Annotated[str, typer.Option("--model", "-m", help="Model to use.")] = "sasrec") -> None:
+    """Recommend k unseen items to a user."""
+    experiment = _experiment(config, set_)
+    for rank, item in enumerate(experiment.recommend(user, k, model), 1):
+        typer.echo(f"{rank:>3}. [{item['item_id']}] {item['text']}  ({item['score']:.3f})")
+
+
+@app.command()
+def run(config: ConfigOption = None, set_: SetOption = None,
+        user: Annotated[Optional[str], typer.Option(help="Also recommend to this user.")] = None) -> None:
+    """The whole job: data -> embed -> index -> train -> evaluate -> recommend."""
+    experiment = _experiment(config, set_)
+    stats = experiment.dataset.stats()
+    typer.echo(f"[1/5] data: {stats['users']} users, {stats['items_in_catalog']} items, "
+               f"{stats['interactions']} interactions")
+    _ = experiment.item_vectors
+    typer.echo(f"[2/5] embedded {len(experiment.item_vectors) - 1} items with {experiment.encoder.model_id}")
+    experiment.build_index()
+    typer.echo(f"[3/5] indexed in ChromaDB; ANN recall@{experiment.config.eval.ann_recall_n} vs exact "
+               f"= {experiment.index_recall():.4f}")
+    for name in experiment.config.models:
+        experiment.train(name)
+    typer.echo(f"[4/5] trained {', '.join(experiment.config.models)}")
+    typer.echo("[5/5] test metrics (leave-one-out, full ranking):\n" + format_table(experiment.evaluate()))
+    user = user or str(experiment.split.user_ids[0])
+    best = experiment.config.models[-1]
+    typer.echo(f"\ntop 5 for user {user} by {best}:")
+    for rank, item in enumerate(experiment.recommend(user, 5, best), 1):
+        typer.echo(f"{rank:>3}. {item['text']}")
+    typer.echo(f"\noutputs in {experiment.run_dir}")
+
+
+def format_table(results: dict[str, dict[str, float]]) -> str:
+    """A plain-text table of the headline metrics, one row per model."""
+    columns = [c for c in HEADLINE if any(c in r for r in results.values())]
+    lines = [" | ".join(["model".ljust(12)] + [c.rjust(10) for c in columns])]
+    for name, metrics in results.items():
+        cells = [f"{metrics[c]:.4f}".rjust(max(10, len(c))) if c in metrics else "-".rjust(10) for c in columns]
+        lines.append(" | ".join([name.ljust(12)] + cells))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Entry point: user-facing errors print one clear line and exit 2; `LLMREC_DEBUG=1` shows tracebacks."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    debug = os.environ.get("LLMREC_DEBUG", "") not in ("", "0")
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted; training resumes from its last checkpoint when rerun", err=True)
+        sys.exit(130)
+    except (LlmrecError, OSError) as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except Exception as exc:  # a bug: say so plainly, keep the traceback for LLMREC_DEBUG=1
+        if debug:
+            raise
+        typer.echo(f"internal error ({type(exc).__name__}: {exc}); rerun with LLMREC_DEBUG=1 for details "
+                   "and please report it", err=True)
+        sys.exit(1)

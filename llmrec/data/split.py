@@ -1,0 +1,170 @@
+"""The modelling view of a dataset: integer item indices and train / validation / test cases.
+
+Item index 0 is padding; catalog item `i` (0-based row) has index `i + 1`, so a score matrix has one column
+per catalog item plus the padding column. Every catalog item is indexed, including items that never appear in
+training (cold items, recommendable from their text).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from llmrec.data.schema import ITEM_ID, TIMESTAMP, USER_ID, Dataset
+from llmrec.errors import DataError, UnknownIdError
+
+log = logging.getLogger(__name__)
+PADDING = 0
+
+
+@dataclass(frozen=True)
+class EvalCases:
+    """Questions for the evaluator: given `histories[i]` of user `users[i]`, rank `targets[i]` high."""
+
+    users: np.ndarray
+    histories: list[np.ndarray]
+    targets: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def subset(self, rows: np.ndarray) -> "EvalCases":
+        return EvalCases(self.users[rows], [self.histories[i] for i in rows], [self.targets[i] for i in rows])
+
+
+@dataclass(frozen=True)
+class Split:
+    """Training sequences per user, plus validation and test cases (all as item indices)."""
+
+    dataset: str
+    protocol: str
+    item_ids: np.ndarray
+    user_ids: np.ndarray
+    sequences: list[np.ndarray]
+    """Every known interaction per user, in order (what a deployed model sees when it recommends)."""
+    train: list[np.ndarray]
+    train_timestamps: list[np.ndarray] | None
+    valid: EvalCases
+    test: EvalCases
+    _item_index: dict[str, int] = field(init=False, repr=False, compare=False)
+    _user_index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_item_index", {str(v): i + 1 for i, v in enumerate(self.item_ids)})
+        object.__setattr__(self, "_user_index", {str(v): i for i, v in enumerate(self.user_ids)})
+
+    @property
+    def num_items(self) -> int:
+        """Catalog size (score matrices have num_items + 1 columns, column 0 is padding)."""
+        return len(self.item_ids)
+
+    @property
+    def num_users(self) -> int:
+        return len(self.user_ids)
+
+    def item_index(self, item_id: str) -> int:
+        try:
+            return self._item_index[str(item_id)]
+        except KeyError:
+            raise UnknownIdError(f"unknown item id {item_id!r}") from None
+
+    def user_index(self, user_id: str) -> int:
+        try:
+            return self._user_index[str(user_id)]
+        except KeyError:
+            raise UnknownIdError(f"unknown user id {user_id!r}") from None
+
+    def item_id(self, index: int) -> str:
+        return str(self.item_ids[index - 1])
+
+    def train_popularity(self) -> np.ndarray:
+        """Interactions per item index in the training sequences (length num_items + 1)."""
+        counts = np.zeros(self.num_items + 1, dtype=np.int64)
+        if self.train:
+            np.add.at(counts, np.concatenate(self.train), 1)
+        counts[PADDING] = 0
+        return counts
+
+
+
+def make_split(dataset: Dataset, protocol: str = "leave-one-out", valid_fraction: float = 0.1,
+               test_fraction: float = 0.1) -> Split:
+    """Split by `leave-one-out` (per user, by order) or `temporal` (global time cut-offs)."""
+    if protocol == "leave-one-out":
+        return _leave_one_out(dataset)
+    if protocol == "temporal":
+        return _temporal(dataset, valid_fraction, test_fraction)
+    raise DataError(f"unknown split protocol {protocol!r}; use leave-one-out or temporal")
+
+
+def _indexed_sequences(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray] | None]:
+    item_ids = dataset.catalog.ids
+    index = {v: i + 1 for i, v in enumerate(item_ids)}
+    events = dataset.interactions.events  # sorted by user, then position
+    item_idx = events[ITEM_ID].map(index).to_numpy(dtype=np.int64, copy=True)
+    users, starts = np.unique(events[USER_ID].to_numpy(), return_index=True)
+    order = np.argsort(starts)
+    users, starts = users[order], starts[order]
+    bounds = np.append(starts, len(events))
+    sequences = [item_idx[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    timestamps = None
+    if dataset.interactions.has_timestamps:
+        ts = events[TIMESTAMP].to_numpy(dtype=np.int64, copy=True)
+        timestamps = [ts[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return item_ids, users, sequences, timestamps
+
+
+def _leave_one_out(dataset: Dataset) -> Split:
+    """Last item = test, second-to-last = validation, the rest = training. Users with fewer than 3
+    interactions are kept for training only (counted in the log)."""
+    item_ids, users, sequences, timestamps = _indexed_sequences(dataset)
+    train, valid_rows, test_rows = [], [], []
+    for u, seq in enumerate(sequences):
+        if len(seq) >= 3:
+            train.append(seq[:-2])
+            valid_rows.append(u)
+            test_rows.append(u)
+        else:
+            train.append(seq)
+    n_short = len(sequences) - len(valid_rows)
+    if n_short:
+        log.warning("%d user(s) with fewer than 3 interactions are used for training only", n_short)
+    if not test_rows:
+        raise DataError(f"{dataset.name}: no user has 3 or more interactions; leave-one-out needs them")
+    valid = EvalCases(np.array(valid_rows), [train[u] for u in valid_rows],
+                      [sequences[u][-2:-1] for u in valid_rows])
+    test = EvalCases(np.array(test_rows), [sequences[u][:-1] for u in test_rows],
+                     [sequences[u][-1:] for u in test_rows])
+    train_ts = [t[: len(s)] for t, s in zip(timestamps, train)] if timestamps else None
+    return Split(dataset.name, "leave-one-out", item_ids, users, sequences, train, train_ts, valid, test)
+
+
+def _temporal(dataset: Dataset, valid_fraction: float, test_fraction: float) -> Split:
+    """Global cut-offs by time: events after the test cut-off are test targets, those between the validation
+    and test cut-offs validation targets; histories are everything before the respective cut-off."""
+    if not dataset.interactions.has_timestamps:
+        raise DataError(f"{dataset.name}: the temporal split needs timestamps; use leave-one-out")
+    if not (0 < valid_fraction and 0 < test_fraction and valid_fraction + test_fraction < 1):
+        raise DataError("temporal split fractions must be positive and sum to less than 1")
+    item_ids, users, sequences, timestamps = _indexed_sequences(dataset)
+    all_ts = np.concatenate(timestamps)
+    t_valid, t_test = np.quantile(all_ts, [1 - valid_fraction - test_fraction, 1 - test_fraction])
+    train, train_ts = [], []
+    cases = {"valid": ([], [], []), "test": ([], [], [])}
+    for u, (seq, ts) in enumerate(zip(sequences, timestamps)):
+        before_valid, before_test = ts < t_valid, ts < t_test
+        train.append(seq[before_valid])
+        train_ts.append(ts[before_valid])
+        for name, history, target in (("valid", seq[before_valid], seq[before_test & ~before_valid]),
+                                      ("test", seq[before_test], seq[~before_test])):
+            if len(history) and len(target):
+                rows, histories, targets = cases[name]
+                rows.append(u)
+                histories.append(history)
+                targets.append(np.unique(target))
+    if not cases["test"][0]:
+        raise DataError(f"{dataset.name}: no user has both history and events after the test cut-off")
+    valid, test = (EvalCases(np.array(r, dtype=np.int64), h, t) for r, h, t in (cases["valid"], cases["test"]))
+    return Split(dataset.name, "temporal", item_ids, users, sequences, train, train_ts, valid, test)

@@ -1,0 +1,155 @@
+"""One run of llmrec: a configuration and everything built from it, kept under `run_dir`.
+
+    run_dir/config.yaml                 the resolved configuration
+    run_dir/index/                      the embedded ChromaDB (unless a server is configured)
+    run_dir/models/<name>/              model.json + weights.pt (+ checkpoints/ while training)
+    run_dir/results/evaluation.json     metrics of every evaluated model, one record each
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from llmrec.config import RunConfig, save_config
+from llmrec.data.registry import load_dataset
+from llmrec.data.schema import Dataset
+from llmrec.data.split import Split, make_split
+from llmrec.encoders.item_encoder import ItemEncoder
+from llmrec.eval.ann import ann_recall
+from llmrec.eval.evaluator import FullRankingEvaluator
+from llmrec.index.chroma_index import ItemIndex
+from llmrec.models.base import Recommender
+from llmrec.models.popularity import Popularity
+from llmrec.models.registry import load_model, model_class
+from llmrec.models.sasrec import SASRec
+from llmrec.models.text_knn import TextKNN
+
+log = logging.getLogger(__name__)
+
+
+class Experiment:
+    """Load data, embed items, index them, train and evaluate models, and recommend, for one RunConfig."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.run_dir = Path(config.run_dir)
+        self._models: dict[str, Recommender] = {}
+
+    @cached_property
+    def dataset(self) -> Dataset:
+        return load_dataset(self.config.data)
+
+    @cached_property
+    def split(self) -> Split:
+        return make_split(self.dataset, self.config.data.split, self.config.data.temporal_valid_fraction,
+                          self.config.data.temporal_test_fraction)
+
+    @cached_property
+    def encoder(self) -> ItemEncoder:
+        return ItemEncoder(self.config.encoder)
+
+    @cached_property
+    def item_vectors(self) -> np.ndarray:
+        """Text embeddings of the catalog as [num_items + 1, dim]; row 0 (padding) is zero."""
+        catalog = self.dataset.catalog
+        vectors = self.encoder.encode(catalog.texts(), catalog.text_template)
+        return np.vstack([np.zeros((1, vectors.shape[1]), dtype=vectors.dtype), vectors])
+
+    @cached_property
+    def index(self) -> ItemIndex:
+        name = self.config.index.collection or _collection_name(self.dataset.name, self.encoder.model_id)
+        return ItemIndex(self.config.index, self.run_dir / "index", name)
+
+    def save_config(self) -> Path:
+        path = self.run_dir / "config.yaml"
+        save_config(self.config, path)
+        return path
+
+    def build_index(self, rebuild: bool = False) -> ItemIndex:
+        """Upsert every catalog item vector (or drop and recreate the collection with `rebuild`)."""
+        ids = [str(i) for i in self.split.item_ids]
+        if rebuild:
+            self.index.rebuild(ids, self.item_vectors[1:])
+        else:
+            self.index.upsert(ids, self.item_vectors[1:])
+        return self.index
+
+    def model(self, name: str) -> Recommender:
+        """A fitted model: in memory, else loaded from the run folder, else trained now."""
+        if name not in self._models:
+            folder = self.model_dir(name)
+            self._models[name] = load_model(folder) if (folder / "model.json").is_file() else self.train(name)
+        return self._models[name]
+
+    def train(self, name: str) -> Recommender:
+        """Fit `name` on the training split (resuming from its checkpoint), save it and its training report."""
+        model_class(name)  # fails early on an unknown name
+        started = time.perf_counter()
+        model = self._new_model(name).fit(self.split)
+        folder = model.save(self.model_dir(name))
+        report = {"model": name, "fit_s": time.perf_counter() - started}
+        if isinstance(model, SASRec) and model.report is not None:
+            report.update(model.report.to_dict())
+        (folder / "training.json").write_text(json.dumps(report, indent=2))
+        self._models[name] = model
+        return model
+
+    def evaluate(self, names: list[str] | None = None) -> dict[str, dict[str, float]]:
+        """Test-set metrics for each model (trained first where needed); written to results/evaluation.json."""
+        evaluator = FullRankingEvaluator(self.split, self.config.eval)
+        results = {}
+        for name in names or self.config.models:
+            model = self.model(name)
+            started = time.perf_counter()
+            results[name] = evaluator.evaluate(model, desc=f"evaluate {name}")
+            results[name]["eval_s"] = time.perf_counter() - started
+        path = self.run_dir / "results" / "evaluation.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existing = json.loads(path.read_text()) if path.is_file() else {}
+        path.write_text(json.dumps({**existing, **results}, indent=2))
+        return results
+
+    def index_recall(self, max_queries: int = 500) -> float:
+        """Recall@N of the Chroma index against exact search, for text-kNN user vectors of test users."""
+        cases = self.split.test
+        rows = np.random.default_rng(self.config.eval.seed).permutation(len(cases))[:max_queries]
+        queries = TextKNN(self.item_vectors).user_vectors([cases.histories[i] for i in rows]).numpy()
+        ids = [str(i) for i in self.split.item_ids]
+        return ann_recall(self.index, queries, ids, self.item_vectors[1:], self.config.eval.ann_recall_n)
+
+    def recommend(self, user_id: str, k: int = 10, model_name: str = "sasrec") -> list[dict[str, Any]]:
+        """Top-k unseen items for a known user, from everything the user has interacted with."""
+        user = self.split.user_index(user_id)
+        history = self.split.sequences[user]
+        scores = self.model(model_name).score(np.array([user]), [history])[0].clone()
+        scores[0] = -torch.inf
+        scores[torch.as_tensor(history, dtype=torch.long)] = -torch.inf
+        top = scores.topk(min(k, self.split.num_items - len(set(history.tolist())))).indices.tolist()
+        texts = self.dataset.catalog.items["text"].to_numpy()
+        return [{"item_id": self.split.item_id(i), "score": float(scores[i]), "text": texts[i - 1]} for i in top]
+
+    def model_dir(self, name: str) -> Path:
+        return self.run_dir / "models" / name
+
+    def _new_model(self, name: str) -> Recommender:
+        if name == Popularity.name:
+            return Popularity()
+        if name == TextKNN.name:
+            return TextKNN(self.item_vectors)
+        return SASRec(self.split.num_items, self.config.sasrec, self.config.seed,
+                      checkpoint_dir=self.model_dir(name) / "checkpoints")
+
+
+def _collection_name(dataset: str, model_id: str) -> str:
+    """A Chroma-safe collection name (3-512 chars of [a-zA-Z0-9._-], alphanumeric at both ends)."""
+    slug = re.sub(r"[^a-zA-Z0-9._-]+", "-", f"items-{dataset}-{model_id}").strip("-._")
+    return slug[:200]

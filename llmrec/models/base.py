@@ -1,0 +1,78 @@
+"""The interface every recommender implements (after Cornac): fit on a Split, score candidate items for a
+batch of (user, history) queries, save and load."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, Sequence
+
+import numpy as np
+import torch
+
+from llmrec.data.split import Split
+from llmrec.errors import DataError
+
+
+class Scorer(Protocol):
+    """Anything that scores all items for a batch of queries; what the evaluator and the index need."""
+
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
+        """Scores [batch, num_items + 1] (higher is better; column 0 is padding and is ignored)."""
+        ...
+
+
+class Recommender(ABC):
+    """Base class: `fit(split)`, `score(users, histories)`, `save(folder)`, `load(folder)`.
+
+    `users` holds user indices of the Split (or -1 for a user the model has never seen); `histories` holds
+    item-index sequences in chronological order. A model must score an unseen user from its history alone.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def fit(self, split: Split) -> "Recommender":
+        """Learn from `split.train` (and use `split.valid` for early stopping where the model trains)."""
+
+    @abstractmethod
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
+        """Scores [batch, num_items + 1] for every catalog item."""
+
+    @abstractmethod
+    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """(JSON-able hyper-parameters, tensors) that `from_state` turns back into the same model."""
+
+    @classmethod
+    @abstractmethod
+    def from_state(cls, params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "Recommender":
+        """Rebuild a fitted model from `state()`."""
+
+    def save(self, folder: Path) -> Path:
+        """Write `model.json` and `weights.pt` into `folder`."""
+        params, tensors = self.state()
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(tensors, folder / "weights.pt")
+        (folder / "model.json").write_text(json.dumps({"model": self.name, "params": params}, indent=2))
+        return folder
+
+    @staticmethod
+    def read_saved(folder: Path) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
+        """(model name, params, tensors) from a folder written by `save`."""
+        meta_path = folder / "model.json"
+        if not meta_path.is_file():
+            raise DataError(f"no saved model in {folder} (model.json missing); train it first")
+        meta = json.loads(meta_path.read_text())
+        tensors = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
+        return meta["model"], meta["params"], tensors
+
+
+def pad_histories(histories: Sequence[np.ndarray], max_len: int) -> torch.Tensor:
+    """Left-pad (with 0) the last `max_len` items of each history into a [batch, max_len] LongTensor."""
+    batch = torch.zeros(len(histories), max_len, dtype=torch.long)
+    for row, history in enumerate(histories):
+        tail = history[-max_len:]
+        if len(tail):
+            batch[row, max_len - len(tail):] = torch.tensor(tail, dtype=torch.long)
+    return batch

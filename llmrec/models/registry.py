@@ -1,0 +1,26 @@
+"""Models by name, and loading any saved model from its folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from llmrec.errors import ConfigError
+from llmrec.models.base import Recommender
+from llmrec.models.popularity import Popularity
+from llmrec.models.sasrec import SASRec
+from llmrec.models.text_knn import TextKNN
+
+MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (Popularity, TextKNN, SASRec)}
+
+
+def model_class(name: str) -> type[Recommender]:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; available: {', '.join(MODELS)}") from None
+
+
+def load_model(folder: Path) -> Recommender:
+    """Load a model written by `Recommender.save`."""
+    name, params, tensors = Recommender.read_saved(folder)
+    return model_class(name).from_state(params, tensors)

@@ -1,0 +1,88 @@
+"""Text hygiene and versioned templates from `prompts/`."""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+from llmrec.errors import ConfigError
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SPACES = re.compile(r"\s+")
+_TEMPLATE_NAME = re.compile(r"^(?P<name>[\w-]+)\.v(?P<version>\d+)\.txt$")
+
+
+def clean_text(value: Any, max_chars: int = 512) -> str:
+    """Unicode-normalise, drop control characters, collapse whitespace and cap the length."""
+    if value is None:
+        return ""
+    text = unicodedata.normalize("NFKC", str(value))
+    text = _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
+    return text if len(text) <= max_chars else text[: max_chars - 1].rstrip() + "…"
+
+
+def prompts_dir() -> Path:
+    """The folder holding the templates: $LLMREC_PROMPTS_DIR, else `prompts/` beside the package."""
+    configured = os.environ.get("LLMREC_PROMPTS_DIR")
+    path = Path(configured) if configured else Path(__file__).resolve().parent.parent / "prompts"
+    if not path.is_dir():
+        raise ConfigError(f"prompt templates not found at {path}; set LLMREC_PROMPTS_DIR")
+    return path
+
+
+@dataclass(frozen=True)
+class Template:
+    """A versioned text template; `key` (e.g. `item_text/movielens.v1`) goes into cache keys."""
+
+    kind: str
+    name: str
+    version: int
+    body: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.name}.v{self.version}"
+
+    @property
+    def fields(self) -> list[str]:
+        return [f for _, f, _, _ in string.Formatter().parse(self.body) if f]
+
+    def render(self, values: Mapping[str, Any], max_chars: int = 512) -> str:
+        """Fill the placeholders; lists are joined with ", ", missing values become empty."""
+        filled = {f: _format_field(values.get(f)) for f in self.fields}
+        return clean_text(self.body.format(**filled), max_chars)
+
+
+def load_template(kind: str, name: str, version: int | None = None) -> Template:
+    """Load `prompts/<kind>/<name>.v<version>.txt`; the newest version when `version` is None."""
+    return _load_template(kind, name, version)
+
+
+@lru_cache(maxsize=64)
+def _load_template(kind: str, name: str, version: int | None) -> Template:
+    folder = prompts_dir() / kind
+    versions = {}
+    for path in folder.glob(f"{name}.v*.txt"):
+        match = _TEMPLATE_NAME.match(path.name)
+        if match and match["name"] == name:
+            versions[int(match["version"])] = path
+    if not versions:
+        raise ConfigError(f"no template {kind}/{name}.v*.txt in {prompts_dir()}")
+    chosen = max(versions) if version is None else version
+    if chosen not in versions:
+        raise ConfigError(f"template {kind}/{name} has versions {sorted(versions)}, not {chosen}")
+    return Template(kind, name, chosen, versions[chosen].read_text(encoding="utf-8").strip())
+
+
+def _format_field(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_format_field(v) for v in value if _format_field(v))
+    return clean_text(value)

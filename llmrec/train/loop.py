@@ -1,0 +1,173 @@
+"""A small training loop for any torch model: epochs of batches, validation with early stopping, atomic
+checkpoints every epoch, and resumption after a kill (same batches, same random state)."""
+
+from __future__ import annotations
+
+import logging
+import random
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How long and how fast to train."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    epochs: int = 200
+    patience: int = 10
+    eval_every: int = 1
+    seed: int = 42
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    loss: float
+    seconds: float
+    valid: float | None = None
+
+
+@dataclass
+class TrainingReport:
+    """What happened: the learning curve, the best validation score and when, and the cost."""
+
+    history: list[EpochRecord] = field(default_factory=list)
+    best_valid: float = -1.0
+    best_epoch: int = 0
+    stopped_early: bool = False
+    train_seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+
+    @property
+    def epoch_seconds(self) -> float:
+        times = [r.seconds for r in self.history]
+        return float(np.mean(times)) if times else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**{k: v for k, v in asdict(self).items() if k != "history"},
+                "epoch_s": self.epoch_seconds, "epochs_run": len(self.history),
+                "learning_curve": [asdict(r) for r in self.history]}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Train `model` by minimising `loss_fn(batch)` over `batches(epoch)`; keep the weights with the best
+    `validate()` score (higher is better) and stop after `patience` validations without improvement.
+
+    With `checkpoint_dir`, the full training state is written after every epoch to `last.pt` (atomically) and a
+    later `fit` with the same `fingerprint` continues from it.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loss_fn: Callable[[Any], torch.Tensor],
+        batches: Callable[[int], Iterable[Any]],
+        validate: Callable[[], float],
+        schedule: Schedule,
+        checkpoint_dir: Path | None = None,
+        fingerprint: str = "",
+    ) -> None:
+        self.model = model
+        self.loss_fn = loss_fn
+        self.batches = batches
+        self.validate = validate
+        self.schedule = schedule
+        self.checkpoint_dir = checkpoint_dir
+        self.fingerprint = fingerprint
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
+
+    def fit(self) -> TrainingReport:
+        report, best_state, start_epoch, waited = self._resume()
+        started = time.perf_counter() - report.train_seconds
+        for epoch in range(start_epoch, self.schedule.epochs + 1):
+            t0 = time.perf_counter()
+            loss = self._train_epoch(epoch)
+            record = EpochRecord(epoch, loss, time.perf_counter() - t0)
+            if epoch % self.schedule.eval_every == 0 or epoch == self.schedule.epochs:
+                self.model.eval()
+                record.valid = float(self.validate())
+                if record.valid > report.best_valid:
+                    report.best_valid, report.best_epoch, waited = record.valid, epoch, 0
+                    best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                else:
+                    waited += 1
+            report.history.append(record)
+            report.train_seconds = time.perf_counter() - started
+            report.peak_rss_mb = peak_rss_mb()
+            log.info("epoch %d loss %.4f valid %s (best %.4f @ %d) %.1fs", epoch, loss, record.valid,
+                     report.best_valid, report.best_epoch, record.seconds)
+            if waited >= self.schedule.patience:
+                report.stopped_early = True
+            self._checkpoint(epoch, report, best_state, waited)
+            if report.stopped_early:
+                break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        self.model.eval()
+        return report
+
+    def _train_epoch(self, epoch: int) -> float:
+        self.model.train()
+        total, count = 0.0, 0
+        bar = tqdm(self.batches(epoch), desc=f"epoch {epoch}", unit="batch", leave=False)
+        for batch in bar:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss_fn(batch)
+            loss.backward()
+            self.optimizer.step()
+            total, count = total + loss.item(), count + 1
+            bar.set_postfix(loss=f"{total / count:.4f}")
+        return total / max(count, 1)
+
+    def _checkpoint(self, epoch: int, report: TrainingReport, best_state: dict | None, waited: int) -> None:
+        if self.checkpoint_dir is None:
+            return
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        state = {
+            "fingerprint": self.fingerprint, "epoch": epoch, "waited": waited, "report": report,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "best_state": best_state,
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+        }
+        tmp = self.checkpoint_dir / "last.pt.tmp"
+        torch.save(state, tmp)
+        tmp.replace(self.checkpoint_dir / "last.pt")
+
+    def _resume(self) -> tuple[TrainingReport, dict | None, int, int]:
+        path = self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
+        if path is None or not path.is_file():
+            return TrainingReport(), None, 1, 0
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state.get("fingerprint") != self.fingerprint:
+            log.warning("checkpoint %s belongs to another configuration; starting over", path)
+            return TrainingReport(), None, 1, 0
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        report: TrainingReport = state["report"]
+        log.info("resuming from %s after epoch %d", path, state["epoch"])
+        start = self.schedule.epochs + 1 if report.stopped_early else state["epoch"] + 1
+        return report, state["best_state"], start, state["waited"]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,39 @@
+"""Ranking metrics against hand-computed values."""
+
+import math
+
+import numpy as np
+import pytest
+
+from llmrec.eval import metrics as M
+
+INF = np.inf
+
+
+def test_single_target_metrics():
+    ranks = np.array([[0.0], [2.0], [10.0]])
+    n_rel = np.array([1, 1, 1])
+    assert M.hit_rate(ranks, 5).tolist() == [1, 1, 0]
+    assert M.ndcg(ranks, n_rel, 5) == pytest.approx([1.0, 0.5, 0.0])  # 1/log2(2+2) = 0.5
+    assert M.reciprocal_rank(ranks) == pytest.approx([1.0, 1 / 3, 1 / 11])
+    assert M.recall(ranks, n_rel, 5).tolist() == [1, 1, 0]
+    assert M.precision(ranks, 5) == pytest.approx([0.2, 0.2, 0.0])
+    assert M.ndcg(ranks, n_rel, 11) == pytest.approx([1.0, 0.5, 1 / math.log2(12)])
+
+
+def test_multi_target_metrics():
+    ranks = np.array([[0.0, 3.0, INF]])  # two relevant items, padded with inf
+    n_rel = np.array([2])
+    dcg = 1 + 1 / math.log2(5)
+    idcg = 1 + 1 / math.log2(3)
+    assert M.ndcg(ranks, n_rel, 5) == pytest.approx([dcg / idcg])
+    assert M.recall(ranks, n_rel, 5) == pytest.approx([1.0])
+    assert M.precision(ranks, 5) == pytest.approx([0.4])
+    assert M.f1(ranks, n_rel, 5) == pytest.approx([2 * 0.4 * 1.0 / 1.4])
+    assert M.recall(ranks, n_rel, 2) == pytest.approx([0.5])
+    assert M.ndcg(ranks, n_rel, 2) == pytest.approx([1 / idcg])
+    assert M.f1(np.array([[INF]]), np.array([1]), 5) == pytest.approx([0.0])
+
+
+def test_coverage_counts_distinct_items():
+    assert M.coverage(np.array([[1, 2], [2, 3]]), num_items=4) == pytest.approx(0.75)
