@@ -26,7 +26,8 @@ class DataConfig:
     name: str = "movielens-100k"
     """A built-in dataset (movielens-100k, movielens-1m, amazon-beauty) or `generic` for your own files."""
     path: str | None = None
-    """Folder (or file, for generic data) holding the raw files; built-in datasets are downloaded when absent."""
+    """Folder holding the raw files (for generic data: the base of relative paths); built-in datasets are
+    downloaded into `$LLMREC_DATA_DIR/<name>` when no path is given and the files are absent."""
     k_core: int | None = None
     """Keep users and items with at least k interactions (repeated until stable); None = the dataset's default."""
     split: Literal["leave-one-out", "temporal"] = "leave-one-out"

@@ -19,10 +19,11 @@ _TEMPLATE_NAME = re.compile(r"^(?P<name>[\w-]+)\.v(?P<version>\d+)\.txt$")
 
 
 def clean_text(value: Any, max_chars: int = 512) -> str:
-    """Unicode-normalise, drop control characters, collapse whitespace and cap the length."""
+    """Unicode-normalise, drop control and format characters, collapse whitespace and cap the length."""
     if value is None:
         return ""
     text = unicodedata.normalize("NFKC", str(value))
+    text = "".join(" " if unicodedata.category(c) == "Cf" else c for c in text)  # zero-width, bidi overrides
     text = _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
     return text if len(text) <= max_chars else text[: max_chars - 1].rstrip() + "…"
 

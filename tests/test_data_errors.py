@@ -402,3 +402,9 @@ def test_split_errors(tmp_path):
 def test_catalog_requires_text_column():
     with pytest.raises(DataError, match=r"items\.x: missing column\(s\) text; found: item_id"):
         Catalog(pd.DataFrame({"item_id": ["a"]}), source="items.x")
+
+
+def test_clean_text_removes_format_characters_and_amazon_titles_are_unescaped():
+    from llmrec.text import clean_text
+
+    assert clean_text("safe\u202etxt.exe\u200b title") == "safe txt.exe title"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import gzip
+import html
 import json
 import logging
 from pathlib import Path
@@ -42,7 +43,7 @@ def _load_processed(folder: Path, name: str) -> Dataset:
     events = events.rename(columns={"asin": "item_id"})[["user_id", "item_id", "timestamp", "position"]]
     records = list(_json_lines(folder / "items.jsonl", json.loads))
     items = pd.DataFrame({"item_id": [r.get("asin") for r in records],
-                          "title": [r.get("title") for r in records],
+                          "title": [html.unescape(r.get("title") or "") for r in records],
                           "categories": [_flatten_categories(r.get("categories")) for r in records]})
     return Dataset(name, _catalog(items, "items.jsonl"), Interactions(events, source="interactions.tsv"))
 
@@ -56,7 +57,7 @@ def _load_original(reviews: Path, meta: Path, name: str) -> Dataset:
     # the metadata dump is Python literals, not JSON
     meta_rows = list(_json_lines(meta, ast.literal_eval))
     items = pd.DataFrame({"item_id": [r.get("asin") for r in meta_rows],
-                          "title": [r.get("title") or "" for r in meta_rows],
+                          "title": [html.unescape(r.get("title") or "") for r in meta_rows],
                           "categories": [_flatten_categories(r.get("categories")) for r in meta_rows]})
     reviewed = set(events["item_id"])
     items = items[items["item_id"].isin(reviewed)]

@@ -150,7 +150,7 @@ def _temporal(dataset: Dataset, valid_fraction: float, test_fraction: float) -> 
         raise DataError("temporal split fractions must be positive and sum to less than 1")
     item_ids, users, sequences, timestamps = _indexed_sequences(dataset)
     all_ts = np.concatenate(timestamps)
-    t_valid, t_test = np.quantile(all_ts, [1 - valid_fraction - test_fraction, 1 - test_fraction])
+    t_valid, t_test = np.quantile(all_ts, [1 - (valid_fraction + test_fraction), 1 - test_fraction])
     train, train_ts = [], []
     cases = {"valid": ([], [], []), "test": ([], [], [])}
     for u, (seq, ts) in enumerate(zip(sequences, timestamps)):

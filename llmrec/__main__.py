@@ -1,0 +1,5 @@
+"""`python -m llmrec` = the `llmrec` command."""
+
+from llmrec.cli import main
+
+main()

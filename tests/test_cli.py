@@ -1,0 +1,86 @@
+"""The `llmrec` command line, run as a user runs it (a subprocess), on a tiny generic dataset."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synthetic import cyclic_dataset
+
+LLMREC = [sys.executable, "-m", "llmrec"]
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([*LLMREC, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A folder with generic CSV + JSONL data and a config for a quick run."""
+    root = tmp_path_factory.mktemp("cli")
+    dataset = cyclic_dataset(num_users=40, num_items=25, length=8)
+    dataset.interactions.events[["user_id", "item_id", "timestamp"]].rename(
+        columns={"user_id": "uid", "item_id": "iid", "timestamp": "ts"}).to_csv(root / "events.csv", index=False)
+    with open(root / "items.jsonl", "w") as out:
+        for item_id, text in zip(dataset.catalog.ids, dataset.catalog.texts()):
+            out.write(json.dumps({"id": item_id, "name": text, "genre": "demo"}) + "\n")
+    config = {
+        "run_dir": str(root / "run"),
+        "models": ["popularity", "text-knn", "sasrec"],
+        "data": {"name": "generic", "path": str(root), "generic": {
+            "interactions": "events.csv", "items": "items.jsonl",
+            "columns": {"user_id": "uid", "item_id": "iid", "timestamp": "ts"},
+            "item_columns": {"item_id": "id", "title": "name"}, "text_template": "{title} ({genre})"}},
+        "encoder": {"cache_dir": str(root / "cache")},
+        "sasrec": {"hidden_size": 16, "num_blocks": 1, "max_len": 8, "epochs": 2, "eval_every": 1},
+    }
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    return root
+
+
+def test_run_does_the_whole_job(project):
+    result = run_cli("run", "--config", "config.yaml", cwd=project)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for step in ["[1/5] data: 40 users, 25 items", "[3/5] indexed", "[5/5] test metrics", "sasrec", "top 5"]:
+        assert step in result.stdout
+    evaluation = json.loads((project / "run" / "results" / "evaluation.json").read_text())
+    assert set(evaluation) == {"popularity", "text-knn", "sasrec"}
+    assert (project / "run" / "models" / "sasrec" / "model.json").is_file()
+
+
+def test_recommend_and_data_commands(project):
+    result = run_cli("recommend", "--config", "config.yaml", "--user", "u3", "--k", "4", "--model", "text-knn",
+                     cwd=project)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(result.stdout.strip().splitlines()) == 4
+    stats = json.loads(run_cli("data", "--config", "config.yaml", cwd=project).stdout)
+    assert stats["users"] == 40 and stats["test_cases"] == 40
+
+
+@pytest.mark.parametrize("args, message", [
+    (["recommend", "--config", "config.yaml", "--user", "nobody", "--model", "popularity"], "unknown user id 'nobody'"),
+    (["data", "--config", "config.yaml", "--set", "data.generic.items=missing.jsonl"], "file not found"),
+    (["train", "--config", "config.yaml", "--model", "bert"], "unknown model 'bert'"),
+    (["data", "--config", "nope.toml"], "config file not found"),
+    (["data", "--set", "sasrec.epochs=many"], "sasrec.epochs must be int"),
+])
+def test_bad_input_gives_one_clear_line(project, args, message):
+    result = run_cli(*args, cwd=project)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_every_command_has_help():
+    from typer.testing import CliRunner
+
+    from llmrec.cli import app
+
+    for command in ["data", "embed", "index", "train", "evaluate", "recommend", "run"]:
+        result = CliRunner().invoke(app, [command, "--help"])
+        assert result.exit_code == 0 and "--config" in result.output, command
