@@ -69,17 +69,9 @@ class IndexConfig:
 
 
 @dataclass
-class SASRecConfig:
-    """SASRec (Kang & McAuley 2018) trained with (sampled) softmax cross-entropy."""
+class TrainingConfig:
+    """How long and how fast a model trains; every trainable model's config extends this."""
 
-    hidden_size: int = 64
-    num_blocks: int = 2
-    num_heads: int = 1
-    max_len: int = 200
-    dropout: float = 0.2
-    loss: Literal["softmax", "sampled-softmax"] = "softmax"
-    num_negatives: int = 256
-    """For `sampled-softmax`: uniformly sampled negatives shared by the batch (plus logQ correction)."""
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 128
@@ -89,6 +81,20 @@ class SASRecConfig:
     eval_every: int = 1
     threads: int | None = None
     """torch CPU threads; None = torch default."""
+
+
+@dataclass
+class SASRecConfig(TrainingConfig):
+    """SASRec (Kang & McAuley 2018) trained with (sampled) softmax cross-entropy."""
+
+    hidden_size: int = 64
+    num_blocks: int = 2
+    num_heads: int = 1
+    max_len: int = 200
+    dropout: float = 0.2
+    loss: Literal["softmax", "sampled-softmax"] = "softmax"
+    num_negatives: int = 256
+    """For `sampled-softmax`: uniformly sampled negatives shared by the batch."""
 
 
 @dataclass

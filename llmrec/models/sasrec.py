@@ -20,7 +20,7 @@ from llmrec.data.split import Split
 from llmrec.errors import ModelNotTrainedError
 from llmrec.models.base import Recommender, pad_histories
 from llmrec.train.losses import full_softmax_loss, sampled_softmax_loss
-from llmrec.train.loop import Schedule, Trainer, TrainingReport, seed_everything
+from llmrec.train.loop import Trainer, TrainingReport, seed_everything
 
 
 _SCHEDULE_ONLY = {"epochs", "patience", "threads"}
@@ -92,10 +92,9 @@ class SASRec(Recommender):
         validator = FullRankingEvaluator(split, EvalConfig(ks=[10], seed=self.seed))
         self._fitted = True  # validation scores with the model as it trains
         trainer = Trainer(
-            self.encoder, self._loss, lambda epoch: self._batches(examples, epoch), 
+            self.encoder, self._loss, lambda epoch: self._batches(examples, epoch),
             lambda: validator.evaluate(self, split.valid, desc="validate")["NDCG@10"],
-            Schedule(self.config.lr, self.config.weight_decay, self.config.epochs, self.config.patience,
-                     self.config.eval_every, self.seed),
+            self.config,
             self.checkpoint_dir, fingerprint=self._fingerprint(split),
         )
         self.report = trainer.fit()
@@ -142,7 +141,7 @@ class SASRec(Recommender):
         """Identifies what a checkpoint can continue: everything but how long to train."""
         config = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in _SCHEDULE_ONLY}
         key = json.dumps([self.name, config, self.seed, split.dataset, split.protocol,
-                          split.num_items, sum(len(s) for s in split.train)])
+                          split.num_items, sum(len(s) for s in split.train)], sort_keys=True)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 

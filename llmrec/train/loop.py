@@ -15,19 +15,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from llmrec.config import TrainingConfig
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """How long and how fast to train."""
-
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    epochs: int = 200
-    patience: int = 10
-    eval_every: int = 1
-    seed: int = 42
 
 
 @dataclass
@@ -80,7 +70,7 @@ class Trainer:
         loss_fn: Callable[[Any], torch.Tensor],
         batches: Callable[[int], Iterable[Any]],
         validate: Callable[[], float],
-        schedule: Schedule,
+        schedule: TrainingConfig,
         checkpoint_dir: Path | None = None,
         fingerprint: str = "",
     ) -> None:
