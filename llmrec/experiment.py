@@ -120,9 +120,8 @@ class Experiment:
 
     def index_recall(self, max_queries: int = 500) -> float:
         """Recall@N of the Chroma index against exact search, for text-kNN user vectors of test users."""
-        cases = self.split.test
-        rows = np.random.default_rng(self.config.eval.seed).permutation(len(cases))[:max_queries]
-        queries = TextKNN(self.item_vectors).user_vectors([cases.histories[i] for i in rows]).numpy()
+        rows = np.random.default_rng(self.config.eval.seed).permutation(len(self.split.test))[:max_queries]
+        queries = TextKNN(self.item_vectors).user_vectors(self.split.test.subset(rows).histories).numpy()
         ids = [str(i) for i in self.split.item_ids]
         return ann_recall(self.index, queries, ids, self.item_vectors[1:], self.config.eval.ann_recall_n)
 
