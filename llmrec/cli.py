@@ -1,4 +1,4 @@
-"""`llmrec` command line: data, embed, index, train, evaluate, recommend, and `run` for all of them.
+"""`llmrec` command line: data, embed, index, profile, train, evaluate, recommend, and `run` for all of them.
 
 Every command reads the same configuration: defaults < `--config FILE` (TOML or YAML) < `--set key=value`.
 """
@@ -95,6 +95,36 @@ def evaluate(config: ConfigOption = None, set_: SetOption = None, model: ModelOp
     results = experiment.evaluate(model)
     typer.echo(format_table(results))
     typer.echo(f"\nfull results: {experiment.run_dir / 'results' / 'evaluation.json'}")
+
+
+@app.command()
+def profile(config: ConfigOption = None, set_: SetOption = None,
+            user: Annotated[Optional[str], typer.Option(help="Print this user's profile (written if missing).")] = None,
+            limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N users.")] = None,
+            load: Annotated[Optional[str], typer.Option(help="First add the profiles of an export file.")] = None,
+            export: Annotated[Optional[str], typer.Option(help="Then write all profiles to this .jsonl.gz.")] = None,
+            ) -> None:
+    """Write every user's long-term interest profile with the configured LLM (resumable: a rerun continues
+    where it stopped and rewrites only users whose history, prompt or model changed)."""
+    experiment = _experiment(config, set_)
+    service = experiment.profiles
+    if load:
+        typer.echo(f"loaded {service.store.load_export(load)} profiles from {load}")
+    if user is not None:
+        typer.echo(json.dumps(service.profile(user).to_dict(), indent=2, ensure_ascii=False))
+        return
+    users = range(min(limit, experiment.split.num_users)) if limit else None
+    report = service.write_all(users).to_dict()
+    path = experiment.run_dir / "results" / "profiles.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    stats = report["writer"]
+    typer.echo(f"{report['written']} profiles written, {report['skipped']} already stored "
+               f"({report['users_per_min']:.1f} users/min, prompt {report['prompt_tok_per_s']:.0f} tok/s, "
+               f"output {report['output_tok_per_s']:.0f} tok/s); by the LLM {stats['llm']}, "
+               f"template fallbacks {stats['fallbacks']}, naming titles outside the history {stats['ungrounded']}")
+    if export:
+        typer.echo(f"exported {service.store.export(export, experiment.dataset.name)} profiles to {export}")
 
 
 @app.command()

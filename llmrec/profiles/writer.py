@@ -1,0 +1,190 @@
+"""ProfileWriter: long-term history -> natural-language interest profile + structured parts + provenance."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+from llmrec.config import ProfileConfig
+from llmrec.llm.base import GenerationParams, LLMBackend
+from llmrec.profiles.digest import HistoryDigest, digest_history
+from llmrec.profiles.facts import CatalogFacts
+from llmrec.profiles.hygiene import TitleMatcher, clean_output, rejection_reason
+from llmrec.profiles.prompt import ChatTemplate, digest_values
+from llmrec.profiles.template_writer import TemplateProfileText
+
+SHORT_HISTORY = "short-history"
+
+
+@dataclass(frozen=True)
+class ProfileRequest:
+    """One user's long-term history: item indices (oldest first) and where it was cut from the full sequence."""
+
+    user_id: str
+    long_term: np.ndarray
+    cutoff: int
+    """The long-term part is the user's sequence before this position."""
+
+    @property
+    def history_hash(self) -> str:
+        return hashlib.sha256(np.asarray(self.long_term, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a profile came from; (dataset, user, cutoff, prompt_version, model_id) is its store key."""
+
+    dataset: str
+    cutoff: int
+    prompt_version: str
+    model_id: str
+    history_hash: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A user's interest profile: the text, the deterministic structured parts, and its provenance."""
+
+    user_id: str
+    text: str
+    source: Literal["llm", "template"]
+    top_categories: list[tuple[str, float]]
+    representative_items: list[str]
+    rising: list[str]
+    fading: list[str]
+    n_long_term: int
+    provenance: Provenance
+    fallback_reason: str | None = None
+    """Why the template text was used where an LLM profile was wanted (short-history, empty, echo, ...)."""
+    ungrounded_titles: list[str] = field(default_factory=list)
+    """Catalog titles the text names that are not in the user's long-term history."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Profile":
+        values = dict(data)
+        values["provenance"] = Provenance(**values["provenance"])
+        values["top_categories"] = [tuple(pair) for pair in values["top_categories"]]
+        return cls(**values)
+
+
+@dataclass
+class WriterStats:
+    """Counters over everything a writer produced: the numbers behind fallback and grounding rates."""
+
+    profiles: int = 0
+    llm: int = 0
+    fallbacks: Counter = field(default_factory=Counter)
+    retries: int = 0
+    ungrounded: int = 0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    llm_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["fallbacks"] = dict(self.fallbacks)
+        return values
+
+
+class ProfileWriter:
+    """Writes profiles with an LLM backend (None = template profiles only).
+
+    Users whose long-term history is shorter than `config.min_long_term` get the template profile. LLM output is
+    cleaned and checked (`hygiene.rejection_reason`); a rejected output is retried with another seed, up to
+    `config.attempts` tries, then the template profile is used and the reason counted in `stats.fallbacks`.
+    """
+
+    def __init__(self, facts: CatalogFacts, dataset: str, config: ProfileConfig,
+                 backend: LLMBackend | None = None, params: GenerationParams | None = None) -> None:
+        self.facts = facts
+        self.dataset = dataset
+        self.config = config
+        self.backend = backend
+        self.params = params or GenerationParams()
+        self.template_text = TemplateProfileText()
+        self.chat = ChatTemplate.load("profile", config.prompt, config.prompt_version) if backend else None
+        self.matcher = TitleMatcher(facts.titles) if backend else None
+        self.stats = WriterStats()
+
+    @property
+    def model_id(self) -> str:
+        return self.backend.model_id if self.backend else "template"
+
+    @property
+    def prompt_version(self) -> str:
+        return self.chat.key if self.chat else self.template_text.key
+
+    def digest(self, long_term: np.ndarray) -> HistoryDigest:
+        return digest_history(long_term, self.facts, self.config.digest_items, self.config.digest_tokens)
+
+    def write(self, requests: Sequence[ProfileRequest]) -> list[Profile]:
+        """Profiles for a batch of users, in order."""
+        digests = [self.digest(r.long_term) for r in requests]
+        llm_texts, reasons = self._llm_texts(digests)
+        profiles = []
+        for i, (request, digest) in enumerate(zip(requests, digests)):
+            text = llm_texts.get(i)
+            reason = reasons.get(i) if text is None and self.backend else None
+            profile = self._profile(request, digest, text, reason)
+            self.stats.profiles += 1
+            self.stats.llm += profile.source == "llm"
+            self.stats.ungrounded += bool(profile.ungrounded_titles)
+            if reason:
+                self.stats.fallbacks[reason] += 1
+            profiles.append(profile)
+        return profiles
+
+    def _llm_texts(self, digests: list[HistoryDigest]) -> tuple[dict[int, str], dict[int, str]]:
+        """LLM texts by batch position for the users that get one, and the rejection reason for the others."""
+        reasons = {i: SHORT_HISTORY for i, d in enumerate(digests) if d.n_items < self.config.min_long_term}
+        if self.backend is None or self.chat is None:
+            return {}, reasons
+        pending = [i for i in range(len(digests)) if i not in reasons]
+        texts: dict[int, str] = {}
+        for attempt in range(self.config.attempts):
+            if not pending:
+                break
+            self.stats.retries += len(pending) if attempt else 0
+            prompts = [self.chat.render(digest_values(digests[i], self.facts)) for i in pending]
+            started = time.perf_counter()
+            generations = self.backend.generate(prompts, replace(self.params, seed=self.params.seed + attempt))
+            self.stats.llm_seconds += time.perf_counter() - started
+            rejected = []
+            for i, generation in zip(pending, generations):
+                self.stats.prompt_tokens += generation.prompt_tokens
+                self.stats.output_tokens += generation.output_tokens
+                text = clean_output(generation.text, self.config.max_chars, self.config.max_sentences)
+                shown = [self.facts.titles[item] for item in digests[i].representative]
+                reason = rejection_reason(text, shown)
+                if reason is None:
+                    texts[i] = text
+                else:
+                    reasons[i] = reason
+                    rejected.append(i)
+            pending = rejected
+        return texts, {i: r for i, r in reasons.items() if i not in texts}
+
+    def _profile(self, request: ProfileRequest, digest: HistoryDigest, llm_text: str | None,
+                 fallback_reason: str | None) -> Profile:
+        text = llm_text or self.template_text.render(digest, self.facts, self.config.max_chars)
+        ungrounded: list[str] = []
+        if llm_text is not None and self.matcher is not None:
+            named = self.matcher.find(llm_text) - set(int(i) for i in request.long_term)
+            ungrounded = sorted(self.facts.titles[i] for i in named)
+        provenance = Provenance(self.dataset, request.cutoff, self.prompt_version, self.model_id,
+                                request.history_hash)
+        return Profile(
+            user_id=request.user_id, text=text, source="llm" if llm_text else "template",
+            top_categories=digest.top_categories,
+            representative_items=[self.facts.item_ids[i] for i in digest.representative],
+            rising=digest.rising, fading=digest.fading, n_long_term=digest.n_items, provenance=provenance,
+            fallback_reason=fallback_reason, ungrounded_titles=ungrounded,
+        )

@@ -1,0 +1,66 @@
+"""The default LLM backend for real: the embedded SmolLM2-135M-Instruct GGUF run by llama-cpp-python."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmrec.config import LLMConfig, ProfileConfig
+from llmrec.errors import ConfigError
+from llmrec.llm import GenerationParams, make_backend
+from llmrec.llm.embedded import resolve_gguf
+from llmrec.data.split import make_split
+from llmrec.profiles import CatalogFacts, ProfileWriter, long_term_request
+from test_profiles import HISTORIES, movie_dataset
+
+pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (scripts/bootstrap.sh installs it)")
+
+
+@pytest.fixture(scope="module")
+def backend():
+    try:
+        resolve_gguf(LLMConfig().model)
+    except ConfigError as exc:
+        pytest.skip(f"embedded GGUF missing: {exc}")
+    return make_backend(LLMConfig(threads=2))
+
+
+def chat(text: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": "You answer in one short sentence."}, {"role": "user", "content": text}]
+
+
+def test_generates_in_order_with_token_counts(backend):
+    params = GenerationParams(max_tokens=12, temperature=0.0)
+    prompts = [chat("Name a fruit."), chat("Name a colour. Then name a much longer list of other colours.")]
+    first, second = backend.generate(prompts, params)
+    assert first.text.strip() and second.text.strip()
+    assert 0 < first.output_tokens <= 12 and 0 < second.output_tokens <= 12
+    assert first.prompt_tokens < second.prompt_tokens
+    assert backend.generate(prompts[:1], params)[0].text == first.text  # greedy is deterministic
+    assert backend.model_id == "llamacpp:SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_bad_model_paths_are_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="GGUF file not found"):
+        make_backend(LLMConfig(model=str(tmp_path / "missing.gguf")))
+    with pytest.raises(ConfigError, match="unknown embedded LLM"):
+        make_backend(LLMConfig(model="embedded:gpt-9"))
+
+
+def test_writer_with_the_real_model(backend):
+    """Every user gets a clean profile; the `tricky` user's history holds a title that tries to instruct the
+    model, which reaches it only as quoted data."""
+    dataset = movie_dataset(HISTORIES)
+    split = make_split(dataset)
+    facts = CatalogFacts.from_catalog(dataset.catalog, split)
+    config = ProfileConfig(recent_items=2, min_long_term=3, max_chars=300)
+    writer = ProfileWriter(facts, dataset.name, config, backend, GenerationParams(max_tokens=40))
+    profiles = writer.write([long_term_request(split, u, 2) for u in range(split.num_users)])
+    assert [p.user_id for p in profiles] == list(split.user_ids)
+    for profile in profiles:
+        assert profile.text and len(profile.text) <= 300 and "\x07" not in profile.text
+        assert profile.provenance.model_id == backend.model_id and profile.provenance.prompt_version == "profile/llm.v1"
+        assert (profile.source == "llm") == (profile.fallback_reason is None)
+    stats = writer.stats
+    assert stats.profiles == 3 and stats.fallbacks["short-history"] == 1
+    assert stats.llm + sum(stats.fallbacks.values()) == 3
+    assert stats.prompt_tokens > 0 and 0 < stats.output_tokens <= 40 * 2 * config.attempts
