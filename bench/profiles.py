@@ -49,8 +49,6 @@ def write_llm_profiles(experiment: Experiment, minutes: float | None) -> dict[st
     (None when nothing needed writing). Rates count users the LLM was asked about (not short histories)."""
     service = experiment.profiles
     export = export_path(experiment.dataset.name)
-    if export.is_file():
-        logging.info("resuming from %d exported profiles", service.store.load_export(export))
     deadline = time.monotonic() + 60 * minutes if minutes else None
     users = np.arange(experiment.split.num_users)
     for start in range(0, len(users), CHUNK_USERS):
@@ -161,7 +159,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     command = "LLMREC_DATA_DIR=../shared/datasets python " + shlex.join(sys.argv)
     for dataset in args.datasets:
-        config = load_config(BENCH / "configs" / f"{dataset}.yaml", args.overrides)
+        preload = [f"profile.preload={export_path(dataset)}"] if export_path(dataset).is_file() else []
+        config = load_config(BENCH / "configs" / f"{dataset}.yaml", preload + args.overrides)
         experiment = Experiment(config)
         started = time.perf_counter()
         if not args.evaluate_only:
@@ -170,8 +169,6 @@ def main() -> None:
                 write_records(RESULTS / "profiles.json", [make_record(
                     dataset, "profile-writer-llamacpp", throughput, command, config.seed,
                     time.perf_counter() - started)])
-        elif export_path(dataset).is_file():
-            experiment.profiles.store.load_export(export_path(dataset))
         llm = llm_eligible_profiles(experiment)
         write_records(RESULTS / "profiles.json", intrinsic_check(experiment, llm, command))
         path = RESULTS / "profile_examples.json"

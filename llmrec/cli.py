@@ -141,23 +141,29 @@ def recommend(user: Annotated[str, typer.Option(help="User id as in the dataset.
 @app.command()
 def run(config: ConfigOption = None, set_: SetOption = None,
         user: Annotated[Optional[str], typer.Option(help="Also recommend to this user.")] = None) -> None:
-    """The whole job: data -> embed -> index -> train -> evaluate -> recommend."""
+    """The whole job: data -> embed -> index -> profiles -> train -> evaluate -> recommend."""
     experiment = _experiment(config, set_)
     stats = experiment.dataset.stats()
-    typer.echo(f"[1/5] data: {stats['users']} users, {stats['items_in_catalog']} items, "
+    typer.echo(f"[1/6] data: {stats['users']} users, {stats['items_in_catalog']} items, "
                f"{stats['interactions']} interactions")
     _ = experiment.item_vectors
-    typer.echo(f"[2/5] embedded {len(experiment.item_vectors) - 1} items with {experiment.encoder.model_id}")
+    typer.echo(f"[2/6] embedded {len(experiment.item_vectors) - 1} items with {experiment.encoder.model_id}")
     experiment.build_index()
-    typer.echo(f"[3/5] indexed in ChromaDB; ANN recall@{experiment.config.eval.ann_recall_n} vs exact "
+    typer.echo(f"[3/6] indexed in ChromaDB; ANN recall@{experiment.config.eval.ann_recall_n} vs exact "
                f"= {experiment.index_recall():.4f}")
+    report = experiment.profiles.write_all()
+    writer = report.writer
+    typer.echo(f"[4/6] profiles by {report.model_id}: {report.written} written, {report.skipped} already stored; "
+               f"LLM {writer['llm']}, template fallbacks {writer['fallbacks']}")
     for name in experiment.config.models:
         experiment.train(name)
-    typer.echo(f"[4/5] trained {', '.join(experiment.config.models)}")
-    typer.echo("[5/5] test metrics (leave-one-out, full ranking):\n" + format_table(experiment.evaluate()))
+    typer.echo(f"[5/6] trained {', '.join(experiment.config.models)}")
+    typer.echo("[6/6] test metrics (leave-one-out, full ranking):\n" + format_table(experiment.evaluate()))
     user = user or str(experiment.split.user_ids[0])
+    profile = experiment.profiles.profile(user)
+    typer.echo(f"\nuser {user}'s long-term profile ({profile.source}): {profile.text}")
     best = experiment.config.models[-1]
-    typer.echo(f"\ntop 5 for user {user} by {best}:")
+    typer.echo(f"top 5 for user {user} by {best}:")
     for rank, item in enumerate(experiment.recommend(user, 5, best), 1):
         typer.echo(f"{rank:>3}. {item['text']}")
     typer.echo(f"\noutputs in {experiment.run_dir}")

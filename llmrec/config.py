@@ -159,6 +159,9 @@ class ProfileConfig:
     """Catalog column with item categories; None = the first of genres, categories, category, genre, tags."""
     store: str | None = None
     """SQLite profile store; None = `<run_dir>/profiles.sqlite`."""
+    preload: str | None = None
+    """An export file (`llmrec profile --export`) whose profiles are added to the store first, keeping stored
+    ones; only entries for the same dataset, history, prompt version and model are ever used."""
 
 
 @dataclass

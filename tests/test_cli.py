@@ -38,6 +38,7 @@ def project(tmp_path_factory) -> Path:
             "item_columns": {"item_id": "id", "title": "name"}, "text_template": "{title} ({genre})"}},
         "encoder": {"cache_dir": str(root / "cache")},
         "sasrec": {"hidden_size": 16, "num_blocks": 1, "max_len": 8, "epochs": 2, "eval_every": 1},
+        "profile": {"writer": "template", "recent_items": 2},
     }
     (root / "config.yaml").write_text(yaml.safe_dump(config))
     return root
@@ -46,7 +47,8 @@ def project(tmp_path_factory) -> Path:
 def test_run_does_the_whole_job(project):
     result = run_cli("run", "--config", "config.yaml", cwd=project)
     assert result.returncode == 0, result.stderr[-2000:]
-    for step in ["[1/5] data: 40 users, 25 items", "[3/5] indexed", "[5/5] test metrics", "sasrec", "top 5"]:
+    for step in ["[1/6] data: 40 users, 25 items", "[3/6] indexed", "[4/6] profiles by template: 40 written",
+                 "[6/6] test metrics", "sasrec", "long-term profile (template)", "top 5"]:
         assert step in result.stdout
     evaluation = json.loads((project / "run" / "results" / "evaluation.json").read_text())
     assert set(evaluation) == {"popularity", "text-knn", "sasrec"}
@@ -87,7 +89,7 @@ def test_every_command_has_help():
 
 
 def test_profile_command_writes_resumes_and_exports(project):
-    args = ["profile", "--config", "config.yaml", "--set", "profile.writer=template", "--set", "profile.recent_items=2"]
+    args = ["profile", "--config", "config.yaml", "--set", "profile.store=own-store.sqlite"]  # not `run`'s store
     first = run_cli(*args, "--export", "profiles.jsonl.gz", cwd=project)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "40 profiles written, 0 already stored" in first.stdout and (project / "profiles.jsonl.gz").is_file()
@@ -100,7 +102,7 @@ def test_profile_command_writes_resumes_and_exports(project):
 
 def test_profile_command_with_the_embedded_llm(project):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (scripts/bootstrap.sh installs it)")
-    result = run_cli("profile", "--config", "config.yaml", "--limit", "2", "--set", "profile.recent_items=2",
+    result = run_cli("profile", "--config", "config.yaml", "--limit", "2", "--set", "profile.writer=llm",
                      "--set", "profile.max_tokens=24", cwd=project)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "2 profiles written" in result.stdout and "users/min" in result.stdout

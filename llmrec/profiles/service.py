@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 from pathlib import Path
 from typing import Sequence
@@ -9,11 +10,14 @@ from typing import Sequence
 from llmrec.config import RunConfig
 from llmrec.data.schema import Dataset
 from llmrec.data.split import Split
+from llmrec.errors import ConfigError
 from llmrec.llm import GenerationParams, make_backend
 from llmrec.profiles.facts import CatalogFacts
 from llmrec.profiles.job import JobReport, long_term_request, run_profile_job
 from llmrec.profiles.store import ProfileStore
 from llmrec.profiles.writer import Profile, ProfileRequest, ProfileWriter
+
+log = logging.getLogger(__name__)
 
 
 class ProfileService:
@@ -24,6 +28,11 @@ class ProfileService:
         self.dataset = dataset
         self.split = split
         self.store = ProfileStore(Path(config.profile.store or run_dir / "profiles.sqlite"))
+        preload = config.profile.preload
+        if preload:
+            if not Path(preload).is_file():
+                raise ConfigError(f"profile.preload: file not found: {preload}")
+            log.info("preloaded %d profiles from %s", self.store.load_export(preload, replace=False), preload)
 
     @cached_property
     def writer(self) -> ProfileWriter:

@@ -35,11 +35,13 @@ class ProfileStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
 
-    def put(self, profiles: Iterable[Profile]) -> int:
-        """Insert or replace profiles in one transaction; returns how many."""
+    def put(self, profiles: Iterable[Profile], replace: bool = True) -> int:
+        """Insert profiles in one transaction, replacing those with the same key (or, with `replace=False`,
+        keeping them); returns how many were given."""
         rows = [_row(p) for p in profiles]
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
         with self._connect() as db:
-            db.executemany("INSERT OR REPLACE INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            db.executemany(f"{verb} INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         return len(rows)
 
     def get(self, dataset: str, user_id: str, prompt_version: str, model_id: str,
@@ -84,14 +86,14 @@ class ProfileStore:
         partial.replace(path)
         return count
 
-    def load_export(self, path: str | Path) -> int:
-        """Add the profiles of an `export` file (replacing the same keys); returns how many."""
+    def load_export(self, path: str | Path, replace: bool = True) -> int:
+        """Add the profiles of an `export` file (see `put` for `replace`); returns how many the file holds."""
         try:
             with gzip.open(path, "rt", encoding="utf-8") as lines:
                 profiles = [Profile.from_dict(json.loads(line)) for line in lines if line.strip()]
         except (OSError, EOFError, json.JSONDecodeError, TypeError, KeyError) as exc:
             raise DataError(f"{path}: not a profile export ({exc})") from exc
-        return self.put(profiles)
+        return self.put(profiles, replace)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
