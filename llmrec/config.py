@@ -133,7 +133,7 @@ class ProfileConfig:
 
     writer: Literal["llm", "template"] = "llm"
     """`llm` (the configured `llm` backend, template profile as fallback) or `template` (no LLM)."""
-    recent_items: int = 10
+    recent_items: int = 50
     """L: the most recent training items, left to the short-term encoder; the profile covers the items before."""
     min_long_term: int = 3
     """Users with fewer long-term items get the template profile (counted as `short-history`)."""

@@ -13,6 +13,7 @@ _LABEL = re.compile(r"^(profile|answer|summary|assistant)\s*:\s*", re.IGNORECASE
 _WORD = re.compile(r"\w+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _YEAR_SUFFIX = re.compile(r"\s*\(\d{4}\)\s*$")
+_PERCENT = re.compile(r"\d+\s*%")
 MIN_WORDS = 5
 MIN_DISTINCT_WORD_RATIO = 0.5
 
@@ -33,8 +34,9 @@ def clean_output(text: str, max_chars: int, max_sentences: int | None = None) ->
 def rejection_reason(text: str, shown_titles: list[str]) -> str | None:
     """Why `text` is not a usable profile (`empty`, `too-short`, `echo`, `repetitive`), or None when it is.
 
-    `echo`: the text copies back half or more of the titles it was shown (at least two) instead of describing
-    the person; `repetitive`: a repeated sentence or a low share of distinct words.
+    `echo`: the text copies back half or more of the titles it was shown (at least two), or the category
+    shares, instead of describing the person; `repetitive`: a repeated sentence or a low share of distinct
+    words.
     """
     words = _WORD.findall(text.lower())
     if not words:
@@ -43,7 +45,7 @@ def rejection_reason(text: str, shown_titles: list[str]) -> str | None:
         return "too-short"
     lowered = text.lower()
     copied = sum(1 for t in shown_titles if t and t.lower() in lowered)
-    if copied >= max(2, math.ceil(len(shown_titles) / 2)):
+    if copied >= max(2, math.ceil(len(shown_titles) / 2)) or len(_PERCENT.findall(text)) >= 2:
         return "echo"
     sentences = [s.strip().lower() for s in _SENTENCE_END.split(text) if s.strip()]
     if len(sentences) != len(set(sentences)):
