@@ -14,7 +14,6 @@ profile-writer-llamacpp); example profiles: bench/results/profile_examples.json.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import shlex
@@ -24,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from llmrec.config import RunConfig, load_config
+from llmrec.config import load_config
 from llmrec.eval.evaluator import FullRankingEvaluator
 from llmrec.experiment import Experiment
 from llmrec.models.text_knn import TextKNN
-from llmrec.profiles import Profile, ProfileService, long_term_request
+from llmrec.profiles import Profile, long_term_request
 from llmrec.profiles.quality import UserVectorScorer, profile_text_vectors
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -88,7 +87,7 @@ def intrinsic_check(experiment: Experiment, llm: dict[str, Profile], command: st
     """profile-llm / profile-template / profile-mean-items retrieval metrics on the same users."""
     split, config = experiment.split, experiment.config
     users = np.array([split.user_index(u) for u in llm])
-    template_service = ProfileService(_template_config(config), experiment.dataset, split, experiment.run_dir)
+    template_service = experiment.profiles.with_writer("template")
     started = time.perf_counter()
     template_service.write_all(users, progress=False)
     template = {u: template_service.profile(u) for u in llm}
@@ -128,10 +127,6 @@ def _llm_rates(profiles: list[Profile]) -> dict[str, float]:
             fallbacks[p.fallback_reason] = fallbacks.get(p.fallback_reason, 0) + 1
     return {"grounded_rate": 1 - sum(bool(p.ungrounded_titles) for p in by_llm) / max(1, len(by_llm)),
             "fallback_rate": 1 - len(by_llm) / max(1, len(profiles)), "fallbacks": fallbacks}
-
-
-def _template_config(config: RunConfig) -> RunConfig:
-    return dataclasses.replace(config, profile=dataclasses.replace(config.profile, writer="template"))
 
 
 def examples(experiment: Experiment, llm: dict[str, Profile]) -> list[dict]:

@@ -98,6 +98,39 @@ class SASRecConfig(TrainingConfig):
 
 
 @dataclass
+class InterestConfig(TrainingConfig):
+    """The interest model: long-term profile + short-term recent items + context, fused into one vector.
+
+    The short-term window is `profile.recent_items` (L): the profile covers what comes before it."""
+
+    hidden_size: int = 64
+    short_term: Literal["attention", "gru"] = "attention"
+    """Encoder of the recent items: causal self-attention (SASRec-style) or a GRU."""
+    num_blocks: int = 2
+    num_heads: int = 1
+    dropout: float = 0.2
+    fusion: Literal["gate", "attention", "sum"] = "gate"
+    """How long- and short-term interest combine: a learned gate, attention over [recent, profile, context], or
+    a fixed weighted sum (`sum_weight` on the profile)."""
+    sum_weight: float = 0.3
+    use_profile: bool = True
+    use_recent: bool = True
+    use_context: bool = True
+    use_ids: bool = True
+    """Learned ID embeddings for items seen in training, beside the projected text embedding."""
+    id_dropout: float = 0.3
+    """Probability of dropping an item's ID part in a training step, so the text part is learned too."""
+    profile_source: Literal["llm", "template", "mean-items"] = "llm"
+    """Long-term input: the LLM profile's embedding, the template profile's, or the mean long-term item vector."""
+    earlier_windows: int = 3
+    """Extra training windows per user from before the profile cut-off, trained without the profile (it would
+    mention their targets)."""
+    loss: Literal["softmax", "sampled-softmax"] = "sampled-softmax"
+    num_negatives: int = 1024
+    """For `sampled-softmax`: uniformly sampled negatives shared by the batch (logQ-corrected)."""
+
+
+@dataclass
 class LLMConfig:
     """The language model that writes profiles and explanations."""
 
@@ -190,6 +223,7 @@ class RunConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     sasrec: SASRecConfig = field(default_factory=SASRecConfig)
+    interest: InterestConfig = field(default_factory=InterestConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

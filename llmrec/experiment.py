@@ -29,6 +29,8 @@ from llmrec.eval.ann import ann_recall
 from llmrec.eval.evaluator import FullRankingEvaluator
 from llmrec.index.chroma_index import ItemIndex
 from llmrec.models.base import Recommender
+from llmrec.models.interest import InterestModel
+from llmrec.models.interest_inputs import build_user_inputs
 from llmrec.models.popularity import Popularity
 from llmrec.models.registry import load_model, model_class
 from llmrec.models.sasrec import SASRec
@@ -104,8 +106,9 @@ class Experiment:
         model = self._new_model(name).fit(self.split)
         folder = model.save(self.model_dir(name))
         report = {"model": name, "fit_s": time.perf_counter() - started}
-        if isinstance(model, SASRec) and model.report is not None:
-            report.update(model.report.to_dict())
+        training = getattr(model, "report", None)
+        if training is not None:
+            report.update(training.to_dict())
         (folder / "training.json").write_text(json.dumps(report, indent=2))
         self._models[name] = model
         return model
@@ -151,8 +154,13 @@ class Experiment:
             return Popularity()
         if name == TextKNN.name:
             return TextKNN(self.item_vectors)
-        return SASRec(self.split.num_items, self.config.sasrec, self.config.seed,
-                      checkpoint_dir=self.model_dir(name) / "checkpoints")
+        checkpoints = self.model_dir(name) / "checkpoints"
+        if name == InterestModel.name:
+            inputs = build_user_inputs(self.config, self.dataset, self.split, self.item_vectors, self.encoder,
+                                       self.profiles)
+            return InterestModel(self.item_vectors, inputs, self.config.profile.recent_items, self.config.interest,
+                                 self.config.seed, checkpoints)
+        return SASRec(self.split.num_items, self.config.sasrec, self.config.seed, checkpoint_dir=checkpoints)
 
 
 def _collection_name(dataset: str, model_id: str) -> str:

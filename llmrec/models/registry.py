@@ -6,11 +6,12 @@ from pathlib import Path
 
 from llmrec.errors import ConfigError
 from llmrec.models.base import Recommender
+from llmrec.models.interest import InterestModel
 from llmrec.models.popularity import Popularity
 from llmrec.models.sasrec import SASRec
 from llmrec.models.text_knn import TextKNN
 
-MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (Popularity, TextKNN, SASRec)}
+MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (Popularity, TextKNN, SASRec, InterestModel)}
 
 
 def model_class(name: str) -> type[Recommender]:

@@ -52,16 +52,18 @@ class SASRecEncoder(nn.Module):
         x = self.dropout(x + self.position_embedding(positions))
         padding = sequences == 0
         x = x.masked_fill(padding.unsqueeze(-1), 0.0)
-        hidden = self.blocks(x, mask=self._attention_mask(padding))
+        hidden = self.blocks(x, mask=causal_attention_mask(padding, self.num_heads))
         return self.final_norm(hidden)
 
-    def _attention_mask(self, padding: torch.Tensor) -> torch.Tensor:
-        """True = may not attend: future positions and padding keys (a position always sees itself)."""
-        length = padding.shape[1]
-        future = torch.triu(torch.ones(length, length, dtype=torch.bool, device=padding.device), diagonal=1)
-        itself = torch.eye(length, dtype=torch.bool, device=padding.device)
-        blocked = future.unsqueeze(0) | (padding.unsqueeze(1) & ~itself)
-        return blocked.repeat_interleave(self.num_heads, dim=0)
+
+def causal_attention_mask(padding: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """[B * heads, L, L] mask for left-padded sequences (`padding` [B, L] True at padding). True = may not
+    attend: future positions and padding keys (a position always sees itself, so no row is empty)."""
+    length = padding.shape[1]
+    future = torch.triu(torch.ones(length, length, dtype=torch.bool, device=padding.device), diagonal=1)
+    itself = torch.eye(length, dtype=torch.bool, device=padding.device)
+    blocked = future.unsqueeze(0) | (padding.unsqueeze(1) & ~itself)
+    return blocked.repeat_interleave(num_heads, dim=0)
 
 
 class SASRec(Recommender):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from functools import cached_property
 from pathlib import Path
@@ -23,11 +24,12 @@ log = logging.getLogger(__name__)
 class ProfileService:
     """Writes and serves the long-term profiles of a run's users (`config.profile` says how)."""
 
-    def __init__(self, config: RunConfig, dataset: Dataset, split: Split, run_dir: Path) -> None:
+    def __init__(self, config: RunConfig, dataset: Dataset, split: Split, run_dir: Path,
+                 store: ProfileStore | None = None) -> None:
         self.config = config
         self.dataset = dataset
         self.split = split
-        self.store = ProfileStore(Path(config.profile.store or run_dir / "profiles.sqlite"))
+        self.store = store or ProfileStore(Path(config.profile.store or run_dir / "profiles.sqlite"))
         preload = config.profile.preload
         if preload:
             if not Path(preload).is_file():
@@ -54,6 +56,26 @@ class ProfileService:
         users = range(self.split.num_users) if users is None else users
         requests = [long_term_request(self.split, u, self.config.profile.recent_items) for u in users]
         return run_profile_job(self.writer, self.store, requests, self.config.llm.batch_size, progress)
+
+    def with_writer(self, writer: str) -> "ProfileService":
+        """The same run's profiles written by another writer (`llm` or `template`), in the same store."""
+        settings = dataclasses.replace(self.config.profile, writer=writer, preload=None)
+        return ProfileService(dataclasses.replace(self.config, profile=settings), self.dataset, self.split,
+                              self.store.path.parent, self.store)
+
+    def stored(self, requests: Sequence[ProfileRequest]) -> list[Profile]:
+        """The stored profile of each request; ConfigError naming how many are missing (or stale) otherwise."""
+        writer = self.writer
+        found = [self.store.get(self.dataset.name, r.user_id, writer.prompt_version, writer.model_id, r.cutoff)
+                 for r in requests]
+        missing = [r for r, p in zip(requests, found) if p is None or p.provenance.history_hash != r.history_hash]
+        if missing:
+            raise ConfigError(
+                f"{len(missing)} of {len(requests)} users have no stored profile by {writer.model_id} with "
+                f"{writer.prompt_version} for their current history (e.g. user {missing[0].user_id}); run "
+                "`llmrec profile` first"
+            )
+        return found  # type: ignore[return-value]
 
     def profile(self, user_id: str) -> Profile:
         """A user's profile: the stored one when it matches the current history, else written (and stored) now."""

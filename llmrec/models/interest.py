@@ -1,0 +1,182 @@
+"""InterestModel (`llmrec`): the user's long-term profile, recent items and context fused into one interest
+vector; items are scored by dot product with the item tower's vectors (text + learned IDs).
+
+No leakage: a user's profile is written from the training history before the cut-off `len(train) - L`. The
+training window that uses the profile predicts only items after that cut-off; earlier windows, whose targets the
+profile mentions, are trained with the profile switched off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from llmrec.config import EvalConfig, InterestConfig
+from llmrec.data.split import Split
+from llmrec.errors import ModelNotTrainedError
+from llmrec.models.base import Recommender, pad_histories
+from llmrec.models.interest_net import InterestNet
+from llmrec.train.losses import full_softmax_loss, sampled_softmax_loss
+from llmrec.train.loop import Trainer, TrainingReport, seed_everything
+
+_SCHEDULE_ONLY = {"epochs", "patience", "threads"}
+_NEGATIVE_SMOOTHING = 0.75
+"""Negatives are drawn in proportion to popularity ** 0.75 (word2vec's unigram smoothing), logQ-corrected."""
+
+
+@dataclass
+class UserInputs:
+    """Per-user inputs, indexed by the split's user index."""
+
+    profiles: np.ndarray
+    """[num_users, P] long-term vectors (embedded profile text, or mean long-term item vector)."""
+    has_profile: np.ndarray
+    """[num_users] False where the user has no long-term part."""
+    context: np.ndarray
+    """[num_users, F] category ids of user-level context (demographics, usual device), 0 = unknown."""
+    context_sizes: list[int]
+
+    def rows(self, users: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(profiles, has_profile, context) for split user indices; -1 (an unknown user) gets none of them."""
+        users = np.asarray(users)
+        known = users >= 0
+        safe = np.where(known, users, 0)
+        profiles = torch.as_tensor(self.profiles[safe] * known[:, None], dtype=torch.float32)
+        has_profile = torch.as_tensor(self.has_profile[safe] & known)
+        context = torch.as_tensor(self.context[safe] * known[:, None], dtype=torch.long)
+        return profiles, has_profile, context
+
+
+class InterestModel(Recommender):
+    """The llmrec model. `window` is L, the number of recent items the short-term encoder sees."""
+
+    name = "llmrec"
+
+    def __init__(self, item_vectors: np.ndarray, inputs: UserInputs, window: int,
+                 config: InterestConfig | None = None, seed: int = 42, checkpoint_dir: Path | None = None,
+                 seen: np.ndarray | None = None) -> None:
+        self.item_vectors = np.asarray(item_vectors, dtype=np.float32)
+        self.inputs = inputs
+        self.window = window
+        self.config = config or InterestConfig()
+        self.seed = seed
+        self.checkpoint_dir = checkpoint_dir
+        self.seen = np.zeros(len(self.item_vectors), dtype=bool) if seen is None else np.asarray(seen, dtype=bool)
+        self.report: TrainingReport | None = None
+        self._fitted = False
+        self.net = self._build_net()
+
+    def _build_net(self) -> InterestNet:
+        seed_everything(self.seed)
+        return InterestNet(torch.from_numpy(self.item_vectors), torch.from_numpy(self.seen),
+                           self.inputs.profiles.shape[1], self.inputs.context_sizes, self.config, self.window)
+
+    def fit(self, split: Split) -> "InterestModel":
+        from llmrec.eval.evaluator import FullRankingEvaluator  # evaluator imports models.base
+
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        popularity = split.train_popularity()
+        self.seen = popularity > 0
+        self.net = self._build_net()
+        weights = (popularity.astype(np.float64) + 1) ** _NEGATIVE_SMOOTHING
+        weights[0] = 0.0
+        self._negative_probs = torch.as_tensor(weights / weights.sum(), dtype=torch.float32)
+        examples = training_examples(split.train, self.window, self.config.earlier_windows)
+        validator = FullRankingEvaluator(split, EvalConfig(ks=[10], seed=self.seed))
+        self._fitted = True
+        trainer = Trainer(self.net, self._loss, lambda epoch: self._batches(examples, epoch),
+                          lambda: validator.evaluate(self, split.valid, desc="validate")["NDCG@10"],
+                          self.config, self.checkpoint_dir, fingerprint=self._fingerprint(split))
+        self.report = trainer.fit()
+        return self
+
+    def interest(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(interest vectors [B, d], long-term weights [B]) after each history."""
+        if not self._fitted:
+            raise ModelNotTrainedError("llmrec: call fit() or load a trained model first")
+        self.net.eval()
+        with torch.no_grad():
+            profiles, has_profile, context = self.inputs.rows(users)
+            vectors, long_weight = self.net(pad_histories(histories, self.window), profiles, has_profile, context)
+        return vectors[:, -1], long_weight[:, -1]
+
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
+        vectors, _ = self.interest(users, histories)
+        with torch.no_grad():
+            return vectors @ self.net.items.table().T
+
+    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        params = {"window": self.window, "seed": self.seed, "config": dataclasses.asdict(self.config),
+                  "context_sizes": self.inputs.context_sizes}
+        tensors = {f"net.{k}": v for k, v in self.net.state_dict().items()}
+        tensors.update({"item_vectors": torch.from_numpy(self.item_vectors), "seen": torch.from_numpy(self.seen),
+                        "profiles": torch.from_numpy(self.inputs.profiles),
+                        "has_profile": torch.from_numpy(self.inputs.has_profile),
+                        "context": torch.from_numpy(self.inputs.context)})
+        return params, tensors
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "InterestModel":
+        inputs = UserInputs(tensors["profiles"].numpy(), tensors["has_profile"].numpy(),
+                            tensors["context"].numpy(), list(params["context_sizes"]))
+        model = cls(tensors["item_vectors"].numpy(), inputs, params["window"], InterestConfig(**params["config"]),
+                    params["seed"], seen=tensors["seen"].numpy())
+        model.net.load_state_dict({k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")})
+        model._fitted = True
+        return model
+
+    def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        profiles, has_profile, context = self.inputs.rows(batch["users"].numpy())
+        table = self.net.items.table()
+        hidden, _ = self.net(batch["inputs"], profiles, has_profile & batch["with_profile"], context, table)
+        targets = batch["targets"]
+        keep = targets != 0
+        hidden, targets = hidden[keep], targets[keep]
+        if self.config.loss == "softmax":
+            return full_softmax_loss(hidden, table, targets)
+        negatives = torch.multinomial(self._negative_probs, self.config.num_negatives, replacement=True)
+        return sampled_softmax_loss(hidden, table, targets, negatives, self._negative_probs.clamp_min(1e-12).log())
+
+    def _batches(self, examples: dict[str, torch.Tensor], epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+        order = np.random.default_rng(self.seed + epoch).permutation(len(examples["users"]))
+        for start in range(0, len(order), self.config.batch_size):
+            rows = torch.as_tensor(order[start:start + self.config.batch_size])
+            yield {key: value[rows] for key, value in examples.items()}
+
+    def _fingerprint(self, split: Split) -> str:
+        config = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in _SCHEDULE_ONLY}
+        inputs = hashlib.sha256(self.inputs.profiles.tobytes() + self.inputs.context.tobytes()).hexdigest()
+        key = json.dumps([self.name, config, self.window, self.seed, split.dataset, split.protocol,
+                          split.num_items, sum(len(s) for s in split.train), inputs], sort_keys=True)
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def training_examples(train: Sequence[np.ndarray], window: int, earlier_windows: int) -> dict[str, torch.Tensor]:
+    """Windows of (inputs, targets), left-padded to `window`: per user the last window after the profile
+    cut-off (with the profile) and up to `earlier_windows` windows before it (without)."""
+    users, inputs, targets, with_profile = [], [], [], []
+    for user, items in enumerate(train):
+        cutoff = max(0, len(items) - window)
+        spans = [(max(1, cutoff), len(items), True)]
+        for k in range(1, earlier_windows + 1):
+            end = cutoff - (k - 1) * window
+            if end <= 1:
+                break
+            spans.append((max(1, end - window), end, False))
+        for start, end, profile in spans:
+            if end - start < 1:
+                continue
+            users.append(user)
+            inputs.append(items[start - 1:end - 1])
+            targets.append(items[start:end])
+            with_profile.append(profile)
+    return {"users": torch.as_tensor(users, dtype=torch.long), "inputs": pad_histories(inputs, window),
+            "targets": pad_histories(targets, window), "with_profile": torch.as_tensor(with_profile)}

@@ -1,0 +1,66 @@
+"""Per-user inputs of the interest model: long-term vectors (from profiles) and user-level context."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from llmrec.config import RunConfig
+from llmrec.data.schema import USER_ID, Dataset
+from llmrec.data.split import Split
+from llmrec.encoders.item_encoder import ItemEncoder
+from llmrec.models.interest import UserInputs
+from llmrec.models.text_knn import TextKNN
+from llmrec.profiles.job import long_term_request
+from llmrec.profiles.quality import profile_text_vectors
+from llmrec.profiles.service import ProfileService
+
+MAX_CONTEXT_VALUES = 100
+"""User attribute columns with more distinct values than this (zip codes, names) are not used as context."""
+
+
+def build_user_inputs(config: RunConfig, dataset: Dataset, split: Split, item_vectors: np.ndarray,
+                      encoder: ItemEncoder, profiles: ProfileService) -> UserInputs:
+    """Long-term vectors from `config.interest.profile_source` and context from user attributes and the
+    interactions' context columns."""
+    requests = [long_term_request(split, u, config.profile.recent_items) for u in range(split.num_users)]
+    has_profile = np.array([len(r.long_term) > 0 for r in requests])
+    source = config.interest.profile_source
+    if source == "mean-items":
+        vectors = TextKNN(item_vectors).user_vectors([r.long_term for r in requests]).numpy()
+    else:
+        service = profiles if source == profiles.config.profile.writer else profiles.with_writer(source)
+        if source == "template":
+            service.write_all(progress=False)  # deterministic and fast: written on demand
+        texts = [p.text for p in service.stored(requests)]
+        vectors = profile_text_vectors(texts, encoder, service.writer.prompt_version)
+    context, sizes = user_context(dataset, split)
+    return UserInputs(np.where(has_profile[:, None], vectors, 0).astype(np.float32), has_profile, context, sizes)
+
+
+def user_context(dataset: Dataset, split: Split) -> tuple[np.ndarray, list[int]]:
+    """[num_users, F] category ids (0 = unknown) and each feature's number of categories: low-cardinality user
+    attributes (e.g. gender, age, occupation) and each user's most frequent value of every interaction context
+    column (e.g. device, platform)."""
+    columns: dict[str, pd.Series] = {}
+    if dataset.users is not None:
+        users = dataset.users.copy()
+        users.index = users.index.astype(str)
+        for name in users.columns:
+            if users[name].nunique() <= MAX_CONTEXT_VALUES:
+                columns[name] = users[name]
+    events = dataset.interactions.events
+    for name in dataset.interactions.context_columns:
+        usual = events.dropna(subset=[name]).groupby(USER_ID)[name].agg(lambda v: v.value_counts().index[0])
+        columns[f"usual_{name}"] = usual
+    user_ids = pd.Index(split.user_ids.astype(str))
+    features, sizes = [], []
+    for values in columns.values():
+        codes, categories = pd.factorize(values.astype(str))
+        by_user = pd.Series(codes + 1, index=values.index.astype(str)).reindex(user_ids).fillna(0)
+        features.append(by_user.to_numpy(dtype=np.int64))
+        sizes.append(len(categories))
+    context = np.stack(features, axis=1) if features else np.zeros((len(user_ids), 0), dtype=np.int64)
+    return context, sizes
+
+

@@ -1,0 +1,149 @@
+"""The interest model's network: an item tower (projected text + learned IDs), a short-term encoder over the
+recent items, a long-term input (profile embedding), context embeddings, and the fusion that turns them into one
+interest vector in item space, so retrieval is a dot product.
+
+Layers that adapters should reach are plain `nn.Linear`s with stable names (`LORA_TARGETS`), which is what
+peft's LoRA attaches to when a trained model is adapted to a new domain.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from llmrec.config import InterestConfig
+from llmrec.models.sasrec import causal_attention_mask
+
+LORA_TARGETS = ["text_proj", "long_term.0", "long_term.2", "fusion.gate", "fusion.query", "fusion.key", "fusion.out"]
+"""Module names (suffixes, as peft matches them) that LoRA adapters attach to."""
+
+
+def lora_targets(net: nn.Module) -> list[str]:
+    """The LORA_TARGETS this network has (the fusion kind decides which of gate/query/key exist)."""
+    names = [name for name, _ in net.named_modules()]
+    return [t for t in LORA_TARGETS if any(n == t or n.endswith("." + t) for n in names)]
+
+
+class ItemTower(nn.Module):
+    """Item vectors = text_proj(text embedding) + ID embedding (items seen in training only, with row dropout
+    while training). Items never seen in training are represented by their text alone."""
+
+    def __init__(self, text_vectors: torch.Tensor, seen: torch.Tensor, hidden: int, use_ids: bool,
+                 id_dropout: float) -> None:
+        super().__init__()
+        self.register_buffer("text_vectors", text_vectors.float(), persistent=False)
+        self.register_buffer("seen", seen.float().unsqueeze(1), persistent=False)
+        self.text_proj = nn.Linear(text_vectors.shape[1], hidden)
+        self.id_embedding = nn.Embedding(len(text_vectors), hidden) if use_ids else None
+        if self.id_embedding is not None:
+            nn.init.normal_(self.id_embedding.weight, std=hidden ** -0.5)
+        self.id_dropout = id_dropout
+
+    def table(self) -> torch.Tensor:
+        """[num_items + 1, hidden]; row 0 (padding) is zero."""
+        vectors = self.text_proj(self.text_vectors)
+        if self.id_embedding is not None:
+            ids = self.id_embedding.weight * self.seen
+            if self.training and self.id_dropout > 0:
+                keep = torch.rand(ids.shape[0], 1, device=ids.device) >= self.id_dropout
+                ids = ids * keep / (1 - self.id_dropout)
+            vectors = vectors + ids
+        return vectors * (torch.arange(len(vectors), device=vectors.device) > 0).unsqueeze(1)
+
+
+class ShortTermEncoder(nn.Module):
+    """Recent item vectors + positions -> a causal hidden state per position."""
+
+    def __init__(self, config: InterestConfig, max_len: int) -> None:
+        super().__init__()
+        d = config.hidden_size
+        self.kind, self.num_heads = config.short_term, config.num_heads
+        self.position = nn.Embedding(max_len, d)
+        self.dropout = nn.Dropout(config.dropout)
+        if self.kind == "attention":
+            layer = nn.TransformerEncoderLayer(d, config.num_heads, dim_feedforward=d, dropout=config.dropout,
+                                               batch_first=True, norm_first=True)
+            self.blocks = nn.TransformerEncoder(layer, config.num_blocks, enable_nested_tensor=False)
+        else:
+            self.gru = nn.GRU(d, d, num_layers=config.num_blocks, batch_first=True)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, items: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        """items [B, L, d], padding [B, L] -> hidden [B, L, d]."""
+        positions = torch.arange(items.shape[1], device=items.device)
+        x = self.dropout(items * math.sqrt(items.shape[-1]) + self.position(positions))
+        x = x.masked_fill(padding.unsqueeze(-1), 0.0)
+        if self.kind == "attention":
+            x = self.blocks(x, mask=causal_attention_mask(padding, self.num_heads))
+        else:
+            x, _ = self.gru(x)
+        return self.norm(x)
+
+
+class Fusion(nn.Module):
+    """Combines short-term [B, L, d], long-term [B, d] and context [B, L, d] into interest [B, L, d], and
+    reports the weight the long-term part got at each position (0 where a user has no profile)."""
+
+    def __init__(self, config: InterestConfig) -> None:
+        super().__init__()
+        d = config.hidden_size
+        self.kind, self.sum_weight = config.fusion, config.sum_weight
+        if self.kind == "gate":
+            self.gate = nn.Linear(3 * d, 1)
+        elif self.kind == "attention":
+            self.query = nn.Linear(d, d)
+            self.key = nn.Linear(d, d)
+        self.out = nn.Linear(d, d)
+
+    def forward(self, short: torch.Tensor, long: torch.Tensor, context: torch.Tensor,
+                has_long: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        long = long.unsqueeze(1).expand_as(short)
+        available = has_long.float().view(-1, 1, 1)
+        if self.kind == "attention":
+            tokens = torch.stack([short, long, context], dim=2)  # [B, L, 3, d]
+            logits = (self.query(short).unsqueeze(2) * self.key(tokens)).sum(-1) / math.sqrt(short.shape[-1])
+            blocked = torch.zeros_like(logits, dtype=torch.bool)
+            blocked[..., 1] = ~has_long.view(-1, 1)
+            weights = logits.masked_fill(blocked, -torch.inf).softmax(-1)
+            mixed, long_weight = (weights.unsqueeze(-1) * tokens).sum(2), weights[..., 1]
+        else:
+            if self.kind == "gate":
+                weight = torch.sigmoid(self.gate(torch.cat([short, long, context], dim=-1))) * available
+            else:
+                weight = self.sum_weight * available.expand(*short.shape[:2], 1)
+            mixed, long_weight = (1 - weight) * short + weight * long + context, weight.squeeze(-1)
+        return mixed + self.out(mixed), long_weight
+
+
+class InterestNet(nn.Module):
+    """The whole network; `forward` gives interest vectors [B, L, d] and long-term weights [B, L]."""
+
+    def __init__(self, text_vectors: torch.Tensor, seen: torch.Tensor, profile_dim: int,
+                 context_sizes: list[int], config: InterestConfig, max_len: int) -> None:
+        super().__init__()
+        d = config.hidden_size
+        self.config = config
+        self.items = ItemTower(text_vectors, seen, d, config.use_ids, config.id_dropout)
+        self.short_term = ShortTermEncoder(config, max_len)
+        self.long_term = nn.Sequential(nn.Linear(profile_dim, d), nn.GELU(), nn.Linear(d, d))
+        self.context = nn.ModuleList(nn.Embedding(size + 1, d, padding_idx=0) for size in context_sizes)
+        self.fusion = Fusion(config)
+
+    def forward(self, recent: torch.Tensor, profile: torch.Tensor, has_profile: torch.Tensor, context: torch.Tensor,
+                table: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """recent [B, L] (left-padded item indices), profile [B, P], has_profile [B], context [B, F] category
+        ids (0 = unknown); `table` = `items.table()` when the caller already has it."""
+        table = self.items.table() if table is None else table
+        padding = recent == 0
+        if self.config.use_recent:
+            short = self.short_term(table[recent], padding)
+        else:
+            short = torch.zeros(*recent.shape, table.shape[1], device=recent.device)
+        has_long = has_profile & self.config.use_profile
+        long = self.long_term(profile)
+        ctx = torch.zeros_like(short)
+        if self.config.use_context and len(self.context):
+            ctx = ctx + sum(emb(context[:, i]) for i, emb in enumerate(self.context)).unsqueeze(1)
+        return self.fusion(short, long, ctx, has_long)

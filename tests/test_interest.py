@@ -1,0 +1,128 @@
+"""The interest model: learning, no leakage through the profile, cold items, fusion variants, save/load, LoRA."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from llmrec.config import EvalConfig, InterestConfig
+from llmrec.data.schema import Catalog
+from llmrec.data.split import make_split
+from llmrec.eval.evaluator import FullRankingEvaluator
+from llmrec.models.interest import InterestModel, UserInputs, training_examples
+from llmrec.models.interest_net import InterestNet, lora_targets
+from llmrec.models.popularity import Popularity
+from llmrec.models.registry import load_model
+from synthetic import cyclic_dataset
+
+WINDOW = 4
+FAST = InterestConfig(hidden_size=32, epochs=30, eval_every=5, patience=3, num_negatives=16, batch_size=32,
+                      threads=1)
+
+
+@pytest.fixture(scope="module")
+def cyclic():
+    """The cyclic dataset plus one catalog item nobody interacted with (a cold item)."""
+    dataset = cyclic_dataset(num_users=60, num_items=20, length=12)
+    items = pd.concat([dataset.catalog.items, pd.DataFrame({"item_id": ["cold"], "text": ["a new item"]})])
+    split = make_split(dataclasses.replace(dataset, catalog=Catalog(items)))
+    rng = np.random.default_rng(0)
+    text = rng.normal(size=(split.num_items + 1, 24)).astype(np.float32)
+    text[0] = 0
+    profiles = rng.normal(size=(split.num_users, 24)).astype(np.float32)
+    inputs = UserInputs(profiles, np.ones(split.num_users, dtype=bool),
+                        rng.integers(1, 3, size=(split.num_users, 1)), [2])
+    return split, text, inputs
+
+
+def test_learns_the_sequence_pattern(cyclic):
+    split, text, inputs = cyclic
+    model = InterestModel(text, inputs, WINDOW, FAST, seed=1).fit(split)
+    evaluator = FullRankingEvaluator(split, EvalConfig())
+    ours = evaluator.evaluate(model)["NDCG@10"]
+    popularity = evaluator.evaluate(Popularity().fit(split))["NDCG@10"]
+    assert ours > 0.8 > popularity
+    assert model.report is not None and model.report.best_epoch > 0
+
+
+def test_training_windows_never_use_the_profile_for_items_it_mentions():
+    train = [np.arange(1, 15), np.arange(1, 4), np.array([5])]
+    examples = training_examples(train, window=4, earlier_windows=2)
+    for user, inputs, targets, with_profile in zip(*examples.values()):
+        items = train[user]
+        cutoff = max(0, len(items) - 4)  # the profile covers items[:cutoff]
+        real = targets != 0
+        positions = [int(np.flatnonzero(items == t)[0]) for t in targets[real].tolist()]
+        if with_profile:
+            assert min(positions) >= cutoff
+        else:
+            assert max(positions) < cutoff
+        # each input is the item just before its target
+        assert [items[p - 1] for p in positions] == inputs[real].tolist()
+    assert examples["with_profile"].tolist().count(True) == 2  # the single-item user has no window
+
+
+def test_cold_items_are_scored_from_text(cyclic):
+    split, text, inputs = cyclic
+    model = InterestModel(text, inputs, WINDOW, dataclasses.replace(FAST, epochs=2), seed=1).fit(split)
+    model.net.eval()
+    table = model.net.items.table()
+    cold = np.flatnonzero(~model.seen[1:]) + 1
+    warm = np.flatnonzero(model.seen[1:]) + 1
+    with torch.no_grad():
+        expected = model.net.items.text_proj(torch.from_numpy(text))
+    assert len(cold) == 1 and torch.allclose(table[cold], expected[cold])  # text only
+    assert not torch.allclose(table[warm], expected[warm])  # text + learned ID part
+    assert torch.count_nonzero(table[0]) == 0
+
+
+@pytest.mark.parametrize("fusion, short_term", [("gate", "attention"), ("attention", "gru"), ("sum", "attention")])
+def test_fusion_variants_and_long_term_weights(cyclic, fusion, short_term):
+    split, text, inputs = cyclic
+    config = dataclasses.replace(FAST, fusion=fusion, short_term=short_term, epochs=1)
+    model = InterestModel(text, inputs, WINDOW, config, seed=1).fit(split)
+    users = np.array([0, 1, -1])  # -1: a user the model has never seen (no profile, no context)
+    histories = [split.train[0], split.train[1], np.array([3, 4])]
+    vectors, long_weight = model.interest(users, histories)
+    assert vectors.shape == (3, 32) and torch.isfinite(vectors).all()
+    assert (0 <= long_weight).all() and (long_weight <= 1).all() and long_weight[2] == 0
+    assert model.score(users, histories).shape == (3, split.num_items + 1)
+
+
+def test_ablations_switch_parts_off(cyclic):
+    split, text, inputs = cyclic
+    no_profile = InterestModel(text, inputs, WINDOW, dataclasses.replace(FAST, use_profile=False, epochs=1))
+    no_profile.fit(split)
+    assert (no_profile.interest(np.array([0]), [split.train[0]])[1] == 0).all()
+    no_ids = InterestModel(text, inputs, WINDOW, dataclasses.replace(FAST, use_ids=False, epochs=1))
+    assert no_ids.net.items.id_embedding is None
+
+
+def test_save_and_load_give_the_same_scores(tmp_path, cyclic):
+    split, text, inputs = cyclic
+    model = InterestModel(text, inputs, WINDOW, dataclasses.replace(FAST, epochs=3), seed=1).fit(split)
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    users, histories = split.test.users[:5], split.test.histories[:5]
+    assert torch.equal(model.score(users, histories), loaded.score(users, histories))
+
+
+def test_lora_adapters_attach_to_the_fusion(cyclic):
+    from peft import LoraConfig, get_peft_model
+
+    split, text, inputs = cyclic
+    net = InterestNet(torch.from_numpy(text), torch.ones(len(text), dtype=torch.bool), 24, [2], FAST, WINDOW)
+    targets = lora_targets(net)
+    assert targets == ["text_proj", "long_term.0", "long_term.2", "fusion.gate", "fusion.out"]
+    args = (torch.tensor([[0, 1, 2, 3]]), torch.zeros(1, 24), torch.tensor([True]), torch.tensor([[1]]))
+    net.eval()
+    before = net(*args)[0]
+    adapted = get_peft_model(net, LoraConfig(r=4, lora_alpha=8, target_modules=targets))
+    adapted.eval()
+    trainable = [n for n, p in adapted.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert torch.allclose(adapted(*args)[0], before)  # LoRA B starts at zero
