@@ -16,6 +16,7 @@ import typer
 
 from llmrec.config import load_config
 from llmrec.errors import LlmrecError
+from llmrec.train.distributed import init_from_environment, is_main_process
 
 app = typer.Typer(
     help="LLM-augmented recommendation with text interest profiles. Each command works on one run folder "
@@ -41,7 +42,8 @@ def _experiment(config: str | None, overrides: list[str] | None):
     from llmrec.experiment import Experiment  # heavy imports only once a command runs
 
     experiment = Experiment(load_config(config, overrides))
-    experiment.save_config()
+    if is_main_process():
+        experiment.save_config()
     return experiment
 
 
@@ -81,11 +83,14 @@ def index(config: ConfigOption = None, set_: SetOption = None,
 
 @app.command()
 def train(config: ConfigOption = None, set_: SetOption = None, model: ModelOption = None) -> None:
-    """Train models (resuming from checkpoints) and save them under run_dir/models/."""
+    """Train models (resuming from checkpoints) and save them under run_dir/models/. Under `torchrun
+    --nproc_per_node N` the processes train one model together (data-parallel, DDP)."""
+    init_from_environment()
     experiment = _experiment(config, set_)
     for name in model or experiment.config.models:
         experiment.train(name)
-        typer.echo(f"trained {name} -> {experiment.model_dir(name)}")
+        if is_main_process():
+            typer.echo(f"trained {name} -> {experiment.model_dir(name)}")
 
 
 @app.command()

@@ -36,6 +36,7 @@ from llmrec.models.registry import load_model, model_class
 from llmrec.models.sasrec import SASRec
 from llmrec.models.text_knn import TextKNN
 from llmrec.profiles.service import ProfileService
+from llmrec.train.distributed import is_main_process
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +105,15 @@ class Experiment:
         model_class(name)  # fails early on an unknown name
         started = time.perf_counter()
         model = self._new_model(name).fit(self.split)
+        self._models[name] = model
+        if not is_main_process():
+            return model
         folder = model.save(self.model_dir(name))
         report = {"model": name, "fit_s": time.perf_counter() - started}
         training = getattr(model, "report", None)
         if training is not None:
             report.update(training.to_dict())
         (folder / "training.json").write_text(json.dumps(report, indent=2))
-        self._models[name] = model
         return model
 
     def evaluate(self, names: list[str] | None = None) -> dict[str, dict[str, float]]:

@@ -133,10 +133,11 @@ class InterestModel(Recommender):
         model._fitted = True
         return model
 
-    def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _loss(self, net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """`net` is `self.net` or its DDP wrapper."""
         profiles, has_profile, context = self.inputs.rows(batch["users"].numpy())
         table = self.net.items.table()
-        hidden, _ = self.net(batch["inputs"], profiles, has_profile & batch["with_profile"], context, table)
+        hidden, _ = net(batch["inputs"], profiles, has_profile & batch["with_profile"], context, table)
         targets = batch["targets"]
         keep = targets != 0
         hidden, targets = hidden[keep], targets[keep]

@@ -122,10 +122,11 @@ class SASRec(Recommender):
         model._fitted = True
         return model
 
-    def _loss(self, batch: torch.Tensor) -> torch.Tensor:
+    def _loss(self, encoder: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        """`encoder` is `self.encoder` or its DDP wrapper."""
         batch = batch.to(self.device)
         inputs, targets = batch[:, :-1], batch[:, 1:]
-        hidden = self.encoder(inputs)
+        hidden = encoder(inputs)
         keep = targets != 0
         hidden, targets = hidden[keep], targets[keep]
         table = self.encoder.item_embedding.weight

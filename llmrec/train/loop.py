@@ -1,5 +1,6 @@
 """A small training loop for any torch model: epochs of batches, validation with early stopping, atomic
-checkpoints every epoch, and resumption after a kill (same batches, same random state)."""
+checkpoints every epoch, resumption after a kill (same batches, same random state), and data-parallel training
+over several processes (torch DDP, see `llmrec.train.distributed`)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from llmrec.config import TrainingConfig
+from llmrec.train.distributed import rank_and_world
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +60,14 @@ def seed_everything(seed: int) -> None:
 
 
 class Trainer:
-    """Train `model` by minimising `loss_fn(batch)` over `batches(epoch)`; keep the weights with the best
+    """Train `model` by minimising `loss_fn(module, batch)` over `batches(epoch)`; keep the weights with the best
     `validate()` score (higher is better) and stop after `patience` validations without improvement.
 
-    With `checkpoint_dir`, the full training state is written after every epoch to `last.pt` (atomically) and a
-    later `fit` with the same `fingerprint` continues from it.
+    `module` is `model`, or its DistributedDataParallel wrapper when a process group is running: each process
+    then takes every world-size-th batch and DDP averages the gradients. Every process validates (so all take
+    the same early-stopping decisions); only rank 0 writes checkpoints. With `checkpoint_dir`, the full
+    training state is written after every epoch to `last.pt` (atomically) and a later `fit` with the same
+    `fingerprint` continues from it.
     """
 
     def __init__(
@@ -82,6 +88,12 @@ class Trainer:
         self.checkpoint_dir = checkpoint_dir
         self.fingerprint = fingerprint
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
+        self.rank, self.world = rank_and_world()
+        self.module: torch.nn.Module = (
+            DistributedDataParallel(model, find_unused_parameters=True) if self.world > 1 else model
+        )
+        if self.world > 1:
+            log.info("data-parallel training: rank %d of %d processes", self.rank, self.world)
 
     def fit(self) -> TrainingReport:
         report, best_state, start_epoch, waited = self._resume()
@@ -116,10 +128,14 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> float:
         self.model.train()
         total, count = 0.0, 0
-        bar = tqdm(self.batches(epoch), desc=f"epoch {epoch}", unit="batch", leave=False)
+        batches: Iterable[Any] = self.batches(epoch)
+        if self.world > 1:  # every process must run the same number of steps
+            all_batches = list(batches)
+            batches = all_batches[self.rank:len(all_batches) - len(all_batches) % self.world:self.world]
+        bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False, disable=self.rank > 0 or None)
         for batch in bar:
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self.loss_fn(batch)
+            loss = self.loss_fn(self.module, batch)
             loss.backward()
             self.optimizer.step()
             total, count = total + loss.item(), count + 1
@@ -127,7 +143,7 @@ class Trainer:
         return total / max(count, 1)
 
     def _checkpoint(self, epoch: int, report: TrainingReport, best_state: dict | None, waited: int) -> None:
-        if self.checkpoint_dir is None:
+        if self.checkpoint_dir is None or self.rank > 0:
             return
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         state = {
