@@ -6,9 +6,11 @@ profile vs mean of the long-term items' embeddings), on the users old enough to 
     LLMREC_DATA_DIR=../shared/datasets python bench/profiles.py movielens-1m amazon-beauty
     ... --minutes 60        stop writing after an hour (rerun to continue); evaluation runs on what exists
     ... --evaluate-only     no writing, just the checks and records
+    ... --measure-limit     also measure llama.cpp's raw speed on this machine first (idle machine!)
 
 Results: bench/results/profiles.json (records profile-llm, profile-template, profile-mean-items,
-profile-writer-llamacpp); example profiles: bench/results/profile_examples.json.
+profile-writer-llamacpp, llamacpp-limit); example profiles: bench/results/profile_examples.json. The writer's
+prompt tokens/s counts the shared prompt prefix that llama.cpp reuses, so it can exceed the raw limit.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from llmrec.config import load_config
+from llmrec.config import LLMConfig, load_config
 from llmrec.eval.evaluator import FullRankingEvaluator
 from llmrec.experiment import Experiment
+from llmrec.llm import GenerationParams, make_backend
 from llmrec.models.text_knn import TextKNN
 from llmrec.profiles import Profile, long_term_request
 from llmrec.profiles.quality import UserVectorScorer, profile_text_vectors
@@ -65,6 +68,23 @@ def write_llm_profiles(experiment: Experiment, minutes: float | None) -> dict[st
             "output_tok_per_s": stats.output_tokens / stats.llm_seconds,
             "tok_per_s": (stats.prompt_tokens + stats.output_tokens) / stats.llm_seconds,
             "output_tokens_per_user": stats.output_tokens / max(1, asked + stats.retries)}
+
+
+def llamacpp_limit(config: LLMConfig) -> dict[str, float]:
+    """What llama.cpp does on this machine without prefix reuse: prompt evaluation and generation tokens/s."""
+    backend = make_backend(config)
+    filler = " ".join(f"item {i} is a film about love, war and family;" for i in range(60))
+    prompt = [{"role": "user", "content": f"Summarise: {filler}"}]
+    started = time.perf_counter()
+    (evaluated,) = backend.generate([prompt], GenerationParams(max_tokens=1, temperature=0.0))
+    prompt_seconds = time.perf_counter() - started
+    story = [{"role": "user", "content": "Write a long story about a dragon who learns to cook."}]
+    started = time.perf_counter()
+    (written,) = backend.generate([story], GenerationParams(max_tokens=128, temperature=0.0))
+    seconds = time.perf_counter() - started
+    return {"prompt_tok_per_s": evaluated.prompt_tokens / prompt_seconds,
+            "output_tok_per_s": written.output_tokens / seconds, "prompt_tokens": evaluated.prompt_tokens,
+            "output_tokens": written.output_tokens}
 
 
 def llm_eligible_profiles(experiment: Experiment) -> dict[str, Profile]:
@@ -149,10 +169,19 @@ def main() -> None:
     parser.add_argument("datasets", nargs="+", choices=[p.stem for p in (BENCH / "configs").glob("*.yaml")])
     parser.add_argument("--minutes", type=float, help="stop writing profiles after this long (per dataset)")
     parser.add_argument("--evaluate-only", action="store_true")
+    parser.add_argument("--measure-limit", action="store_true",
+                        help="first measure llama.cpp's raw prompt and generation speed (run on an idle machine)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     command = "LLMREC_DATA_DIR=../shared/datasets python " + shlex.join(sys.argv)
+    if args.measure_limit:
+        config = load_config(None, args.overrides)
+        started = time.perf_counter()
+        limit = llamacpp_limit(config.llm)
+        print(f"llama.cpp on this machine: {limit}", flush=True)
+        write_records(RESULTS / "profiles.json", [make_record(
+            "none", "llamacpp-limit", limit, command, config.seed, time.perf_counter() - started)])
     for dataset in args.datasets:
         preload = [f"profile.preload={export_path(dataset)}"] if export_path(dataset).is_file() else []
         config = load_config(BENCH / "configs" / f"{dataset}.yaml", preload + args.overrides)
