@@ -158,8 +158,10 @@ def run(config: ConfigOption = None, set_: SetOption = None,
                f"= {experiment.index_recall():.4f}")
     report = experiment.profiles.write_all()
     writer = report.writer
-    typer.echo(f"[4/6] profiles by {report.model_id}: {report.written} written, {report.skipped} already stored; "
-               f"LLM {writer['llm']}, template fallbacks {writer['fallbacks']}")
+    written = (f"; of those written, {writer['llm']} by the LLM, template fallbacks {writer['fallbacks']}"
+               if report.written else "")
+    typer.echo(f"[4/6] profiles by {report.model_id}: {report.written} written, {report.skipped} already stored"
+               f"{written}")
     for name in experiment.config.models:
         experiment.train(name)
     typer.echo(f"[5/6] trained {', '.join(experiment.config.models)}")
