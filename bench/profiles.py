@@ -28,7 +28,8 @@ import numpy as np
 from llmrec.config import LLMConfig, load_config
 from llmrec.eval.evaluator import FullRankingEvaluator
 from llmrec.experiment import Experiment
-from llmrec.llm import GenerationParams, make_backend
+from llmrec.llm import GenerationParams
+from llmrec.llm.llamacpp import LlamaCppBackend
 from llmrec.models.text_knn import TextKNN
 from llmrec.profiles import Profile, long_term_request
 from llmrec.profiles.quality import UserVectorScorer, profile_text_vectors
@@ -72,7 +73,7 @@ def write_llm_profiles(experiment: Experiment, minutes: float | None) -> dict[st
 
 def llamacpp_limit(config: LLMConfig) -> dict[str, float]:
     """What llama.cpp does on this machine without prefix reuse: prompt evaluation and generation tokens/s."""
-    backend = make_backend(config)
+    backend = LlamaCppBackend(config)
     filler = " ".join(f"item {i} is a film about love, war and family;" for i in range(60))
     prompt = [{"role": "user", "content": f"Summarise: {filler}"}]
     started = time.perf_counter()
@@ -82,6 +83,7 @@ def llamacpp_limit(config: LLMConfig) -> dict[str, float]:
     started = time.perf_counter()
     (written,) = backend.generate([story], GenerationParams(max_tokens=128, temperature=0.0))
     seconds = time.perf_counter() - started
+    backend.close()  # an idle llama.cpp context keeps its threads polling, which would slow the writer ~10x
     return {"prompt_tok_per_s": evaluated.prompt_tokens / prompt_seconds,
             "output_tok_per_s": written.output_tokens / seconds, "prompt_tokens": evaluated.prompt_tokens,
             "output_tokens": written.output_tokens}
@@ -194,6 +196,7 @@ def main() -> None:
                     dataset, "profile-writer-llamacpp", throughput, command, config.seed,
                     time.perf_counter() - started)])
         llm = llm_eligible_profiles(experiment)
+        experiment.profiles.release_llm()
         write_records(RESULTS / "profiles.json", intrinsic_check(experiment, llm, command))
         path = RESULTS / "profile_examples.json"
         stored = [e for e in (json.loads(path.read_text()) if path.is_file() else []) if e["dataset"] != dataset]

@@ -157,6 +157,7 @@ def run(config: ConfigOption = None, set_: SetOption = None,
     typer.echo(f"[3/6] indexed in ChromaDB; ANN recall@{experiment.config.eval.ann_recall_n} vs exact "
                f"= {experiment.index_recall():.4f}")
     report = experiment.profiles.write_all()
+    experiment.profiles.release_llm()  # its idle threads would slow training down
     writer = report.writer
     written = (f"; of those written, {writer['llm']} by the LLM, template fallbacks {writer['fallbacks']}"
                if report.written else "")

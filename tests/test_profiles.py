@@ -60,6 +60,10 @@ class ScriptedBackend:
         self.replies = replies
         self.calls: list[list[list[Message]]] = []
         self.fail_on_call = fail_on_call
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
 
     def generate(self, prompts, params: GenerationParams) -> list[Generation]:
         self.calls.append(list(prompts))
@@ -238,6 +242,17 @@ def test_service_profile_is_stored_and_reused(tmp_path, movies):
         service.profile("nobody")
     report = service.write_all(progress=False)
     assert (report.written, report.skipped) == (2, 1)
+
+
+def test_release_llm_frees_the_backend_and_reloads_on_demand(tmp_path, movies):
+    dataset, split, _ = movies
+    config = load_config(None, [f"run_dir={tmp_path}", "profile.recent_items=2"])
+    service = ProfileService(config, dataset, split, tmp_path)
+    backend = ScriptedBackend()
+    facts = CatalogFacts.from_catalog(dataset.catalog, split)
+    service.__dict__["writer"] = ProfileWriter(facts, dataset.name, config.profile, backend)  # as if loaded
+    service.release_llm()
+    assert backend.closed and "writer" not in service.__dict__
 
 
 def test_unknown_category_column_is_a_clear_error(movies):

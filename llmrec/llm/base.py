@@ -37,3 +37,7 @@ class LLMBackend(Protocol):
     def generate(self, prompts: Sequence[list[Message]], params: GenerationParams) -> list[Generation]:
         """One completion per prompt, in order."""
         ...
+
+    def close(self) -> None:
+        """Free the model and its threads (an idle llama.cpp context keeps polling threads busy)."""
+        ...

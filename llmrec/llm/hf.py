@@ -44,6 +44,13 @@ class TransformersBackend:
             results.extend(self._generate_batch(texts[start:start + self._batch_size], params))
         return results
 
+    def close(self) -> None:
+        """Move the weights off the GPU and drop them."""
+        self._model.to("cpu")
+        del self._model
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
     def _render(self, messages: list[Message]) -> str:
         if self._tokenizer.chat_template:
             return self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)

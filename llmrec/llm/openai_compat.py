@@ -61,6 +61,9 @@ class OpenAICompatibleBackend:
                     future.cancel()
                 raise
 
+    def close(self) -> None:
+        """Nothing to free: each `generate` call opens and closes its own connection pool."""
+
     def health(self) -> list[str]:
         """The model ids the server lists at `GET {base_url}/models`; LlmrecError when it does not answer."""
         url = f"{self.base_url}/models"

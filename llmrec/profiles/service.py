@@ -47,6 +47,12 @@ class ProfileService:
                                   seed=self.config.seed)
         return ProfileWriter(facts, self.dataset.name, settings, backend, params)
 
+    def release_llm(self) -> None:
+        """Free the LLM (it is loaded again when next needed); call it before CPU-heavy work in this process."""
+        writer = self.__dict__.pop("writer", None)
+        if writer is not None and writer.backend is not None:
+            writer.backend.close()
+
     def request(self, user_id: str) -> ProfileRequest:
         """The long-term part of a known user's training history."""
         return long_term_request(self.split, self.split.user_index(user_id), self.config.profile.recent_items)
