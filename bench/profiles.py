@@ -117,7 +117,7 @@ def intrinsic_check(experiment: Experiment, llm: dict[str, Profile], command: st
     encoder, items = experiment.encoder, experiment.item_vectors
     vectors = {
         "profile-llm": profile_text_vectors([p.text for p in llm.values()], encoder,
-                                            experiment.profiles.writer.prompt_version),
+                                            next(iter(llm.values())).provenance.prompt_version),
         "profile-template": profile_text_vectors([p.text for p in template.values()], encoder,
                                                  template_service.writer.prompt_version),
         "profile-mean-items": TextKNN(items).user_vectors(long_terms).numpy(),
@@ -155,7 +155,7 @@ def examples(experiment: Experiment, llm: dict[str, Profile]) -> list[dict]:
     """A few users' digests (what the LLM was shown) and profiles, for the README."""
     rng = np.random.default_rng(experiment.config.seed)
     chosen = rng.choice(sorted(llm), size=min(EXAMPLES, len(llm)), replace=False)
-    facts = experiment.profiles.writer.facts
+    facts = experiment.profiles.with_writer("template").writer.facts  # titles, without loading the LLM again
     out = []
     for user in chosen:
         profile = llm[user]
