@@ -34,6 +34,9 @@ class DataConfig:
     temporal_valid_fraction: float = 0.1
     """For `temporal`: fraction of the timeline (by event count) used for validation, just before the test part."""
     temporal_test_fraction: float = 0.1
+    cold_item_fraction: float = 0.0
+    """Hold this fraction of the items out of training entirely (their training interactions removed), to
+    measure recommendation of items known only by their text (the `cold-items` metrics); 0 = off."""
     on_unknown_items: Literal["error", "drop"] = "error"
     """What to do with interactions whose item is not in the catalog (`drop` logs how many were dropped)."""
     generic: dict[str, Any] = field(default_factory=dict)

@@ -23,7 +23,7 @@ import torch
 from llmrec.config import RunConfig, save_config
 from llmrec.data.registry import load_dataset
 from llmrec.data.schema import Dataset
-from llmrec.data.split import Split, make_split
+from llmrec.data.split import Split, hold_out_items, make_split
 from llmrec.encoders.item_encoder import ItemEncoder
 from llmrec.eval.ann import ann_recall
 from llmrec.eval.evaluator import FullRankingEvaluator
@@ -55,8 +55,9 @@ class Experiment:
 
     @cached_property
     def split(self) -> Split:
-        return make_split(self.dataset, self.config.data.split, self.config.data.temporal_valid_fraction,
-                          self.config.data.temporal_test_fraction)
+        data = self.config.data
+        split = make_split(self.dataset, data.split, data.temporal_valid_fraction, data.temporal_test_fraction)
+        return hold_out_items(split, data.cold_item_fraction, self.config.seed) if data.cold_item_fraction else split
 
     @cached_property
     def encoder(self) -> ItemEncoder:

@@ -6,12 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmrec.config import DataConfig
+from llmrec.config import DataConfig, EvalConfig
 from llmrec.data.filtering import k_core
 from llmrec.data.registry import load_dataset
 from llmrec.data.schema import Catalog, Dataset, Interactions
-from llmrec.data.split import make_split
+from llmrec.data.split import hold_out_items, make_split
 from llmrec.errors import DataError, UnknownIdError
+from llmrec.eval.evaluator import FullRankingEvaluator
+from synthetic import cyclic_dataset
 
 
 def _dataset(rows: list[tuple], items: list[str], name: str = "hand") -> Dataset:
@@ -168,3 +170,19 @@ def test_temporal_split_errors():
     lonely = _dataset([("u", "a", 1), ("u", "b", 2), ("u", "c", 3), ("v", "d", 100)], list("abcd"))
     with pytest.raises(DataError, match="no user has both history and events after the test cut-off"):
         make_split(lonely, "temporal", valid_fraction=0.2, test_fraction=0.2)
+
+
+def test_hold_out_items_makes_them_cold_everywhere_but_in_targets():
+    split = make_split(cyclic_dataset(num_users=60, num_items=20, length=12))
+    held = hold_out_items(split, 0.1, seed=3)
+    cold = np.flatnonzero(held.train_popularity()[1:] == 0) + 1
+    assert len(cold) == 2  # 10 % of the 20 items seen in training
+    for history in [*held.train, *held.valid.histories, *held.test.histories]:
+        assert not np.isin(history, cold).any()
+    assert [list(t) for t in held.test.targets] == [list(t) for t in split.test.targets]
+    assert sum(map(len, held.train)) < sum(map(len, split.train))
+    groups = FullRankingEvaluator(held, EvalConfig()).groups(held.test)
+    targets = np.array([t[0] for t in held.test.targets])
+    assert groups["cold-items"].tolist() == np.isin(targets, cold).tolist() and groups["cold-items"].any()
+    with pytest.raises(DataError, match="between 0 and 1"):
+        hold_out_items(split, 1.5)

@@ -7,6 +7,7 @@ training (cold items, recommendable from their text).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -97,6 +98,32 @@ def make_split(dataset: Dataset, protocol: str = "leave-one-out", valid_fraction
     if protocol == "temporal":
         return _temporal(dataset, valid_fraction, test_fraction)
     raise DataError(f"unknown split protocol {protocol!r}; use leave-one-out or temporal")
+
+
+def hold_out_items(split: Split, fraction: float, seed: int = 0) -> Split:
+    """Make `fraction` of the items seen in training cold: remove every interaction with them from the training
+    sequences and from the histories of evaluation cases (targets are kept), so a model can only know them by
+    their text. The evaluator's `cold-items` group then measures exactly these cases."""
+    if not 0 < fraction < 1:
+        raise DataError(f"cold item fraction must be between 0 and 1, got {fraction}")
+    seen = np.flatnonzero(split.train_popularity())
+    rng = np.random.default_rng(seed)
+    cold = np.sort(rng.choice(seen, size=max(1, round(fraction * len(seen))), replace=False))
+
+    def keep_warm(items: np.ndarray) -> np.ndarray:
+        return items[~np.isin(items, cold)]
+
+    train = [keep_warm(s) for s in split.train]
+    train_ts = ([t[~np.isin(s, cold)] for s, t in zip(split.train, split.train_timestamps)]
+                if split.train_timestamps is not None else None)
+    removed = sum(len(a) - len(b) for a, b in zip(split.train, train))
+    log.info("held out %d of %d items as cold: %d training interactions removed", len(cold), len(seen), removed)
+
+    def without_cold(cases: EvalCases) -> EvalCases:
+        return EvalCases(cases.users, [keep_warm(h) for h in cases.histories], cases.targets)
+
+    return dataclasses.replace(split, train=train, train_timestamps=train_ts, valid=without_cold(split.valid),
+                               test=without_cold(split.test))
 
 
 def _indexed_sequences(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray] | None]:
