@@ -21,13 +21,12 @@ from llmrec.config import load_config
 from llmrec.experiment import Experiment
 
 sys.path.insert(0, str(Path(__file__).parent))
-from records import make_record, write_records  # noqa: E402
+from records import make_record, training_metrics, write_records  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 CONFIGS = Path(__file__).parent / "configs"
 REPORTED = ["NDCG@5", "NDCG@10", "NDCG@20", "HR@5", "HR@10", "HR@20", "MRR", "Precision@10", "Recall@10",
             "Coverage@10", "NDCG@10-tail-users", "HR@10-tail-users", "NDCG@10-tail-items", "HR@10-tail-items"]
-TRAINING = ["epoch_s", "train_seconds", "epochs_run", "best_epoch", "best_valid", "peak_rss_mb"]
 
 
 def run(dataset: str, overrides: list[str]) -> list[dict]:
@@ -41,12 +40,10 @@ def run(dataset: str, overrides: list[str]) -> list[dict]:
         results = experiment.evaluate([name])[name]
         metrics = {k: results[k] for k in REPORTED if k in results}
         metrics["cases"] = results["cases"]
-        training_path = experiment.model_dir(name) / "training.json"
-        if training_path.is_file():
-            training = json.loads(training_path.read_text())
-            metrics.update({("train_s" if k == "train_seconds" else k): training[k] for k in TRAINING if k in training})
-            if "learning_curve" in training:
-                _save_curve(dataset, name, training["learning_curve"])
+        training, curve = training_metrics(experiment.model_dir(name))
+        metrics.update(training)
+        if curve:
+            _save_curve(dataset, name, curve)
         records.append(make_record(dataset, name, metrics, command, config.seed, time.perf_counter() - started))
         print(f"{dataset} {name}: NDCG@10 {metrics['NDCG@10']:.4f} HR@10 {metrics['HR@10']:.4f}", flush=True)
     return records

@@ -52,3 +52,17 @@ def write_records(path: Path, records: list[dict]) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
     partial.replace(path)
+
+
+TRAINING_KEYS = ["epoch_s", "train_seconds", "epochs_run", "best_epoch", "best_valid", "peak_rss_mb"]
+
+
+def training_metrics(model_dir: Path) -> tuple[dict[str, Any], list[dict] | None]:
+    """Cost numbers from a trained model's training.json (`train_seconds` reported as `train_s`) and its
+    learning curve; ({}, None) for models that do not train."""
+    path = Path(model_dir) / "training.json"
+    if not path.is_file():
+        return {}, None
+    report = json.loads(path.read_text(encoding="utf-8"))
+    metrics = {("train_s" if k == "train_seconds" else k): report[k] for k in TRAINING_KEYS if k in report}
+    return metrics, report.get("learning_curve")

@@ -1,0 +1,87 @@
+"""The interest model (`llmrec`) against the baselines under one protocol: the same split, evaluator and test
+cases per dataset. Baselines come from the benchmark run (trained models committed under bench/models/ are
+reused); every llmrec variant is trained in its own folder. Writes bench/results/interest.json.
+
+    LLMREC_DATA_DIR=../shared/datasets python bench/interest.py movielens-1m amazon-beauty
+    ... --variants llmrec llmrec-no-profile        only these variants (see VARIANTS)
+
+The `cold` protocol holds 5 % of the items out of training (data.cold_item_fraction=0.05) and trains SASRec,
+text-kNN and llmrec on that split, reporting HR@10 on test cases whose target is a held-out item.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from llmrec.config import load_config
+from llmrec.experiment import Experiment
+
+sys.path.insert(0, str(Path(__file__).parent))
+from records import make_record, training_metrics, write_records  # noqa: E402
+
+BENCH = Path(__file__).parent
+RESULTS = BENCH / "results" / "interest.json"
+BASELINES = ["popularity", "text-knn", "sasrec"]
+VARIANTS: dict[str, list[str]] = {
+    "llmrec": [],
+    "llmrec-no-profile": ["interest.use_profile=false"],
+    "llmrec-no-recent": ["interest.use_recent=false"],
+    "llmrec-no-context": ["interest.use_context=false"],
+    "llmrec-no-ids": ["interest.use_ids=false"],
+    "llmrec-fusion-sum": ["interest.fusion=sum"],
+    "llmrec-fusion-attention": ["interest.fusion=attention"],
+    "llmrec-gru": ["interest.short_term=gru"],
+    "llmrec-template-profile": ["interest.profile_source=template"],
+    "llmrec-mean-items-profile": ["interest.profile_source=mean-items"],
+}
+COLD = ["data.cold_item_fraction=0.05"]
+REPORTED = ["NDCG@10", "HR@10", "NDCG@20", "HR@20", "MRR", "Coverage@10", "NDCG@10-tail-users",
+            "HR@10-tail-users", "NDCG@10-tail-items", "HR@10-tail-items", "HR@10-cold-items", "cases-cold-items"]
+
+
+def evaluate(dataset: str, model: str, record_name: str, overrides: list[str], command: str) -> dict:
+    """Train (or reuse) `model` under the dataset's benchmark config plus `overrides`; one result record."""
+    config = load_config(BENCH / "configs" / f"{dataset}.yaml", overrides)
+    experiment = Experiment(config)
+    experiment.save_config()
+    committed = BENCH / "models" / dataset / model
+    if not overrides and committed.is_dir() and not (experiment.model_dir(model) / "model.json").is_file():
+        shutil.copytree(committed, experiment.model_dir(model), dirs_exist_ok=True)
+    started = time.perf_counter()
+    results = experiment.evaluate([model])[model]
+    metrics = {k: results[k] for k in REPORTED if k in results}
+    metrics.update(training_metrics(experiment.model_dir(model))[0])
+    print(f"{dataset} {record_name}: NDCG@10 {metrics['NDCG@10']:.4f} HR@10 {metrics['HR@10']:.4f}", flush=True)
+    return make_record(dataset, record_name, metrics, command, config.seed, time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("datasets", nargs="+", choices=[p.stem for p in (BENCH / "configs").glob("*.yaml")])
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--no-cold", action="store_true", help="skip the cold-item protocol")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    command = "LLMREC_DATA_DIR=../shared/datasets python " + shlex.join(sys.argv)
+    for dataset in args.datasets:
+        run_dir = f"runs/bench-{dataset}"
+        for model in BASELINES:
+            write_records(RESULTS, [evaluate(dataset, model, model, args.overrides, command)])
+        for name in args.variants:
+            overrides = [f"run_dir={run_dir}/{name}", *VARIANTS[name], *args.overrides]
+            write_records(RESULTS, [evaluate(dataset, "llmrec", name, overrides, command)])
+        if not args.no_cold:
+            for model in ["text-knn", "sasrec", "llmrec"]:
+                overrides = [f"run_dir={run_dir}/cold", *COLD, *args.overrides]
+                write_records(RESULTS, [evaluate(dataset, model, f"{model}-cold5pct", overrides, command)])
+
+
+if __name__ == "__main__":
+    main()
