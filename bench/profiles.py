@@ -92,14 +92,13 @@ def llamacpp_limit(config: LLMConfig) -> dict[str, float]:
 def llm_eligible_profiles(experiment: Experiment) -> dict[str, Profile]:
     """Stored LLM-writer profiles of users whose long-term part is long enough for the LLM."""
     service, settings = experiment.profiles, experiment.config.profile
-    writer = service.writer
     profiles = {}
     for user in range(experiment.split.num_users):
         request = long_term_request(experiment.split, user, settings.recent_items)
         if len(request.long_term) < settings.min_long_term:
             continue
-        stored = service.store.get(experiment.dataset.name, request.user_id, writer.prompt_version,
-                                   writer.model_id, request.cutoff)
+        stored = service.store.get(experiment.dataset.name, request.user_id, service.prompt_version,
+                                   service.model_id, request.cutoff)
         if stored is not None and stored.provenance.history_hash == request.history_hash:
             profiles[request.user_id] = stored
     return profiles
@@ -117,9 +116,9 @@ def intrinsic_check(experiment: Experiment, llm: dict[str, Profile], command: st
     encoder, items = experiment.encoder, experiment.item_vectors
     vectors = {
         "profile-llm": profile_text_vectors([p.text for p in llm.values()], encoder,
-                                            next(iter(llm.values())).provenance.prompt_version),
+                                            experiment.profiles.prompt_version),
         "profile-template": profile_text_vectors([p.text for p in template.values()], encoder,
-                                                 template_service.writer.prompt_version),
+                                                 template_service.prompt_version),
         "profile-mean-items": TextKNN(items).user_vectors(long_terms).numpy(),
     }
     test_rows = np.flatnonzero(np.isin(split.test.users, users))

@@ -259,3 +259,17 @@ def test_unknown_category_column_is_a_clear_error(movies):
     dataset, split, _ = movies
     with pytest.raises(ConfigError, match="not a catalog column"):
         CatalogFacts.from_catalog(dataset.catalog, split, category_column="colour")
+
+
+def test_stored_profiles_are_served_without_loading_the_llm(tmp_path, movies):
+    dataset, split, facts = movies
+    overrides = [f"run_dir={tmp_path}", "profile.recent_items=2", "llm.backend=transformers",
+                 "llm.model=not-a-loadable/model"]  # loading it would fail: there is no such model offline
+    config = load_config(None, overrides)
+    backend = ScriptedBackend()
+    backend.model_id = "not-a-loadable/model"
+    service = ProfileService(config, dataset, split, tmp_path)
+    written = ProfileWriter(facts, dataset.name, config.profile, backend).write([service.request("crime")])
+    service.store.put(written)
+    assert service.profile("crime") == written[0] and "writer" not in service.__dict__
+    assert service.model_id == "not-a-loadable/model" and service.prompt_version == "profile/llm.v1"

@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from llmrec.config import LLMConfig
 from llmrec.errors import ConfigError
 from llmrec.llm.base import Generation, GenerationParams, Message
+from llmrec.llm.ids import model_id_for
 
 
 class TransformersBackend:
@@ -23,7 +24,7 @@ class TransformersBackend:
     def __init__(self, config: LLMConfig) -> None:
         if config.batch_size < 1:
             raise ConfigError(f"llm.batch_size must be >= 1, not {config.batch_size}")
-        self.model_id = config.model
+        self.model_id = model_id_for(config)
         self.device = _resolve_device(config.device)
         self._batch_size = config.batch_size
         self._tokenizer, self._model = _load(config.model, self.device)

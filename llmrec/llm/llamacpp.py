@@ -10,6 +10,7 @@ from llmrec.config import LLMConfig
 from llmrec.errors import ConfigError
 from llmrec.llm.base import Generation, GenerationParams, Message
 from llmrec.llm.embedded import resolve_gguf
+from llmrec.llm.ids import model_id_for
 
 
 class LlamaCppBackend:
@@ -29,7 +30,7 @@ class LlamaCppBackend:
             ) from exc
         path = resolve_gguf(config.model)
         threads = config.threads or len(os.sched_getaffinity(0))
-        self.model_id = f"llamacpp:{path.name}"
+        self.model_id = model_id_for(config)
         self._llama = Llama(model_path=str(path), n_ctx=config.n_ctx, n_threads=threads, verbose=False)
         atexit.register(self.close)  # freed before interpreter teardown, which would make llama.cpp's own cleanup fail
 

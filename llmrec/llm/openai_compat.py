@@ -15,6 +15,7 @@ import httpx
 from llmrec.config import LLMConfig
 from llmrec.errors import ConfigError, LlmrecError
 from llmrec.llm.base import Generation, GenerationParams, Message
+from llmrec.llm.ids import model_id_for
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +31,13 @@ class OpenAICompatibleBackend:
 
     def __init__(self, config: LLMConfig, *, backoff_s: float = 0.5, max_backoff_s: float = 8.0) -> None:
         """`backoff_s` is the wait before the first retry; it doubles per retry up to `max_backoff_s`."""
-        self.base_url = _checked_base_url(config.base_url)
+        self.base_url = checked_base_url(config.base_url)
         if config.concurrency < 1 or config.retries < 0 or config.timeout_s <= 0:
             raise ConfigError(
                 f"llm: concurrency must be >= 1, retries >= 0 and timeout_s > 0 "
                 f"(got {config.concurrency}, {config.retries}, {config.timeout_s})"
             )
-        self.model_id = f"openai:{config.model}@{self.base_url}"
+        self.model_id = model_id_for(config)
         self._model = config.model
         self._concurrency = config.concurrency
         self._retries = config.retries
@@ -115,7 +116,7 @@ class OpenAICompatibleBackend:
         return body
 
 
-def _checked_base_url(base_url: str | None) -> str:
+def checked_base_url(base_url: str | None) -> str:
     """The configured base URL without a trailing slash; ConfigError when it is missing or not http(s)."""
     if not base_url:
         raise ConfigError("llm.backend=openai needs llm.base_url, e.g. http://127.0.0.1:8000/v1")

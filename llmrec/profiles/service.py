@@ -13,10 +13,13 @@ from llmrec.data.schema import Dataset
 from llmrec.data.split import Split
 from llmrec.errors import ConfigError
 from llmrec.llm import GenerationParams, make_backend
+from llmrec.llm.ids import model_id_for
 from llmrec.profiles.facts import CatalogFacts
 from llmrec.profiles.job import JobReport, long_term_request, run_profile_job
+from llmrec.profiles.prompt import ChatTemplate
 from llmrec.profiles.store import ProfileStore
-from llmrec.profiles.writer import Profile, ProfileRequest, ProfileWriter
+from llmrec.profiles.template_writer import TemplateProfileText
+from llmrec.profiles.writer import TEMPLATE_MODEL_ID, Profile, ProfileRequest, ProfileWriter
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,19 @@ class ProfileService:
             if not Path(preload).is_file():
                 raise ConfigError(f"profile.preload: file not found: {preload}")
             log.info("preloaded %d profiles from %s", self.store.load_export(preload, replace=False), preload)
+
+    @cached_property
+    def model_id(self) -> str:
+        """The writer's model id (`template` for the template writer), known without loading the LLM."""
+        return model_id_for(self.config.llm) if self.config.profile.writer == "llm" else TEMPLATE_MODEL_ID
+
+    @cached_property
+    def prompt_version(self) -> str:
+        """The key of the prompt (or template) the writer uses, e.g. `profile/llm.v1`."""
+        settings = self.config.profile
+        if settings.writer == "llm":
+            return ChatTemplate.load("profile", settings.prompt, settings.prompt_version).key
+        return TemplateProfileText().key
 
     @cached_property
     def writer(self) -> ProfileWriter:
@@ -71,14 +87,13 @@ class ProfileService:
 
     def stored(self, requests: Sequence[ProfileRequest]) -> list[Profile]:
         """The stored profile of each request; ConfigError naming how many are missing (or stale) otherwise."""
-        writer = self.writer
-        found = [self.store.get(self.dataset.name, r.user_id, writer.prompt_version, writer.model_id, r.cutoff)
+        found = [self.store.get(self.dataset.name, r.user_id, self.prompt_version, self.model_id, r.cutoff)
                  for r in requests]
         missing = [r for r, p in zip(requests, found) if p is None or p.provenance.history_hash != r.history_hash]
         if missing:
             raise ConfigError(
-                f"{len(missing)} of {len(requests)} users have no stored profile by {writer.model_id} with "
-                f"{writer.prompt_version} for their current history (e.g. user {missing[0].user_id}); run "
+                f"{len(missing)} of {len(requests)} users have no stored profile by {self.model_id} with "
+                f"{self.prompt_version} for their current history (e.g. user {missing[0].user_id}); run "
                 "`llmrec profile` first"
             )
         return found  # type: ignore[return-value]
@@ -86,10 +101,9 @@ class ProfileService:
     def profile(self, user_id: str) -> Profile:
         """A user's profile: the stored one when it matches the current history, else written (and stored) now."""
         request = self.request(user_id)
-        writer = self.writer
-        stored = self.store.get(self.dataset.name, user_id, writer.prompt_version, writer.model_id, request.cutoff)
+        stored = self.store.get(self.dataset.name, user_id, self.prompt_version, self.model_id, request.cutoff)
         if stored is not None and stored.provenance.history_hash == request.history_hash:
             return stored
-        (profile,) = writer.write([request])
+        (profile,) = self.writer.write([request])
         self.store.put([profile])
         return profile

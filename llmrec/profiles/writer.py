@@ -19,6 +19,7 @@ from llmrec.profiles.prompt import ChatTemplate, digest_values
 from llmrec.profiles.template_writer import TemplateProfileText
 
 SHORT_HISTORY = "short-history"
+TEMPLATE_MODEL_ID = "template"
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class ProfileWriter:
 
     @property
     def model_id(self) -> str:
-        return self.backend.model_id if self.backend else "template"
+        return self.backend.model_id if self.backend else TEMPLATE_MODEL_ID
 
     @property
     def prompt_version(self) -> str:
