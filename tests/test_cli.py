@@ -70,6 +70,10 @@ def test_recommend_and_data_commands(project):
     (["train", "--config", "config.yaml", "--model", "bert"], "unknown model 'bert'"),
     (["data", "--config", "nope.toml"], "config file not found"),
     (["data", "--set", "sasrec.epochs=many"], "sasrec.epochs must be int"),
+    (["profile", "--config", "config.yaml", "--user", "nobody"], "unknown user id 'nobody'"),
+    (["profile", "--config", "config.yaml", "--set", "profile.preload=missing.jsonl.gz"], "file not found"),
+    (["profile", "--config", "config.yaml", "--set", "profile.writer=llm", "--set", "llm.model=/no/such.gguf"],
+     "GGUF file not found"),
 ])
 def test_bad_input_gives_one_clear_line(project, args, message):
     result = run_cli(*args, cwd=project)
