@@ -47,7 +47,9 @@ REPORTED = ["NDCG@10", "HR@10", "NDCG@20", "HR@20", "MRR", "Coverage@10", "NDCG@
 
 def evaluate(dataset: str, model: str, record_name: str, overrides: list[str], command: str) -> dict:
     """Train (or reuse) `model` under the dataset's benchmark config plus `overrides`; one result record."""
-    config = load_config(BENCH / "configs" / f"{dataset}.yaml", overrides)
+    profiles = BENCH / "profiles" / f"{dataset}.jsonl.gz"  # written by bench/profiles.py
+    preload = [f"profile.preload={profiles}"] if profiles.is_file() else []
+    config = load_config(BENCH / "configs" / f"{dataset}.yaml", preload + overrides)
     experiment = Experiment(config)
     experiment.save_config()
     committed = BENCH / "models" / dataset / model
@@ -72,8 +74,9 @@ def main() -> None:
     command = "LLMREC_DATA_DIR=../shared/datasets python " + shlex.join(sys.argv)
     for dataset in args.datasets:
         run_dir = f"runs/bench-{dataset}"
+        baseline_overrides = [o for o in args.overrides if not o.startswith("interest.")]
         for model in BASELINES:
-            write_records(RESULTS, [evaluate(dataset, model, model, args.overrides, command)])
+            write_records(RESULTS, [evaluate(dataset, model, model, baseline_overrides, command)])
         for name in args.variants:
             overrides = [f"run_dir={run_dir}/{name}", *VARIANTS[name], *args.overrides]
             write_records(RESULTS, [evaluate(dataset, "llmrec", name, overrides, command)])

@@ -111,6 +111,9 @@ class InterestConfig(TrainingConfig):
     """Encoder of the recent items: causal self-attention (SASRec-style) or a GRU."""
     num_blocks: int = 2
     num_heads: int = 1
+    max_len: int | None = None
+    """Items the sequence encoder reads; None = L (`profile.recent_items`). A longer window gives the encoder
+    older items too; the profile is then used only for predictions after its cut-off (no leakage)."""
     dropout: float = 0.2
     fusion: Literal["gate", "attention", "sum"] = "gate"
     """How long- and short-term interest combine: a learned gate, attention over [recent, profile, context], or
@@ -123,11 +126,14 @@ class InterestConfig(TrainingConfig):
     """Learned ID embeddings for items seen in training, beside the projected text embedding."""
     id_dropout: float = 0.3
     """Probability of dropping an item's ID part in a training step, so the text part is learned too."""
+    text_loss_weight: float = 0.0
+    """Weight of a second next-item loss scored against the text part of the item vectors alone, which trains
+    the text part to stand on its own (cold items are scored from it); 0 = off."""
     profile_source: Literal["llm", "template", "mean-items"] = "llm"
     """Long-term input: the LLM profile's embedding, the template profile's, or the mean long-term item vector."""
     earlier_windows: int = 3
-    """Extra training windows per user from before the profile cut-off, trained without the profile (it would
-    mention their targets)."""
+    """Extra training windows per user before the last one (for histories longer than the encoder window);
+    the profile is used only for targets after its cut-off."""
     loss: Literal["softmax", "sampled-softmax"] = "sampled-softmax"
     num_negatives: int = 1024
     """For `sampled-softmax`: uniformly sampled negatives shared by the batch (logQ-corrected)."""

@@ -49,21 +49,24 @@ def test_learns_the_sequence_pattern(cyclic):
     assert model.report is not None and model.report.best_epoch > 0
 
 
-def test_training_windows_never_use_the_profile_for_items_it_mentions():
+@pytest.mark.parametrize("max_len", [4, 6])
+def test_training_windows_never_use_the_profile_for_items_it_mentions(max_len):
     train = [np.arange(1, 15), np.arange(1, 4), np.array([5])]
-    examples = training_examples(train, window=4, earlier_windows=2)
-    for user, inputs, targets, with_profile in zip(*examples.values()):
+    examples = training_examples(train, window=4, max_len=max_len, earlier_windows=2)
+    covered = {user: [] for user in range(len(train))}
+    for user, inputs, targets, profile_mask in zip(*examples.values()):
         items = train[user]
         cutoff = max(0, len(items) - 4)  # the profile covers items[:cutoff]
         real = targets != 0
         positions = [int(np.flatnonzero(items == t)[0]) for t in targets[real].tolist()]
-        if with_profile:
-            assert min(positions) >= cutoff
-        else:
-            assert max(positions) < cutoff
+        # the profile is on exactly where the target comes after the cut-off
+        assert profile_mask[real].tolist() == [p >= cutoff for p in positions]
+        assert not profile_mask[~real].any()
         # each input is the item just before its target
         assert [items[p - 1] for p in positions] == inputs[real].tolist()
-    assert examples["with_profile"].tolist().count(True) == 2  # the single-item user has no window
+        covered[int(user)] += positions
+    assert sorted(covered[0]) == list(range(max(1, 14 - 3 * max_len), 14))  # 3 windows, no overlap
+    assert sorted(covered[1]) == [1, 2] and covered[2] == []  # the single-item user has no window
 
 
 def test_cold_items_are_scored_from_text(cyclic):

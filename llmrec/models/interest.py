@@ -1,9 +1,9 @@
 """InterestModel (`llmrec`): the user's long-term profile, recent items and context fused into one interest
 vector; items are scored by dot product with the item tower's vectors (text + learned IDs).
 
-No leakage: a user's profile is written from the training history before the cut-off `len(train) - L`. The
-training window that uses the profile predicts only items after that cut-off; earlier windows, whose targets the
-profile mentions, are trained with the profile switched off.
+No leakage: a user's profile is written from the training history before the cut-off `len(train) - L`. In
+training, the profile is used only at positions whose target comes after that cut-off; predictions of earlier
+items, which the profile mentions, are trained with the profile switched off (a per-position mask).
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ class UserInputs:
 
 
 class InterestModel(Recommender):
-    """The llmrec model. `window` is L, the number of recent items the short-term encoder sees."""
+    """The llmrec model. `window` is L, the number of recent items the profile leaves out (its cut-off); the
+    sequence encoder reads the last `config.max_len` items (L when unset)."""
 
     name = "llmrec"
 
@@ -69,6 +70,7 @@ class InterestModel(Recommender):
         self.seed = seed
         self.checkpoint_dir = checkpoint_dir
         self.seen = np.zeros(len(self.item_vectors), dtype=bool) if seen is None else np.asarray(seen, dtype=bool)
+        self.max_len = self.config.max_len or window
         self.report: TrainingReport | None = None
         self._fitted = False
         self.net = self._build_net()
@@ -76,7 +78,7 @@ class InterestModel(Recommender):
     def _build_net(self) -> InterestNet:
         seed_everything(self.seed)
         return InterestNet(torch.from_numpy(self.item_vectors), torch.from_numpy(self.seen),
-                           self.inputs.profiles.shape[1], self.inputs.context_sizes, self.config, self.window)
+                           self.inputs.profiles.shape[1], self.inputs.context_sizes, self.config, self.max_len)
 
     def fit(self, split: Split) -> "InterestModel":
         from llmrec.eval.evaluator import FullRankingEvaluator  # evaluator imports models.base
@@ -89,7 +91,7 @@ class InterestModel(Recommender):
         weights = (popularity.astype(np.float64) + 1) ** _NEGATIVE_SMOOTHING
         weights[0] = 0.0
         self._negative_probs = torch.as_tensor(weights / weights.sum(), dtype=torch.float32)
-        examples = training_examples(split.train, self.window, self.config.earlier_windows)
+        examples = training_examples(split.train, self.window, self.max_len, self.config.earlier_windows)
         validator = FullRankingEvaluator(split, EvalConfig(ks=[10], seed=self.seed))
         self._fitted = True
         trainer = Trainer(self.net, self._loss, lambda epoch: self._batches(examples, epoch),
@@ -105,7 +107,7 @@ class InterestModel(Recommender):
         self.net.eval()
         with torch.no_grad():
             profiles, has_profile, context = self.inputs.rows(users)
-            vectors, long_weight = self.net(pad_histories(histories, self.window), profiles, has_profile, context)
+            vectors, long_weight = self.net(pad_histories(histories, self.max_len), profiles, has_profile, context)
         return vectors[:, -1], long_weight[:, -1]
 
     def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
@@ -136,14 +138,25 @@ class InterestModel(Recommender):
     def _loss(self, net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """`net` is `self.net` or its DDP wrapper."""
         profiles, has_profile, context = self.inputs.rows(batch["users"].numpy())
-        table = self.net.items.table()
-        hidden, _ = net(batch["inputs"], profiles, has_profile & batch["with_profile"], context, table)
+        text_table = self.net.items.text_table()
+        table = self.net.items.table(text_table)
+        hidden, _ = net(batch["inputs"], profiles, has_profile.unsqueeze(1) & batch["profile_mask"], context, table)
         targets = batch["targets"]
         keep = targets != 0
         hidden, targets = hidden[keep], targets[keep]
-        if self.config.loss == "softmax":
+        negatives = None
+        if self.config.loss == "sampled-softmax":
+            negatives = torch.multinomial(self._negative_probs, self.config.num_negatives, replacement=True)
+        loss = self._next_item_loss(hidden, table, targets, negatives)
+        if self.config.text_loss_weight and self.config.use_ids:
+            loss = loss + self.config.text_loss_weight * self._next_item_loss(hidden, text_table, targets, negatives)
+        return loss
+
+    def _next_item_loss(self, hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
+                        negatives: torch.Tensor | None) -> torch.Tensor:
+        """Full softmax when `negatives` is None, else sampled softmax with logQ correction."""
+        if negatives is None:
             return full_softmax_loss(hidden, table, targets)
-        negatives = torch.multinomial(self._negative_probs, self.config.num_negatives, replacement=True)
         return sampled_softmax_loss(hidden, table, targets, negatives, self._negative_probs.clamp_min(1e-12).log())
 
     def _batches(self, examples: dict[str, torch.Tensor], epoch: int) -> Iterator[dict[str, torch.Tensor]]:
@@ -160,24 +173,24 @@ class InterestModel(Recommender):
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def training_examples(train: Sequence[np.ndarray], window: int, earlier_windows: int) -> dict[str, torch.Tensor]:
-    """Windows of (inputs, targets), left-padded to `window`: per user the last window after the profile
-    cut-off (with the profile) and up to `earlier_windows` windows before it (without)."""
-    users, inputs, targets, with_profile = [], [], [], []
+def training_examples(train: Sequence[np.ndarray], window: int, max_len: int,
+                      earlier_windows: int) -> dict[str, torch.Tensor]:
+    """Windows of (inputs, targets) left-padded to `max_len`, with `profile_mask`: True at the positions whose
+    target comes after the user's profile cut-off (`len(items) - window`), the only ones that may use the
+    profile. Per user: the window ending at the last training item, and up to `earlier_windows` windows
+    before it."""
+    users, inputs, targets, masks = [], [], [], []
     for user, items in enumerate(train):
         cutoff = max(0, len(items) - window)
-        spans = [(max(1, cutoff), len(items), True)]
-        for k in range(1, earlier_windows + 1):
-            end = cutoff - (k - 1) * window
-            if end <= 1:
-                break
-            spans.append((max(1, end - window), end, False))
-        for start, end, profile in spans:
+        end = len(items)
+        for _ in range(earlier_windows + 1):
+            start = max(1, end - max_len)
             if end - start < 1:
-                continue
+                break
             users.append(user)
             inputs.append(items[start - 1:end - 1])
             targets.append(items[start:end])
-            with_profile.append(profile)
-    return {"users": torch.as_tensor(users, dtype=torch.long), "inputs": pad_histories(inputs, window),
-            "targets": pad_histories(targets, window), "with_profile": torch.as_tensor(with_profile)}
+            masks.append((np.arange(start, end) >= cutoff).astype(np.int64))
+            end = start
+    return {"users": torch.as_tensor(users, dtype=torch.long), "inputs": pad_histories(inputs, max_len),
+            "targets": pad_histories(targets, max_len), "profile_mask": pad_histories(masks, max_len).bool()}

@@ -41,16 +41,22 @@ class ItemTower(nn.Module):
             nn.init.normal_(self.id_embedding.weight, std=hidden ** -0.5)
         self.id_dropout = id_dropout
 
-    def table(self) -> torch.Tensor:
-        """[num_items + 1, hidden]; row 0 (padding) is zero."""
+    def text_table(self) -> torch.Tensor:
+        """[num_items + 1, hidden]: the text part alone (what a cold item is); row 0 (padding) is zero."""
         vectors = self.text_proj(self.text_vectors)
+        return vectors * (torch.arange(len(vectors), device=vectors.device) > 0).unsqueeze(1)
+
+    def table(self, text_table: torch.Tensor | None = None) -> torch.Tensor:
+        """[num_items + 1, hidden]: text part + ID part; row 0 (padding) is zero. Pass `text_table` when the
+        caller already has it."""
+        vectors = self.text_table() if text_table is None else text_table
         if self.id_embedding is not None:
             ids = self.id_embedding.weight * self.seen
             if self.training and self.id_dropout > 0:
                 keep = torch.rand(ids.shape[0], 1, device=ids.device) >= self.id_dropout
                 ids = ids * keep / (1 - self.id_dropout)
-            vectors = vectors + ids
-        return vectors * (torch.arange(len(vectors), device=vectors.device) > 0).unsqueeze(1)
+            vectors = vectors + ids * (torch.arange(len(ids), device=ids.device) > 0).unsqueeze(1)
+        return vectors
 
 
 class ShortTermEncoder(nn.Module):
@@ -84,7 +90,7 @@ class ShortTermEncoder(nn.Module):
 
 class Fusion(nn.Module):
     """Combines short-term [B, L, d], long-term [B, d] and context [B, L, d] into interest [B, L, d], and
-    reports the weight the long-term part got at each position (0 where a user has no profile)."""
+    reports the weight the long-term part got at each position (0 where the profile may not be used)."""
 
     def __init__(self, config: InterestConfig) -> None:
         super().__init__()
@@ -99,20 +105,21 @@ class Fusion(nn.Module):
 
     def forward(self, short: torch.Tensor, long: torch.Tensor, context: torch.Tensor,
                 has_long: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`has_long` [B, L]: whether the long-term part may be used at each position."""
         long = long.unsqueeze(1).expand_as(short)
-        available = has_long.float().view(-1, 1, 1)
+        available = has_long.float().unsqueeze(-1)
         if self.kind == "attention":
             tokens = torch.stack([short, long, context], dim=2)  # [B, L, 3, d]
             logits = (self.query(short).unsqueeze(2) * self.key(tokens)).sum(-1) / math.sqrt(short.shape[-1])
             blocked = torch.zeros_like(logits, dtype=torch.bool)
-            blocked[..., 1] = ~has_long.view(-1, 1)
+            blocked[..., 1] = ~has_long
             weights = logits.masked_fill(blocked, -torch.inf).softmax(-1)
             mixed, long_weight = (weights.unsqueeze(-1) * tokens).sum(2), weights[..., 1]
         else:
             if self.kind == "gate":
                 weight = torch.sigmoid(self.gate(torch.cat([short, long, context], dim=-1))) * available
             else:
-                weight = self.sum_weight * available.expand(*short.shape[:2], 1)
+                weight = self.sum_weight * available
             mixed, long_weight = (1 - weight) * short + weight * long + context, weight.squeeze(-1)
         return mixed + self.out(mixed), long_weight
 
@@ -133,15 +140,16 @@ class InterestNet(nn.Module):
 
     def forward(self, recent: torch.Tensor, profile: torch.Tensor, has_profile: torch.Tensor, context: torch.Tensor,
                 table: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """recent [B, L] (left-padded item indices), profile [B, P], has_profile [B], context [B, F] category
-        ids (0 = unknown); `table` = `items.table()` when the caller already has it."""
+        """recent [B, L] (left-padded item indices), profile [B, P], has_profile [B] (or [B, L] per position),
+        context [B, F] category ids (0 = unknown); `table` = `items.table()` when the caller already has it."""
         table = self.items.table() if table is None else table
         padding = recent == 0
         if self.config.use_recent:
             short = self.short_term(table[recent], padding)
         else:
             short = torch.zeros(*recent.shape, table.shape[1], device=recent.device)
-        has_long = has_profile & self.config.use_profile
+        has_long = (has_profile if has_profile.dim() == 2 else has_profile.unsqueeze(1)).expand(recent.shape)
+        has_long = has_long & self.config.use_profile
         long = self.long_term(profile)
         ctx = torch.zeros_like(short)
         if self.config.use_context and len(self.context):
