@@ -4,6 +4,8 @@ reused); every llmrec variant is trained in its own folder. Writes bench/results
 
     LLMREC_DATA_DIR=../shared/datasets python bench/interest.py movielens-1m amazon-beauty
     ... --variants llmrec llmrec-no-profile        only these variants (see VARIANTS)
+    ... --tag idd0 --set interest.id_dropout=0      a tuning run: its own folders, records named
+                                                    `<variant>@idd0` in bench/results/interest_tuning.json
 
 The `cold` protocol holds 5 % of the items out of training (data.cold_item_fraction=0.05) and trains SASRec,
 text-kNN and llmrec on that split, reporting HR@10 on test cases whose target is a held-out item.
@@ -40,6 +42,9 @@ VARIANTS: dict[str, list[str]] = {
     "llmrec-template-profile": ["interest.profile_source=template"],
     "llmrec-mean-items-profile": ["interest.profile_source=mean-items"],
 }
+TUNING = BENCH / "results" / "interest_tuning.json"
+BASELINE_SECTIONS = ("data.", "eval.", "encoder.", "sasrec.")
+"""Overrides in these sections change the baselines too; others (interest., profile., llm.) leave them alone."""
 COLD = ["data.cold_item_fraction=0.05"]
 REPORTED = ["NDCG@10", "HR@10", "NDCG@20", "HR@20", "MRR", "Coverage@10", "NDCG@10-tail-users",
             "HR@10-tail-users", "NDCG@10-tail-items", "HR@10-tail-items", "HR@10-cold-items", "cases-cold-items"]
@@ -68,22 +73,27 @@ def main() -> None:
     parser.add_argument("datasets", nargs="+", choices=[p.stem for p in (BENCH / "configs").glob("*.yaml")])
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--no-cold", action="store_true", help="skip the cold-item protocol")
+    parser.add_argument("--tag", help="name of a tuning run (see above)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     command = "LLMREC_DATA_DIR=../shared/datasets python " + shlex.join(sys.argv)
+    results, suffix = (TUNING, f"@{args.tag}") if args.tag else (RESULTS, "")
+    baseline_overrides = [o for o in args.overrides if o.startswith(BASELINE_SECTIONS)]
     for dataset in args.datasets:
         run_dir = f"runs/bench-{dataset}"
-        baseline_overrides = [o for o in args.overrides if not o.startswith("interest.")]
         for model in BASELINES:
-            write_records(RESULTS, [evaluate(dataset, model, model, baseline_overrides, command)])
+            write_records(results, [evaluate(dataset, model, model, baseline_overrides, command)])
         for name in args.variants:
-            overrides = [f"run_dir={run_dir}/{name}", *VARIANTS[name], *args.overrides]
-            write_records(RESULTS, [evaluate(dataset, "llmrec", name, overrides, command)])
+            overrides = [f"run_dir={run_dir}/{name}{suffix}", *VARIANTS[name], *args.overrides]
+            write_records(results, [evaluate(dataset, "llmrec", name + suffix, overrides, command)])
         if not args.no_cold:
             for model in ["text-knn", "sasrec", "llmrec"]:
-                overrides = [f"run_dir={run_dir}/cold", *COLD, *args.overrides]
-                write_records(RESULTS, [evaluate(dataset, model, f"{model}-cold5pct", overrides, command)])
+                folder = f"cold{suffix}" if model == "llmrec" else "cold"
+                overrides = [f"run_dir={run_dir}/{folder}", *COLD,
+                             *(args.overrides if model == "llmrec" else baseline_overrides)]
+                write_records(results, [evaluate(dataset, model, f"{model}-cold5pct{suffix}", overrides,
+                                                 command)])
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ profile vs mean of the long-term items' embeddings), on the users old enough to 
     ... --minutes 60        stop writing after an hour (rerun to continue); evaluation runs on what exists
     ... --evaluate-only     no writing, just the checks and records
     ... --measure-limit     also measure llama.cpp's raw speed on this machine first (idle machine!)
+    ... --shard 0/2         write only every 2nd user, from the first (run 0/2 and 1/2 side by side with
+                            --set llm.threads=1, one per core); no checks: run --evaluate-only when all are done
 
 Results: bench/results/profiles.json (records profile-llm, profile-template, profile-mean-items,
 profile-writer-llamacpp, llamacpp-limit); example profiles: bench/results/profile_examples.json. The writer's
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import sys
 import time
@@ -47,13 +50,15 @@ def export_path(dataset: str) -> Path:
     return BENCH / "profiles" / f"{dataset}.jsonl.gz"
 
 
-def write_llm_profiles(experiment: Experiment, minutes: float | None) -> dict[str, float] | None:
+def write_llm_profiles(experiment: Experiment, minutes: float | None,
+                       shard: tuple[int, int] = (0, 1)) -> dict[str, float] | None:
     """Write missing LLM profiles chunk by chunk, exporting after each; returns the throughput of this run
-    (None when nothing needed writing). Rates count users the LLM was asked about (not short histories)."""
+    (None when nothing needed writing). Rates count users the LLM was asked about (not short histories).
+    `shard` (k, n) restricts the run to users whose index is k modulo n."""
     service = experiment.profiles
     export = export_path(experiment.dataset.name)
     deadline = time.monotonic() + 60 * minutes if minutes else None
-    users = np.arange(experiment.split.num_users)
+    users = np.arange(shard[0], experiment.split.num_users, shard[1])
     for start in range(0, len(users), CHUNK_USERS):
         if deadline and time.monotonic() > deadline:
             logging.info("time budget spent; rerun to continue")
@@ -65,6 +70,7 @@ def write_llm_profiles(experiment: Experiment, minutes: float | None) -> dict[st
         return None
     asked = stats.profiles - stats.fallbacks.get("short-history", 0)
     return {"users_per_min": 60 * asked / stats.llm_seconds, "users_written": asked,
+            "threads": experiment.config.llm.threads or len(os.sched_getaffinity(0)),
             "prompt_tok_per_s": stats.prompt_tokens / stats.llm_seconds,
             "output_tok_per_s": stats.output_tokens / stats.llm_seconds,
             "tok_per_s": (stats.prompt_tokens + stats.output_tokens) / stats.llm_seconds,
@@ -165,6 +171,14 @@ def examples(experiment: Experiment, llm: dict[str, Profile]) -> list[dict]:
     return out
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """`K/N` -> (K, N) with 0 <= K < N."""
+    k, _, n = text.partition("/")
+    if not (k.isdigit() and n.isdigit() and int(k) < int(n)):
+        raise argparse.ArgumentTypeError(f"expected K/N with 0 <= K < N, got {text!r}")
+    return int(k), int(n)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("datasets", nargs="+", choices=[p.stem for p in (BENCH / "configs").glob("*.yaml")])
@@ -172,6 +186,8 @@ def main() -> None:
     parser.add_argument("--evaluate-only", action="store_true")
     parser.add_argument("--measure-limit", action="store_true",
                         help="first measure llama.cpp's raw prompt and generation speed (run on an idle machine)")
+    parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N",
+                        help="write only users whose index is K modulo N, and skip the checks")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -189,7 +205,9 @@ def main() -> None:
         experiment = Experiment(config)
         started = time.perf_counter()
         if not args.evaluate_only:
-            throughput = write_llm_profiles(experiment, args.minutes)
+            throughput = write_llm_profiles(experiment, args.minutes, args.shard)
+            if args.shard != (0, 1):
+                continue
             if throughput:
                 write_records(RESULTS / "profiles.json", [make_record(
                     dataset, "profile-writer-llamacpp", throughput, command, config.seed,

@@ -83,6 +83,27 @@ def test_cold_items_are_scored_from_text(cyclic):
     assert torch.count_nonzero(table[0]) == 0
 
 
+def test_text_loss_adds_a_next_item_loss_over_the_text_part_alone(cyclic):
+    from llmrec.train.losses import full_softmax_loss
+
+    split, text, inputs = cyclic
+    config = dataclasses.replace(FAST, loss="softmax", id_dropout=0.0, epochs=1)
+    base = InterestModel(text, inputs, WINDOW, config, seed=1).fit(split)
+    weighted = InterestModel(text, inputs, WINDOW, dataclasses.replace(config, text_loss_weight=0.5), seed=1,
+                             seen=base.seen)
+    weighted.net.load_state_dict(base.net.state_dict())
+    for model in (base, weighted):
+        model.net.eval()  # no dropout: both losses see the same network
+    batch = next(base._batches(training_examples(split.train, WINDOW, WINDOW, 0), epoch=0))
+    profiles, has_profile, context = inputs.rows(batch["users"].numpy())
+    with torch.no_grad():
+        hidden, _ = base.net(batch["inputs"], profiles, has_profile.unsqueeze(1) & batch["profile_mask"], context)
+        keep = batch["targets"] != 0
+        text_only = full_softmax_loss(hidden[keep], base.net.items.text_table(), batch["targets"][keep])
+        difference = weighted._loss(weighted.net, batch) - base._loss(base.net, batch)
+    assert torch.allclose(difference, 0.5 * text_only, atol=1e-5)
+
+
 @pytest.mark.parametrize("fusion, short_term", [("gate", "attention"), ("attention", "gru"), ("sum", "attention")])
 def test_fusion_variants_and_long_term_weights(cyclic, fusion, short_term):
     split, text, inputs = cyclic

@@ -31,7 +31,10 @@ class LlamaCppBackend:
         path = resolve_gguf(config.model)
         threads = config.threads or len(os.sched_getaffinity(0))
         self.model_id = model_id_for(config)
-        self._llama = Llama(model_path=str(path), n_ctx=config.n_ctx, n_threads=threads, verbose=False)
+        # prompt evaluation gets the same threads: llama-cpp-python would otherwise use every core for it, and
+        # its spinning OpenMP threads slow everything else on the machine (and themselves) several-fold
+        self._llama = Llama(model_path=str(path), n_ctx=config.n_ctx, n_threads=threads, n_threads_batch=threads,
+                            verbose=False)
         atexit.register(self.close)  # freed before interpreter teardown, which would make llama.cpp's own cleanup fail
 
     def close(self) -> None:

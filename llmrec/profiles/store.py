@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,7 +78,7 @@ class ProfileStore:
         """Write profiles as gzip-compressed JSON lines (atomically); returns how many."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # processes may export side by side
         count = 0
         with gzip.open(partial, "wt", encoding="utf-8") as out:
             for profile in self.profiles(dataset):
