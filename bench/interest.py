@@ -58,7 +58,8 @@ def evaluate(dataset: str, model: str, record_name: str, overrides: list[str], c
     experiment = Experiment(config)
     experiment.save_config()
     committed = BENCH / "models" / dataset / model
-    if not overrides and committed.is_dir() and not (experiment.model_dir(model) / "model.json").is_file():
+    same_results = all(o.partition("=")[0].endswith(".threads") for o in overrides)
+    if same_results and committed.is_dir() and not (experiment.model_dir(model) / "model.json").is_file():
         shutil.copytree(committed, experiment.model_dir(model), dirs_exist_ok=True)
     started = time.perf_counter()
     results = experiment.evaluate([model])[model]

@@ -20,6 +20,11 @@ LORA_TARGETS = ["text_proj", "long_term.0", "long_term.2", "fusion.gate", "fusio
 """Module names (suffixes, as peft matches them) that LoRA adapters attach to."""
 
 
+GATE_BIAS = -2.0
+"""The gate starts at sigmoid(-2) = 0.12 on the long-term part: a random profile projection would otherwise make
+up half of every early interest vector and slow learning down (measured on ML-100K)."""
+
+
 def lora_targets(net: nn.Module) -> list[str]:
     """The LORA_TARGETS this network has (the fusion kind decides which of gate/query/key exist)."""
     names = [name for name, _ in net.named_modules()]
@@ -98,6 +103,7 @@ class Fusion(nn.Module):
         self.kind, self.sum_weight = config.fusion, config.sum_weight
         if self.kind == "gate":
             self.gate = nn.Linear(3 * d, 1)
+            nn.init.constant_(self.gate.bias, GATE_BIAS)
         elif self.kind == "attention":
             self.query = nn.Linear(d, d)
             self.key = nn.Linear(d, d)
@@ -136,6 +142,8 @@ class InterestNet(nn.Module):
         self.short_term = ShortTermEncoder(config, max_len)
         self.long_term = nn.Sequential(nn.Linear(profile_dim, d), nn.GELU(), nn.Linear(d, d))
         self.context = nn.ModuleList(nn.Embedding(size + 1, d, padding_idx=0) for size in context_sizes)
+        for embedding in self.context:  # start as the model without context; training learns what it adds
+            nn.init.zeros_(embedding.weight)
         self.fusion = Fusion(config)
 
     def forward(self, recent: torch.Tensor, profile: torch.Tensor, has_profile: torch.Tensor, context: torch.Tensor,
