@@ -206,12 +206,13 @@ def main() -> None:
         started = time.perf_counter()
         if not args.evaluate_only:
             throughput = write_llm_profiles(experiment, args.minutes, args.shard)
-            if args.shard != (0, 1):
-                continue
-            if throughput:
+            if throughput and args.shard[0] == 0:  # one record per dataset: the first shard's
+                throughput["writers_side_by_side"] = args.shard[1]
                 write_records(RESULTS / "profiles.json", [make_record(
                     dataset, "profile-writer-llamacpp", throughput, command, config.seed,
                     time.perf_counter() - started)])
+            if args.shard != (0, 1):
+                continue
         llm = llm_eligible_profiles(experiment)
         experiment.profiles.release_llm()
         write_records(RESULTS / "profiles.json", intrinsic_check(experiment, llm, command))

@@ -129,8 +129,9 @@ class InterestConfig(TrainingConfig):
     text_loss_weight: float = 0.0
     """Weight of a second next-item loss scored against the text part of the item vectors alone, which trains
     the text part to stand on its own (cold items are scored from it); 0 = off."""
-    profile_source: Literal["llm", "template", "mean-items"] = "llm"
-    """Long-term input: the LLM profile's embedding, the template profile's, or the mean long-term item vector."""
+    profile_source: Literal["llm", "template", "mean-items"] | None = None
+    """Long-term input: the LLM profile's embedding, the template profile's, or the mean long-term item vector;
+    None = the profiles `profile.writer` writes."""
     earlier_windows: int = 3
     """Extra training windows per user before the last one (for histories longer than the encoder window);
     the profile is used only for targets after its cut-off."""

@@ -31,13 +31,15 @@ def project(tmp_path_factory) -> Path:
             out.write(json.dumps({"id": item_id, "name": text, "genre": "demo"}) + "\n")
     config = {
         "run_dir": str(root / "run"),
-        "models": ["popularity", "text-knn", "sasrec"],
+        "models": ["popularity", "text-knn", "sasrec", "llmrec"],
         "data": {"name": "generic", "path": str(root), "generic": {
             "interactions": "events.csv", "items": "items.jsonl",
             "columns": {"user_id": "uid", "item_id": "iid", "timestamp": "ts"},
             "item_columns": {"item_id": "id", "title": "name"}, "text_template": "{title} ({genre})"}},
         "encoder": {"cache_dir": str(root / "cache")},
         "sasrec": {"hidden_size": 16, "num_blocks": 1, "max_len": 8, "epochs": 2, "eval_every": 1},
+        "interest": {"hidden_size": 16, "num_blocks": 1, "max_len": 8, "epochs": 2, "eval_every": 1,
+                     "num_negatives": 8},
         "profile": {"writer": "template", "recent_items": 2},
     }
     (root / "config.yaml").write_text(yaml.safe_dump(config))
@@ -48,11 +50,12 @@ def test_run_does_the_whole_job(project):
     result = run_cli("run", "--config", "config.yaml", cwd=project)
     assert result.returncode == 0, result.stderr[-2000:]
     for step in ["[1/6] data: 40 users, 25 items", "[3/6] indexed", "[4/6] profiles by template: 40 written",
-                 "[6/6] test metrics", "sasrec", "long-term profile (template)", "top 5"]:
+                 "[6/6] test metrics", "sasrec", "llmrec", "long-term profile (template)", "top 5 for user"]:
         assert step in result.stdout
     evaluation = json.loads((project / "run" / "results" / "evaluation.json").read_text())
-    assert set(evaluation) == {"popularity", "text-knn", "sasrec"}
-    assert (project / "run" / "models" / "sasrec" / "model.json").is_file()
+    assert set(evaluation) == {"popularity", "text-knn", "sasrec", "llmrec"}
+    for model in ("sasrec", "llmrec"):
+        assert (project / "run" / "models" / model / "model.json").is_file()
 
 
 def test_recommend_and_data_commands(project):

@@ -25,7 +25,7 @@ def build_user_inputs(config: RunConfig, dataset: Dataset, split: Split, item_ve
     interactions' context columns."""
     requests = [long_term_request(split, u, config.profile.recent_items) for u in range(split.num_users)]
     has_profile = np.array([len(r.long_term) > 0 for r in requests])
-    source = config.interest.profile_source
+    source = config.interest.profile_source or config.profile.writer
     if source == "mean-items":
         vectors = TextKNN(item_vectors).user_vectors([r.long_term for r in requests]).numpy()
     else:
