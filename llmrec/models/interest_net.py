@@ -22,7 +22,8 @@ LORA_TARGETS = ["text_proj", "long_term.0", "long_term.2", "fusion.gate", "fusio
 
 GATE_BIAS = -2.0
 """The gate starts at sigmoid(-2) = 0.12 on the long-term part: a random profile projection would otherwise make
-up half of every early interest vector and slow learning down (measured on ML-100K)."""
+up half of every early interest vector and slow learning down (measured on ML-100K, see README "The interest
+model")."""
 
 
 def lora_targets(net: nn.Module) -> list[str]:
@@ -60,7 +61,7 @@ class ItemTower(nn.Module):
             if self.training and self.id_dropout > 0:
                 keep = torch.rand(ids.shape[0], 1, device=ids.device) >= self.id_dropout
                 ids = ids * keep / (1 - self.id_dropout)
-            vectors = vectors + ids * (torch.arange(len(ids), device=ids.device) > 0).unsqueeze(1)
+            vectors = vectors + ids  # the padding row is never `seen`, so it stays zero
         return vectors
 
 
