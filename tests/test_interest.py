@@ -87,7 +87,7 @@ def test_text_loss_adds_a_next_item_loss_over_the_text_part_alone(cyclic):
     from llmrec.train.losses import full_softmax_loss
 
     split, text, inputs = cyclic
-    config = dataclasses.replace(FAST, loss="softmax", id_dropout=0.0, epochs=1)
+    config = dataclasses.replace(FAST, loss="softmax", id_dropout=0.0, text_loss_weight=0.0, epochs=1)
     base = InterestModel(text, inputs, WINDOW, config, seed=1).fit(split)
     weighted = InterestModel(text, inputs, WINDOW, dataclasses.replace(config, text_loss_weight=0.5), seed=1,
                              seen=base.seen)
