@@ -1,6 +1,6 @@
-"""Baselines under the published protocol (leave-one-out, full ranking): popularity, text-kNN and SASRec,
-trained and evaluated in one run per dataset. Writes bench/results/baselines.json and the SASRec learning
-curves to bench/results/sasrec_learning_curves.json.
+"""Baselines under the published protocol (leave-one-out, full ranking): popularity, text-kNN, item-kNN,
+user-kNN and SASRec, trained and evaluated in one run per dataset. Writes bench/results/baselines.json and
+the SASRec learning curves to bench/results/sasrec_learning_curves.json.
 
     LLMREC_DATA_DIR=../shared/datasets python bench/baselines.py movielens-100k movielens-1m amazon-beauty
 

@@ -142,6 +142,16 @@ class InterestConfig(TrainingConfig):
 
 
 @dataclass
+class KNNConfig:
+    """The collaborative-filtering baselines `itemknn` and `userknn`."""
+
+    neighbors: int = 100
+    """Neighbours kept per item (itemknn) or used per query (userknn)."""
+    shrink: float = 10.0
+    """Added to the cosine denominator, so similarities built on few interactions shrink toward zero."""
+
+
+@dataclass
 class LLMConfig:
     """The language model that writes profiles and explanations."""
 
@@ -235,6 +245,7 @@ class RunConfig:
     index: IndexConfig = field(default_factory=IndexConfig)
     sasrec: SASRecConfig = field(default_factory=SASRecConfig)
     interest: InterestConfig = field(default_factory=InterestConfig)
+    knn: KNNConfig = field(default_factory=KNNConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

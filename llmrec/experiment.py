@@ -31,10 +31,12 @@ from llmrec.index.chroma_index import ItemIndex
 from llmrec.models.base import Recommender
 from llmrec.models.interest import InterestModel
 from llmrec.models.interest_inputs import build_user_inputs
+from llmrec.models.item_knn import ItemKNN
 from llmrec.models.popularity import Popularity
 from llmrec.models.registry import load_model, model_class
 from llmrec.models.sasrec import SASRec
 from llmrec.models.text_knn import TextKNN
+from llmrec.models.user_knn import UserKNN
 from llmrec.profiles.service import ProfileService
 from llmrec.train.distributed import is_main_process
 
@@ -158,6 +160,8 @@ class Experiment:
             return Popularity()
         if name == TextKNN.name:
             return TextKNN(self.item_vectors)
+        if name in (ItemKNN.name, UserKNN.name):
+            return model_class(name)(self.config.knn)
         checkpoints = self.model_dir(name) / "checkpoints"
         if name == InterestModel.name:
             inputs = build_user_inputs(self.config, self.dataset, self.split, self.item_vectors, self.encoder,
