@@ -101,6 +101,18 @@ class SASRecConfig(TrainingConfig):
 
 
 @dataclass
+class LightGCNConfig(TrainingConfig):
+    """LightGCN (He et al. 2020): ID embeddings smoothed over the user-item graph of training interactions."""
+
+    hidden_size: int = 64
+    num_layers: int = 3
+    """Propagation steps over the normalised graph; the embedding is the mean of all layers."""
+    num_negatives: int = 1024
+    """Uniformly sampled negatives shared by a batch of (user, item) pairs (sampled softmax)."""
+    batch_size: int = 2048
+
+
+@dataclass
 class InterestConfig(TrainingConfig):
     """The interest model: long-term profile + short-term recent items + context, fused into one vector.
 
@@ -246,6 +258,7 @@ class RunConfig:
     sasrec: SASRecConfig = field(default_factory=SASRecConfig)
     interest: InterestConfig = field(default_factory=InterestConfig)
     knn: KNNConfig = field(default_factory=KNNConfig)
+    lightgcn: LightGCNConfig = field(default_factory=LightGCNConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

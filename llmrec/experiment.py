@@ -32,6 +32,7 @@ from llmrec.models.base import Recommender
 from llmrec.models.interest import InterestModel
 from llmrec.models.interest_inputs import build_user_inputs
 from llmrec.models.item_knn import ItemKNN
+from llmrec.models.lightgcn import LightGCN
 from llmrec.models.popularity import Popularity
 from llmrec.models.registry import load_model, model_class
 from llmrec.models.sasrec import SASRec
@@ -163,6 +164,8 @@ class Experiment:
         if name in (ItemKNN.name, UserKNN.name):
             return model_class(name)(self.config.knn)
         checkpoints = self.model_dir(name) / "checkpoints"
+        if name == LightGCN.name:
+            return LightGCN(self.config.lightgcn, self.config.seed, checkpoints)
         if name == InterestModel.name:
             inputs = build_user_inputs(self.config, self.dataset, self.split, self.item_vectors, self.encoder,
                                        self.profiles)

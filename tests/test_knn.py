@@ -71,3 +71,37 @@ def test_unfitted_knn_models_say_so():
     for model in (ItemKNN(), UserKNN()):
         with pytest.raises(ModelNotTrainedError):
             model.score(np.array([0]), [np.array([1])])
+
+
+def test_lightgcn_learns_who_likes_what(tmp_path):
+    """Two taste groups with disjoint items, the popular items in the other group: graph embeddings must
+    recommend within the group, where popularity cannot."""
+    from llmrec.config import LightGCNConfig
+    from llmrec.eval.evaluator import FullRankingEvaluator
+    from llmrec.models.lightgcn import LightGCN
+    from llmrec.models.popularity import Popularity
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(60):
+        group = u % 3 == 0  # a minority group: its items are less popular overall
+        pool = [f"g{i}" for i in range(10)] if group else [f"h{i}" for i in range(10)]
+        for t, item in enumerate(rng.choice(pool, size=6, replace=False)):
+            rows.append((f"u{u}", item, t))
+    items = pd.DataFrame({"item_id": [f"g{i}" for i in range(10)] + [f"h{i}" for i in range(10)], "text": "x"})
+    split = make_split(Dataset("groups", Catalog(items), Interactions(pd.DataFrame(
+        rows, columns=["user_id", "item_id", "timestamp"]))))
+    config = LightGCNConfig(hidden_size=16, num_layers=2, num_negatives=8, batch_size=64, lr=0.02, epochs=30,
+                            patience=30, eval_every=10, threads=1)
+    model = LightGCN(config, seed=1).fit(split)
+    minority = np.flatnonzero([int(split.user_ids[u][1:]) % 3 == 0 for u in split.test.users])
+    evaluator = FullRankingEvaluator(split)
+    ours = evaluator.evaluate(model, split.test.subset(minority))["HR@5"]
+    popular = evaluator.evaluate(Popularity().fit(split), split.test.subset(minority))["HR@5"]
+    assert ours > 0.6 and popular == 0.0
+    model.save(tmp_path / "lightgcn")
+    loaded = load_model(tmp_path / "lightgcn")
+    assert torch.allclose(model.score(split.test.users, split.test.histories),
+                          loaded.score(split.test.users, split.test.histories))
+    unknown = model.score(np.array([-1]), [np.array([1, 2])])  # folded in from its history
+    assert unknown.shape == (1, split.num_items + 1) and torch.isfinite(unknown).all()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -24,9 +23,8 @@ from llmrec.errors import ModelNotTrainedError
 from llmrec.models.base import Recommender, pad_histories
 from llmrec.models.interest_net import InterestNet
 from llmrec.train.losses import full_softmax_loss, sampled_softmax_loss
-from llmrec.train.loop import Trainer, TrainingReport, seed_everything
+from llmrec.train.loop import Trainer, TrainingReport, checkpoint_fingerprint, seed_everything
 
-_SCHEDULE_ONLY = {"epochs", "patience", "threads"}
 _NEGATIVE_SMOOTHING = 0.75
 """Negatives are drawn in proportion to popularity ** 0.75 (word2vec's unigram smoothing), logQ-corrected."""
 
@@ -166,11 +164,8 @@ class InterestModel(Recommender):
             yield {key: value[rows] for key, value in examples.items()}
 
     def _fingerprint(self, split: Split) -> str:
-        config = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in _SCHEDULE_ONLY}
         inputs = hashlib.sha256(self.inputs.profiles.tobytes() + self.inputs.context.tobytes()).hexdigest()
-        key = json.dumps([self.name, config, self.window, self.seed, split.dataset, split.protocol,
-                          split.num_items, sum(len(s) for s in split.train), inputs], sort_keys=True)
-        return hashlib.sha256(key.encode()).hexdigest()[:16]
+        return checkpoint_fingerprint(self.name, self.config, self.seed, split, self.window, inputs)
 
 
 def training_examples(train: Sequence[np.ndarray], window: int, max_len: int,

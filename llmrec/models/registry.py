@@ -8,13 +8,14 @@ from llmrec.errors import ConfigError
 from llmrec.models.base import Recommender
 from llmrec.models.interest import InterestModel
 from llmrec.models.item_knn import ItemKNN
+from llmrec.models.lightgcn import LightGCN
 from llmrec.models.popularity import Popularity
 from llmrec.models.sasrec import SASRec
 from llmrec.models.text_knn import TextKNN
 from llmrec.models.user_knn import UserKNN
 
 MODELS: dict[str, type[Recommender]] = {
-    cls.name: cls for cls in (Popularity, TextKNN, ItemKNN, UserKNN, SASRec, InterestModel)
+    cls.name: cls for cls in (Popularity, TextKNN, ItemKNN, UserKNN, LightGCN, SASRec, InterestModel)
 }
 
 

@@ -5,8 +5,6 @@ Vasilev 2023, "Turning Dross Into Gold Loss"; Petrov & Macdonald 2023, gSASRec).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -20,10 +18,8 @@ from llmrec.data.split import Split
 from llmrec.errors import ModelNotTrainedError
 from llmrec.models.base import Recommender, pad_histories
 from llmrec.train.losses import full_softmax_loss, sampled_softmax_loss
-from llmrec.train.loop import Trainer, TrainingReport, seed_everything
+from llmrec.train.loop import Trainer, TrainingReport, checkpoint_fingerprint, seed_everything
 
-
-_SCHEDULE_ONLY = {"epochs", "patience", "threads"}
 
 
 class SASRecEncoder(nn.Module):
@@ -97,7 +93,7 @@ class SASRec(Recommender):
             self.encoder, self._loss, lambda epoch: self._batches(examples, epoch),
             lambda: validator.evaluate(self, split.valid, desc="validate")["NDCG@10"],
             self.config,
-            self.checkpoint_dir, fingerprint=self._fingerprint(split),
+            self.checkpoint_dir, fingerprint=checkpoint_fingerprint(self.name, self.config, self.seed, split),
         )
         self.report = trainer.fit()
         return self
@@ -140,12 +136,6 @@ class SASRec(Recommender):
         for start in range(0, len(order), self.config.batch_size):
             yield examples[order[start: start + self.config.batch_size]]
 
-    def _fingerprint(self, split: Split) -> str:
-        """Identifies what a checkpoint can continue: everything but how long to train."""
-        config = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in _SCHEDULE_ONLY}
-        key = json.dumps([self.name, config, self.seed, split.dataset, split.protocol,
-                          split.num_items, sum(len(s) for s in split.train)], sort_keys=True)
-        return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def _training_windows(sequences: list[np.ndarray], length: int) -> torch.Tensor:

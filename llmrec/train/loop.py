@@ -4,13 +4,15 @@ over several processes (torch DDP, see `llmrec.train.distributed`)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import random
 import resource
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -19,6 +21,9 @@ from tqdm.auto import tqdm
 
 from llmrec.config import TrainingConfig
 from llmrec.train.distributed import rank_and_world
+
+if TYPE_CHECKING:
+    from llmrec.data.split import Split
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,19 @@ class TrainingReport:
         return {**{k: v for k, v in asdict(self).items() if k != "history"},
                 "epoch_s": self.epoch_seconds, "epochs_run": len(self.history),
                 "learning_curve": [asdict(r) for r in self.history]}
+
+
+SCHEDULE_ONLY = {"epochs", "patience", "threads"}
+"""Training settings that change how long or how fast a model trains, not what it learns."""
+
+
+def checkpoint_fingerprint(model: str, config: TrainingConfig, seed: int, split: "Split", *extra: Any) -> str:
+    """Identifies what a checkpoint can continue: the model, its settings except the schedule, the seed, the
+    data (dataset, protocol, sizes) and any `extra` JSON-able inputs."""
+    settings = {k: v for k, v in asdict(config).items() if k not in SCHEDULE_ONLY}
+    key = json.dumps([model, settings, seed, split.dataset, split.protocol, split.num_items,
+                      sum(len(s) for s in split.train), *extra], sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def seed_everything(seed: int) -> None:

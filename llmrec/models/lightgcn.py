@@ -1,0 +1,128 @@
+"""LightGCN (He et al., SIGIR 2020): user and item ID embeddings propagated over the symmetrically normalised
+user-item graph of training interactions (no weights, no non-linearity), averaged over layers, scored by dot
+product. Trained here with sampled softmax over uniform negatives, like the other models in llmrec."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from llmrec.config import EvalConfig, LightGCNConfig
+from llmrec.data.split import Split
+from llmrec.errors import ModelNotTrainedError
+from llmrec.models.base import Recommender
+from llmrec.models.interactions import interaction_matrix, to_torch
+from llmrec.train.losses import sampled_softmax_loss
+from llmrec.train.loop import Trainer, TrainingReport, checkpoint_fingerprint, seed_everything
+
+
+def normalised_graph(train: sp.csr_matrix) -> torch.Tensor:
+    """D^-1/2 A D^-1/2 of the bipartite graph with users first, then items (`train` is users x items)."""
+    users, items = train.shape
+    adjacency = sp.bmat([[None, train], [train.T, None]], format="csr")
+    degree = np.asarray(adjacency.sum(axis=1)).ravel()
+    scale = np.power(degree, -0.5, where=degree > 0, out=np.zeros_like(degree))
+    return to_torch(sp.diags(scale) @ adjacency @ sp.diags(scale))
+
+
+class LightGCNNet(nn.Module):
+    """Ego embeddings of users and items, and the layer-averaged propagation over `graph`."""
+
+    def __init__(self, num_users: int, num_items: int, graph: torch.Tensor, config: LightGCNConfig) -> None:
+        super().__init__()
+        self.num_users = num_users
+        self.num_layers = config.num_layers
+        self.embedding = nn.Embedding(num_users + num_items, config.hidden_size)
+        nn.init.normal_(self.embedding.weight, std=0.1)
+        self.graph = graph
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(user vectors [U, d], item vectors [I, d]) after propagation."""
+        layer = self.embedding.weight
+        total = layer
+        for _ in range(self.num_layers):
+            layer = torch.sparse.mm(self.graph, layer)
+            total = total + layer
+        mean = total / (self.num_layers + 1)
+        return mean[:self.num_users], mean[self.num_users:]
+
+
+class LightGCN(Recommender):
+    """Graph collaborative filtering baseline. A user the graph does not know (index -1) is represented by the
+    mean of their history items' vectors."""
+
+    name = "lightgcn"
+
+    def __init__(self, config: LightGCNConfig | None = None, seed: int = 42,
+                 checkpoint_dir: Path | None = None) -> None:
+        self.config = config or LightGCNConfig()
+        self.seed = seed
+        self.checkpoint_dir = checkpoint_dir
+        self.net: LightGCNNet | None = None
+        self.report: TrainingReport | None = None
+        self._fitted = False
+
+    def fit(self, split: Split) -> "LightGCN":
+        from llmrec.eval.evaluator import FullRankingEvaluator  # evaluator imports models.base
+
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        seed_everything(self.seed)
+        train = interaction_matrix(split.train, split.num_items + 1)
+        self.net = LightGCNNet(split.num_users, split.num_items + 1, normalised_graph(train), self.config)
+        pairs = train.tocoo()
+        examples = torch.as_tensor(np.vstack([pairs.row, pairs.col]).T, dtype=torch.long)
+        validator = FullRankingEvaluator(split, EvalConfig(ks=[10], seed=self.seed))
+        self._fitted = True
+        trainer = Trainer(self.net, self._loss, lambda epoch: self._batches(examples, epoch),
+                          lambda: validator.evaluate(self, split.valid, desc="validate")["NDCG@10"],
+                          self.config, self.checkpoint_dir, fingerprint=checkpoint_fingerprint(self.name, self.config, self.seed, split))
+        self.report = trainer.fit()
+        return self
+
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
+        if not self._fitted or self.net is None:
+            raise ModelNotTrainedError("lightgcn: call fit() or load a trained model first")
+        self.net.eval()
+        with torch.no_grad():
+            user_vectors, item_vectors = self.net()
+            users = torch.as_tensor(np.asarray(users), dtype=torch.long)
+            history = torch.as_tensor(interaction_matrix(histories, len(item_vectors)).toarray())
+            folded = history @ item_vectors / history.sum(dim=1, keepdim=True).clamp_min(1)
+            vectors = torch.where((users >= 0).unsqueeze(1), user_vectors[users.clamp_min(0)], folded)
+            return vectors @ item_vectors.T
+
+    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        params = {"seed": self.seed, "config": dataclasses.asdict(self.config), "num_users": self.net.num_users}
+        graph = self.net.graph
+        return params, {"embedding": self.net.embedding.weight.detach(), "graph_indices": graph.indices(),
+                        "graph_values": graph.values(), "graph_size": torch.tensor(graph.shape[0])}
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "LightGCN":
+        model = cls(LightGCNConfig(**params["config"]), params["seed"])
+        size = int(tensors["graph_size"])
+        graph = torch.sparse_coo_tensor(tensors["graph_indices"], tensors["graph_values"], (size, size),
+                                        check_invariants=True).coalesce()
+        num_users = params["num_users"]
+        model.net = LightGCNNet(num_users, size - num_users, graph, model.config)
+        model.net.embedding.weight.data.copy_(tensors["embedding"])
+        model._fitted = True
+        return model
+
+    def _loss(self, net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        """`net` is `self.net` or its DDP wrapper; `batch` holds (user, item) rows."""
+        user_vectors, item_vectors = net()
+        negatives = torch.randint(1, len(item_vectors), (self.config.num_negatives,))
+        return sampled_softmax_loss(user_vectors[batch[:, 0]], item_vectors, batch[:, 1], negatives)
+
+    def _batches(self, examples: torch.Tensor, epoch: int) -> Iterator[torch.Tensor]:
+        order = np.random.default_rng(self.seed + epoch).permutation(len(examples))
+        for start in range(0, len(order), self.config.batch_size):
+            yield examples[order[start:start + self.config.batch_size]]
