@@ -30,7 +30,7 @@ from records import make_record, training_metrics, write_records  # noqa: E402
 
 BENCH = Path(__file__).parent
 RESULTS = BENCH / "results" / "interest.json"
-BASELINES = ["popularity", "text-knn", "itemknn", "userknn", "sasrec"]
+BASELINES = ["popularity", "text-knn", "itemknn", "userknn", "lightgcn", "sasrec"]
 VARIANTS: dict[str, list[str]] = {
     "llmrec": [],
     "llmrec-no-profile": ["interest.use_profile=false"],

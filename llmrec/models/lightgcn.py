@@ -55,7 +55,7 @@ class LightGCNNet(nn.Module):
 
 class LightGCN(Recommender):
     """Graph collaborative filtering baseline. A user the graph does not know (index -1) is represented by the
-    mean of their history items' vectors."""
+    mean of their history items' vectors. A fitted model keeps (and saves) only the propagated vectors."""
 
     name = "lightgcn"
 
@@ -65,8 +65,9 @@ class LightGCN(Recommender):
         self.seed = seed
         self.checkpoint_dir = checkpoint_dir
         self.net: LightGCNNet | None = None
+        self.vectors: tuple[torch.Tensor, torch.Tensor] | None = None
+        """(user vectors, item vectors) of the fitted model."""
         self.report: TrainingReport | None = None
-        self._fitted = False
 
     def fit(self, split: Split) -> "LightGCN":
         from llmrec.eval.evaluator import FullRankingEvaluator  # evaluator imports models.base
@@ -76,22 +77,24 @@ class LightGCN(Recommender):
         seed_everything(self.seed)
         train = interaction_matrix(split.train, split.num_items + 1)
         self.net = LightGCNNet(split.num_users, split.num_items + 1, normalised_graph(train), self.config)
+        self.vectors = None
         pairs = train.tocoo()
         examples = torch.as_tensor(np.vstack([pairs.row, pairs.col]).T, dtype=torch.long)
         validator = FullRankingEvaluator(split, EvalConfig(ks=[10], seed=self.seed))
-        self._fitted = True
         trainer = Trainer(self.net, self._loss, lambda epoch: self._batches(examples, epoch),
                           lambda: validator.evaluate(self, split.valid, desc="validate")["NDCG@10"],
-                          self.config, self.checkpoint_dir, fingerprint=checkpoint_fingerprint(self.name, self.config, self.seed, split))
+                          self.config, self.checkpoint_dir,
+                          fingerprint=checkpoint_fingerprint(self.name, self.config, self.seed, split))
         self.report = trainer.fit()
+        with torch.no_grad():
+            self.vectors = self.net()
         return self
 
     def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
-        if not self._fitted or self.net is None:
+        if self.vectors is None and self.net is None:
             raise ModelNotTrainedError("lightgcn: call fit() or load a trained model first")
-        self.net.eval()
         with torch.no_grad():
-            user_vectors, item_vectors = self.net()
+            user_vectors, item_vectors = self.vectors if self.vectors is not None else self.net()  # type: ignore[misc]
             users = torch.as_tensor(np.asarray(users), dtype=torch.long)
             history = torch.as_tensor(interaction_matrix(histories, len(item_vectors)).toarray())
             folded = history @ item_vectors / history.sum(dim=1, keepdim=True).clamp_min(1)
@@ -99,21 +102,14 @@ class LightGCN(Recommender):
             return vectors @ item_vectors.T
 
     def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        params = {"seed": self.seed, "config": dataclasses.asdict(self.config), "num_users": self.net.num_users}
-        graph = self.net.graph
-        return params, {"embedding": self.net.embedding.weight.detach(), "graph_indices": graph.indices(),
-                        "graph_values": graph.values(), "graph_size": torch.tensor(graph.shape[0])}
+        user_vectors, item_vectors = self.vectors  # type: ignore[misc]
+        return ({"seed": self.seed, "config": dataclasses.asdict(self.config)},
+                {"user_vectors": user_vectors, "item_vectors": item_vectors})
 
     @classmethod
     def from_state(cls, params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "LightGCN":
         model = cls(LightGCNConfig(**params["config"]), params["seed"])
-        size = int(tensors["graph_size"])
-        graph = torch.sparse_coo_tensor(tensors["graph_indices"], tensors["graph_values"], (size, size),
-                                        check_invariants=True).coalesce()
-        num_users = params["num_users"]
-        model.net = LightGCNNet(num_users, size - num_users, graph, model.config)
-        model.net.embedding.weight.data.copy_(tensors["embedding"])
-        model._fitted = True
+        model.vectors = (tensors["user_vectors"], tensors["item_vectors"])
         return model
 
     def _loss(self, net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
