@@ -45,7 +45,7 @@ VARIANTS: dict[str, list[str]] = {
     "llmrec-mean-items-profile": ["interest.profile_source=mean-items"],
 }
 TUNING = BENCH / "results" / "interest_tuning.json"
-BASELINE_SECTIONS = ("data.", "eval.", "encoder.", "sasrec.")
+BASELINE_SECTIONS = ("data.", "eval.", "encoder.", "sasrec.", "knn.", "lightgcn.")
 """Overrides in these sections change the baselines too; others (interest., profile., llm.) leave them alone."""
 COLD = ["data.cold_item_fraction=0.05", "interest.profile_source=template"]
 """Holding items out changes the training histories, so the stored LLM profiles do not apply; llmrec takes the

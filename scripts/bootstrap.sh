@@ -6,7 +6,8 @@
 # llama-cpp-python has no wheel on PyPI for Linux, so it is built once (about 12 minutes on 2 cores) into
 # $LLMREC_WHEELS (default ~/.cache/llmrec/wheels) and installed from there. The build is portable (AVX2, not
 # -march=native): a native build's AMX kernels crashed with a protection fault on a machine whose CPU lists
-# AMX but whose kernel does not enable it. Set CMAKE_ARGS to build it your way (e.g. -DGGML_CUDA=on).
+# AMX but whose kernel does not enable it. Set CMAKE_ARGS to build it your way (e.g. -DGGML_CUDA=on) and
+# delete the cached wheel to rebuild.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${LLMREC_VENV:-.venv}"
