@@ -81,20 +81,26 @@ class LightGCN(Recommender):
         pairs = train.tocoo()
         examples = torch.as_tensor(np.vstack([pairs.row, pairs.col]).T, dtype=torch.long)
         validator = FullRankingEvaluator(split, EvalConfig(ks=[10], seed=self.seed))
-        trainer = Trainer(self.net, self._loss, lambda epoch: self._batches(examples, epoch),
-                          lambda: validator.evaluate(self, split.valid, desc="validate")["NDCG@10"],
+        def validate() -> float:
+            self._propagate()  # once per validation, not once per evaluation batch
+            return validator.evaluate(self, split.valid, desc="validate")["NDCG@10"]
+
+        trainer = Trainer(self.net, self._loss, lambda epoch: self._batches(examples, epoch), validate,
                           self.config, self.checkpoint_dir,
                           fingerprint=checkpoint_fingerprint(self.name, self.config, self.seed, split))
         self.report = trainer.fit()
-        with torch.no_grad():
-            self.vectors = self.net()
+        self._propagate()
         return self
 
+    def _propagate(self) -> None:
+        with torch.no_grad():
+            self.vectors = self.net()  # type: ignore[misc]
+
     def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
-        if self.vectors is None and self.net is None:
+        if self.vectors is None:
             raise ModelNotTrainedError("lightgcn: call fit() or load a trained model first")
         with torch.no_grad():
-            user_vectors, item_vectors = self.vectors if self.vectors is not None else self.net()  # type: ignore[misc]
+            user_vectors, item_vectors = self.vectors
             users = torch.as_tensor(np.asarray(users), dtype=torch.long)
             history = torch.as_tensor(interaction_matrix(histories, len(item_vectors)).toarray())
             folded = history @ item_vectors / history.sum(dim=1, keepdim=True).clamp_min(1)
