@@ -81,6 +81,7 @@ class LightGCN(Recommender):
         pairs = train.tocoo()
         examples = torch.as_tensor(np.vstack([pairs.row, pairs.col]).T, dtype=torch.long)
         validator = FullRankingEvaluator(split, EvalConfig(ks=[10], seed=self.seed))
+
         def validate() -> float:
             self._propagate()  # once per validation, not once per evaluation batch
             return validator.evaluate(self, split.valid, desc="validate")["NDCG@10"]
@@ -93,6 +94,7 @@ class LightGCN(Recommender):
         return self
 
     def _propagate(self) -> None:
+        """Keep the current (user vectors, item vectors) for scoring."""
         with torch.no_grad():
             self.vectors = self.net()  # type: ignore[misc]
 
