@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -25,6 +26,7 @@ from llmrec.data.registry import load_dataset
 from llmrec.data.schema import Dataset
 from llmrec.data.split import Split, hold_out_items, make_split
 from llmrec.encoders.item_encoder import ItemEncoder
+from llmrec.errors import ConfigError
 from llmrec.eval.ann import ann_recall
 from llmrec.eval.evaluator import FullRankingEvaluator
 from llmrec.index.chroma_index import ItemIndex
@@ -39,7 +41,8 @@ from llmrec.models.sasrec import SASRec
 from llmrec.models.text_knn import TextKNN
 from llmrec.models.user_knn import UserKNN
 from llmrec.profiles.service import ProfileService
-from llmrec.train.distributed import is_main_process
+from llmrec.rerank.reranker import Reranker, RerankScorer
+from llmrec.train.distributed import is_main_process, main_process_first
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +83,7 @@ class Experiment:
 
     @cached_property
     def index(self) -> ItemIndex:
-        name = self.config.index.collection or _collection_name(self.dataset.name, self.encoder.model_id)
+        name = self.config.index.collection or collection_name(self.dataset.name, self.encoder.model_id)
         return ItemIndex(self.config.index, self.run_dir / "index", name)
 
     def save_config(self) -> Path:
@@ -108,7 +111,9 @@ class Experiment:
         """Fit `name` on the training split (resuming from its checkpoint), save it and its training report."""
         model_class(name)  # fails early on an unknown name
         started = time.perf_counter()
-        model = self._new_model(name).fit(self.split)
+        with main_process_first():  # its inputs (embeddings, profiles) are written to shared stores
+            model = self._new_model(name)
+        model = model.fit(self.split)
         self._models[name] = model
         if not is_main_process():
             return model
@@ -120,6 +125,38 @@ class Experiment:
         (folder / "training.json").write_text(json.dumps(report, indent=2))
         return model
 
+    def reranker(self, device: str | None = None) -> Reranker:
+        """The reranker over the `llmrec` model's candidates: loaded from the run folder, else trained now."""
+        folder = self.model_dir(Reranker.name)
+        model = self.model(InterestModel.name)
+        if not isinstance(model, InterestModel):
+            raise ConfigError(f"{self.model_dir(InterestModel.name)} holds no interest model")
+        text_vectors, popularity = self.item_vectors, self.split.train_popularity()
+        if (folder / "model.json").is_file():
+            return Reranker.load(folder, model, text_vectors, popularity, device)
+        config = self.config.rerank if device is None else dataclasses.replace(self.config.rerank, device=device)
+        started = time.perf_counter()
+        reranker = Reranker(model, text_vectors, popularity, config, self.config.seed, folder / "checkpoints")
+        reranker.fit(self.split)
+        if is_main_process():
+            reranker.save(folder)
+            report = {"model": Reranker.name, "fit_s": time.perf_counter() - started, **reranker.report.to_dict()}
+            (folder / "training.json").write_text(json.dumps(report, indent=2))
+        return reranker
+
+    def evaluate_rerank(self) -> dict[str, dict[str, float]]:
+        """Test metrics of `llmrec-retrieval-only` (the interest model's exact ranking) and `llmrec-rerank` (its
+        top-N reranked); written to results/evaluation.json beside the other models."""
+        evaluator = FullRankingEvaluator(self.split, self.config.eval)
+        results = {}
+        for name, scorer in (("llmrec-retrieval-only", self.model(InterestModel.name)),
+                             ("llmrec-rerank", RerankScorer(self.reranker()))):
+            started = time.perf_counter()
+            results[name] = evaluator.evaluate(scorer, desc=f"evaluate {name}")
+            results[name]["eval_s"] = time.perf_counter() - started
+        self._write_results(results)
+        return results
+
     def evaluate(self, names: list[str] | None = None) -> dict[str, dict[str, float]]:
         """Test-set metrics for each model (trained first where needed); written to results/evaluation.json."""
         evaluator = FullRankingEvaluator(self.split, self.config.eval)
@@ -129,11 +166,15 @@ class Experiment:
             started = time.perf_counter()
             results[name] = evaluator.evaluate(model, desc=f"evaluate {name}")
             results[name]["eval_s"] = time.perf_counter() - started
+        self._write_results(results)
+        return results
+
+    def _write_results(self, results: dict[str, dict[str, float]]) -> None:
+        """Merge `results` into run_dir/results/evaluation.json."""
         path = self.run_dir / "results" / "evaluation.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         existing = json.loads(path.read_text()) if path.is_file() else {}
         path.write_text(json.dumps({**existing, **results}, indent=2))
-        return results
 
     def index_recall(self, max_queries: int = 500) -> float:
         """Recall@N of the Chroma index against exact search, for text-kNN user vectors of test users."""
@@ -174,7 +215,7 @@ class Experiment:
         return SASRec(self.split.num_items, self.config.sasrec, self.config.seed, checkpoint_dir=checkpoints)
 
 
-def _collection_name(dataset: str, model_id: str) -> str:
+def collection_name(dataset: str, model_id: str) -> str:
     """A Chroma-safe collection name (3-512 chars of [a-zA-Z0-9._-], alphanumeric at both ends)."""
     slug = re.sub(r"[^a-zA-Z0-9._-]+", "-", f"items-{dataset}-{model_id}").strip("-._")
     return slug[:200]

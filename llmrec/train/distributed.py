@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -27,3 +29,16 @@ def rank_and_world() -> tuple[int, int]:
 def is_main_process() -> bool:
     """True for rank 0, the process that writes checkpoints, models and results."""
     return rank_and_world()[0] == 0
+
+
+@contextmanager
+def main_process_first() -> Iterator[None]:
+    """Run the block on rank 0 first, then on the other ranks. For work that writes shared on-disk state
+    (embedding cache, profile store): rank 0 writes it while the others wait, and they then only read it, so no
+    two processes race on one SQLite file. A plain block without a process group."""
+    rank, world = rank_and_world()
+    if world > 1 and rank != 0:
+        dist.barrier()
+    yield
+    if world > 1 and rank == 0:
+        dist.barrier()
