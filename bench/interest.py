@@ -77,6 +77,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("datasets", nargs="+", choices=[p.stem for p in (BENCH / "configs").glob("*.yaml")])
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--baselines", nargs="*", choices=BASELINES, default=BASELINES,
+                        help="baselines evaluated beside llmrec (trained first where not committed)")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold-item protocol")
     parser.add_argument("--tag", help="name of a tuning run (see above)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
@@ -87,7 +89,7 @@ def main() -> None:
     baseline_overrides = [o for o in args.overrides if o.startswith(BASELINE_SECTIONS)]
     for dataset in args.datasets:
         run_dir = f"runs/bench-{dataset}"
-        for model in BASELINES:
+        for model in args.baselines:
             write_records(results, [evaluate(dataset, model, model, baseline_overrides, command)])
         for name in args.variants:
             overrides = [f"run_dir={run_dir}/{name}{suffix}", *VARIANTS[name], *args.overrides]

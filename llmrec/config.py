@@ -154,6 +154,43 @@ class InterestConfig(TrainingConfig):
 
 
 @dataclass
+class RerankConfig(TrainingConfig):
+    """The candidate-aware reranker over the interest model's top-N (trained on its own hard negatives)."""
+
+    candidates: int = 200
+    """N: how many items retrieval hands to the reranker."""
+    history_len: int = 200
+    """Most recent history items the reranker's target attention reads (the interest model reads fewer)."""
+    hidden_size: int = 64
+    holdout_fraction: float = 0.1
+    """Share of the training cases (users) kept aside for early stopping."""
+    device: str = "auto"
+    """`auto` (CUDA when present), `cpu`, `cuda`, `cuda:1`, ...; the ranking is the same on every device."""
+    epochs: int = 40
+    patience: int = 3
+    batch_size: int = 64
+
+
+@dataclass
+class OnlineConfig:
+    """The online path (`llmrec.pipeline.Recommender` and `llmrec serve`)."""
+
+    retrieval: Literal["index", "exact"] = "index"
+    """`index`: the interest model's item vectors in ChromaDB (ANN); `exact`: a matrix product over all items."""
+    rerank: bool = True
+    """Rerank the retrieved candidates when a trained reranker exists."""
+    events: str | None = None
+    """SQLite file of new interactions; None = run_dir/events.sqlite."""
+    explain_with_llm: bool = True
+    """Write explanations with the `llm` model (checked for faithfulness); False = the attribution text."""
+    profile_refresh_every: int = 10
+    """Rewrite a user's long-term profile in the background after this many new interactions (0 = never)."""
+    hybrid_mix: dict[str, float] = field(
+        default_factory=lambda: {"short-term": 0.5, "long-term": 0.3, "context": 0.2})
+    """`mode=hybrid`: the share of the list each interest fills (missing parts pass their share on)."""
+
+
+@dataclass
 class KNNConfig:
     """The collaborative-filtering baselines `itemknn` and `userknn`."""
 
@@ -259,6 +296,8 @@ class RunConfig:
     interest: InterestConfig = field(default_factory=InterestConfig)
     knn: KNNConfig = field(default_factory=KNNConfig)
     lightgcn: LightGCNConfig = field(default_factory=LightGCNConfig)
+    rerank: RerankConfig = field(default_factory=RerankConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -19,7 +19,7 @@ import torch
 
 from llmrec.config import EvalConfig, InterestConfig
 from llmrec.data.split import Split
-from llmrec.errors import ModelNotTrainedError
+from llmrec.errors import DataError, ModelNotTrainedError
 from llmrec.models.base import Recommender, pad_histories
 from llmrec.models.interest_net import InterestNet
 from llmrec.train.losses import full_softmax_loss, sampled_softmax_loss
@@ -40,6 +40,41 @@ class UserInputs:
     context: np.ndarray
     """[num_users, F] category ids of user-level context (demographics, usual device), 0 = unknown."""
     context_sizes: list[int]
+    context_names: list[str] = dataclasses.field(default_factory=list)
+    """Each context feature's name (a user attribute, or `usual_<column>` for an interaction column)."""
+    context_values: list[list[str]] = dataclasses.field(default_factory=list)
+    """Each feature's values; value `v` has category id `context_values[f].index(v) + 1`."""
+
+    num_users: int = dataclasses.field(init=False)
+    """Rows in use; the arrays may hold spare rows for users added while serving (`add_user`)."""
+
+    def __post_init__(self) -> None:
+        self.num_users = len(self.has_profile)
+
+    def add_user(self) -> int:
+        """A row for a user the model was not trained with (no profile, unknown context); returns its index.
+        The arrays grow by half their size at a time, so adding users one by one stays cheap."""
+        if self.num_users == len(self.has_profile):
+            extra = max(16, len(self.has_profile) // 2)
+            self.profiles = np.vstack([self.profiles, np.zeros((extra, self.profiles.shape[1]), self.profiles.dtype)])
+            self.has_profile = np.concatenate([self.has_profile, np.zeros(extra, dtype=bool)])
+            self.context = np.vstack([self.context, np.zeros((extra, self.context.shape[1]), self.context.dtype)])
+        self.num_users += 1
+        return self.num_users - 1
+
+    def context_ids(self, user: int, values: dict[str, str]) -> np.ndarray:
+        """[F] the user's context ids with request `values` (keyed by column, e.g. `device`) in place of the
+        user's usual ones; a value never seen in training becomes 0 (unknown)."""
+        ids = self.context[user].copy() if user >= 0 else np.zeros(len(self.context_sizes), dtype=np.int64)
+        by_name = {name: f for f, name in enumerate(self.context_names)}
+        for key, value in values.items():
+            feature = by_name.get(key, by_name.get(f"usual_{key}"))
+            if feature is None:
+                known = ", ".join(n.removeprefix("usual_") for n in self.context_names) or "none"
+                raise DataError(f"unknown context key {key!r}; this model knows: {known}")
+            vocabulary = self.context_values[feature]
+            ids[feature] = vocabulary.index(value) + 1 if value in vocabulary else 0
+        return ids
 
     def rows(self, users: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(profiles, has_profile, context) for split user indices; -1 (an unknown user) gets none of them."""
@@ -98,35 +133,52 @@ class InterestModel(Recommender):
         self.report = trainer.fit()
         return self
 
-    def interest(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(interest vectors [B, d], long-term weights [B]) after each history."""
+    def interest(self, users: np.ndarray, histories: Sequence[np.ndarray],
+                 context: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(interest vectors [B, d], long-term weights [B]) after each history; `context` [B, F] replaces the
+        users' stored context ids (see `UserInputs.context_ids`)."""
+        with torch.no_grad():
+            vectors, long_weight = self.net(*self._query(users, histories, context))
+        return vectors[:, -1], long_weight[:, -1]
+
+    def components(self, users: np.ndarray, histories: Sequence[np.ndarray],
+                   context: np.ndarray | None = None) -> torch.Tensor:
+        """[B, 3, d] the short-term, long-term and context components of each interest vector (they add up to
+        it, up to a constant bias), so an item's score splits into what each interest contributes."""
+        with torch.no_grad():
+            return self.net.components(*self._query(users, histories, context))[:, -1]
+
+    def _query(self, users: np.ndarray, histories: Sequence[np.ndarray],
+               context: np.ndarray | None) -> tuple[torch.Tensor, ...]:
         if not self._fitted:
             raise ModelNotTrainedError("llmrec: call fit() or load a trained model first")
         self.net.eval()
-        with torch.no_grad():
-            profiles, has_profile, context = self.inputs.rows(users)
-            vectors, long_weight = self.net(pad_histories(histories, self.max_len), profiles, has_profile, context)
-        return vectors[:, -1], long_weight[:, -1]
+        profiles, has_profile, stored_context = self.inputs.rows(users)
+        context_ids = stored_context if context is None else torch.as_tensor(context, dtype=torch.long)
+        return pad_histories(histories, self.max_len), profiles, has_profile, context_ids
 
     def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
-        vectors, _ = self.interest(users, histories)
         with torch.no_grad():
+            vectors, _ = self.interest(users, histories)
             return vectors @ self.net.items.table().T
 
     def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         params = {"window": self.window, "seed": self.seed, "config": dataclasses.asdict(self.config),
-                  "context_sizes": self.inputs.context_sizes}
+                  "context_sizes": self.inputs.context_sizes, "context_names": self.inputs.context_names,
+                  "context_values": self.inputs.context_values}
         tensors = {f"net.{k}": v for k, v in self.net.state_dict().items()}
-        tensors.update({"item_vectors": torch.from_numpy(self.item_vectors), "seen": torch.from_numpy(self.seen),
-                        "profiles": torch.from_numpy(self.inputs.profiles),
-                        "has_profile": torch.from_numpy(self.inputs.has_profile),
-                        "context": torch.from_numpy(self.inputs.context)})
+        tensors.update({"item_vectors": torch.from_numpy(self.item_vectors), "seen": torch.from_numpy(self.seen)})
+        used = self.inputs.num_users
+        tensors.update({"profiles": torch.from_numpy(self.inputs.profiles[:used]),
+                        "has_profile": torch.from_numpy(self.inputs.has_profile[:used]),
+                        "context": torch.from_numpy(self.inputs.context[:used])})
         return params, tensors
 
     @classmethod
     def from_state(cls, params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "InterestModel":
         inputs = UserInputs(tensors["profiles"].numpy(), tensors["has_profile"].numpy(),
-                            tensors["context"].numpy(), list(params["context_sizes"]))
+                            tensors["context"].numpy(), list(params["context_sizes"]),
+                            list(params.get("context_names", [])), list(params.get("context_values", [])))
         model = cls(tensors["item_vectors"].numpy(), inputs, params["window"], InterestConfig(**params["config"]),
                     params["seed"], seen=tensors["seen"].numpy())
         model.net.load_state_dict({k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")})

@@ -34,14 +34,15 @@ def build_user_inputs(config: RunConfig, dataset: Dataset, split: Split, item_ve
             service.write_all(progress=False)  # deterministic and fast: written on demand
         texts = [p.text for p in service.stored(requests)]
         vectors = profile_text_vectors(texts, encoder, service.writer.prompt_version)
-    context, sizes = user_context(dataset, split)
-    return UserInputs(np.where(has_profile[:, None], vectors, 0).astype(np.float32), has_profile, context, sizes)
+    context, names, values = user_context(dataset, split)
+    return UserInputs(np.where(has_profile[:, None], vectors, 0).astype(np.float32), has_profile, context,
+                      [len(v) for v in values], names, values)
 
 
-def user_context(dataset: Dataset, split: Split) -> tuple[np.ndarray, list[int]]:
-    """[num_users, F] category ids (0 = unknown) and each feature's number of categories: low-cardinality user
-    attributes (e.g. gender, age, occupation) and each user's most frequent value of every interaction context
-    column (e.g. device, platform)."""
+def user_context(dataset: Dataset, split: Split) -> tuple[np.ndarray, list[str], list[list[str]]]:
+    """[num_users, F] category ids (0 = unknown), each feature's name and its values (id = position + 1):
+    low-cardinality user attributes (e.g. gender, age, occupation) and each user's most frequent value of every
+    interaction context column (e.g. device, platform), named `usual_<column>`."""
     columns: dict[str, pd.Series] = {}
     if dataset.users is not None:
         users = dataset.users.copy()
@@ -54,13 +55,13 @@ def user_context(dataset: Dataset, split: Split) -> tuple[np.ndarray, list[int]]
         usual = events.dropna(subset=[name]).groupby(USER_ID)[name].agg(lambda v: v.value_counts().index[0])
         columns[f"usual_{name}"] = usual
     user_ids = pd.Index(split.user_ids.astype(str))
-    features, sizes = [], []
+    features, vocabularies = [], []
     for values in columns.values():
         codes, categories = pd.factorize(values.astype(str))
         by_user = pd.Series(codes + 1, index=values.index.astype(str)).reindex(user_ids).fillna(0)
         features.append(by_user.to_numpy(dtype=np.int64))
-        sizes.append(len(categories))
+        vocabularies.append([str(c) for c in categories])
     context = np.stack(features, axis=1) if features else np.zeros((len(user_ids), 0), dtype=np.int64)
-    return context, sizes
+    return context, list(columns), vocabularies
 
 

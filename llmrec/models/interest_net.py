@@ -110,25 +110,39 @@ class Fusion(nn.Module):
             self.key = nn.Linear(d, d)
         self.out = nn.Linear(d, d)
 
-    def forward(self, short: torch.Tensor, long: torch.Tensor, context: torch.Tensor,
-                has_long: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`has_long` [B, L]: whether the long-term part may be used at each position."""
+    def parts(self, short: torch.Tensor, long: torch.Tensor, context: torch.Tensor,
+              has_long: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weighted short-term, long-term and context parts [B, L, 3, d] (their sum is what `forward`
+        projects) and the long-term weight [B, L]. `has_long` [B, L]: whether the long-term part may be used."""
         long = long.unsqueeze(1).expand_as(short)
-        available = has_long.float().unsqueeze(-1)
+        tokens = torch.stack([short, long, context], dim=2)  # [B, L, 3, d]
         if self.kind == "attention":
-            tokens = torch.stack([short, long, context], dim=2)  # [B, L, 3, d]
             logits = (self.query(short).unsqueeze(2) * self.key(tokens)).sum(-1) / math.sqrt(short.shape[-1])
             blocked = torch.zeros_like(logits, dtype=torch.bool)
             blocked[..., 1] = ~has_long
             weights = logits.masked_fill(blocked, -torch.inf).softmax(-1)
-            mixed, long_weight = (weights.unsqueeze(-1) * tokens).sum(2), weights[..., 1]
         else:
+            available = has_long.float().unsqueeze(-1)
             if self.kind == "gate":
                 weight = torch.sigmoid(self.gate(torch.cat([short, long, context], dim=-1))) * available
             else:
                 weight = self.sum_weight * available
-            mixed, long_weight = (1 - weight) * short + weight * long + context, weight.squeeze(-1)
+            weights = torch.cat([1 - weight, weight, torch.ones_like(weight)], dim=-1)
+        return weights.unsqueeze(-1) * tokens, weights[..., 1]
+
+    def forward(self, short: torch.Tensor, long: torch.Tensor, context: torch.Tensor,
+                has_long: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Interest [B, L, d] = mixed + out(mixed), mixed = the sum of `parts`; and the long-term weight."""
+        parts, long_weight = self.parts(short, long, context, has_long)
+        mixed = parts.sum(2)
         return mixed + self.out(mixed), long_weight
+
+    def components(self, short: torch.Tensor, long: torch.Tensor, context: torch.Tensor,
+                   has_long: torch.Tensor) -> torch.Tensor:
+        """[B, L, 3, d]: each part through the output layer without its bias, so the three components plus
+        `out.bias` add up to the interest vector exactly (an item's score splits into their dot products)."""
+        parts, _ = self.parts(short, long, context, has_long)
+        return parts + parts @ self.out.weight.T
 
 
 class InterestNet(nn.Module):
@@ -151,6 +165,17 @@ class InterestNet(nn.Module):
                 table: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """recent [B, L] (left-padded item indices), profile [B, P], has_profile [B] (or [B, L] per position),
         context [B, F] category ids (0 = unknown); `table` = `items.table()` when the caller already has it."""
+        return self.fusion(*self._inputs(recent, profile, has_profile, context, table))
+
+    def components(self, recent: torch.Tensor, profile: torch.Tensor, has_profile: torch.Tensor,
+                   context: torch.Tensor) -> torch.Tensor:
+        """[B, L, 3, d] the short-term, long-term and context components of the interest vectors (see
+        `Fusion.components`)."""
+        return self.fusion.components(*self._inputs(recent, profile, has_profile, context, None))
+
+    def _inputs(self, recent: torch.Tensor, profile: torch.Tensor, has_profile: torch.Tensor, context: torch.Tensor,
+                table: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(short-term [B, L, d], long-term [B, d], context [B, L, d], whether long-term may be used [B, L])."""
         table = self.items.table() if table is None else table
         padding = recent == 0
         if self.config.use_recent:
@@ -163,4 +188,4 @@ class InterestNet(nn.Module):
         ctx = torch.zeros_like(short)
         if self.config.use_context and len(self.context):
             ctx = ctx + sum(emb(context[:, i]) for i, emb in enumerate(self.context)).unsqueeze(1)
-        return self.fusion(short, long, ctx, has_long)
+        return short, long, ctx, has_long

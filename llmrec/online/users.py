@@ -1,0 +1,60 @@
+"""The serving-time view of users: every known user's full history (the dataset's interactions plus the new
+events), users who arrived after training, and how many events each user got since their profile was written."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from llmrec.data.split import Split
+from llmrec.errors import UnknownIdError
+from llmrec.models.interest import UserInputs
+
+
+class UserBook:
+    """Histories by user id. A user the model was trained with keeps its split index (its profile and context
+    rows in `inputs`); a new user gets a fresh row in `inputs` (no profile, unknown context). Thread-safe."""
+
+    def __init__(self, split: Split, inputs: UserInputs) -> None:
+        self._split = split
+        self._inputs = inputs
+        self._index = {str(u): i for i, u in enumerate(split.user_ids)}
+        self._histories: dict[int, list[int]] = {}
+        self._since_profile: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def index(self, user_id: str) -> int:
+        """The user's row; UnknownIdError for a user with neither training data nor events."""
+        try:
+            return self._index[str(user_id)]
+        except KeyError:
+            raise UnknownIdError(f"unknown user id {user_id!r}; send their interactions to /events (or "
+                                 "add_interaction) first, or recommend from an explicit history") from None
+
+    def history(self, user: int) -> np.ndarray:
+        """Every interaction of the user in order: the dataset's, then the new ones."""
+        with self._lock:
+            extra = self._histories.get(user)
+            base = self._split.sequences[user] if user < self._split.num_users else np.zeros(0, dtype=np.int64)
+            return np.concatenate([base, np.asarray(extra, dtype=np.int64)]) if extra else base
+
+    def add(self, user_id: str, item: int) -> tuple[int, int]:
+        """Append one interaction (creating the user when new); returns (user row, events since the user's
+        profile was last written)."""
+        with self._lock:
+            user = self._index.get(str(user_id))
+            if user is None:
+                user = self._inputs.add_user()
+                self._index[str(user_id)] = user
+            self._histories.setdefault(user, []).append(item)
+            self._since_profile[user] = self._since_profile.get(user, 0) + 1
+            return user, self._since_profile[user]
+
+    def profile_written(self, user: int) -> None:
+        """Reset the user's count of events since their profile."""
+        with self._lock:
+            self._since_profile[user] = 0

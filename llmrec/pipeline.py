@@ -1,0 +1,350 @@
+"""Recommender: the online facade over one trained run — what a product team calls in production.
+
+    rec = Recommender.load("runs/beauty")
+    rec.recommend("A1YJEY40YUW4SE", k=10)                 # retrieve (ChromaDB) -> rerank -> top k
+    rec.recommend(history=["B0009RF9DW", "B000FS05VE"])  # an anonymous session
+    rec.add_interaction("A1YJEY40YUW4SE", "B004Z40048")   # durable when it returns; the next list changes
+    rec.profile("A1YJEY40YUW4SE")                         # interest summary + long/short-term weights
+    rec.explain("A1YJEY40YUW4SE", "B004Z40048")           # attribution + grounded LLM explanation
+
+Retrieval asks the ChromaDB collection of the interest model's item vectors (inner product) for the top N
+unseen items; the reranker rescores them. A new interaction is logged in SQLite (WAL, fsync per commit) before
+it is acknowledged and changes the user's short-term input at once; the long-term profile is rewritten every
+`online.profile_refresh_every` new interactions on a background thread, never on the request path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from llmrec.config import load_config, save_config
+from llmrec.errors import ConfigError, DataError
+from llmrec.experiment import Experiment, collection_name
+from llmrec.explain import Explainer, attribute
+from llmrec.index.chroma_index import CollectionMissingError, ItemIndex
+from llmrec.llm import GenerationParams, make_backend
+from llmrec.models.interest import InterestModel
+from llmrec.models.text_knn import TextKNN
+from llmrec.online.events import EventStore
+from llmrec.online.hybrid import hybrid_list
+from llmrec.online.users import UserBook
+from llmrec.profiles.facts import CatalogFacts
+from llmrec.profiles.hygiene import split_sentences
+from llmrec.profiles.quality import profile_text_vectors
+from llmrec.profiles.service import ProfileService
+from llmrec.profiles.writer import Profile, ProfileRequest
+from llmrec.rerank.candidates import Candidates, exact_candidates, index_candidates, item_table
+from llmrec.rerank.reranker import Reranker
+
+log = logging.getLogger(__name__)
+
+MODES = ("default", "hybrid")
+MAX_K = 1000
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended item; `tag` says which interest put it in a hybrid list (None in the default mode)."""
+
+    item_id: str
+    score: float
+    text: str
+    tag: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Recommender:
+    """Recommend, profile, explain and update for the users of one run folder (see the module docstring)."""
+
+    def __init__(self, experiment: Experiment) -> None:
+        self.experiment = experiment
+        self.config = config = experiment.config
+        self.split = experiment.split
+        model_dir = experiment.model_dir(InterestModel.name)
+        if not (model_dir / "model.json").is_file():
+            raise ConfigError(f"no trained interest model in {model_dir}; run `llmrec train -m llmrec` first")
+        model = experiment.model(InterestModel.name)
+        if not isinstance(model, InterestModel):
+            raise ConfigError(f"{model_dir} holds no interest model")
+        self.model = model
+        self.table = item_table(model)
+        has_reranker = (experiment.model_dir(Reranker.name) / "model.json").is_file()
+        self.reranker = experiment.reranker() if config.online.rerank and has_reranker else None
+        self.index = self._item_index() if config.online.retrieval == "index" else None
+        self.users = UserBook(self.split, model.inputs)
+        self.events = EventStore(config.online.events or Path(config.run_dir) / "events.sqlite")
+        self._lock = threading.RLock()
+        self._llm_lock = threading.Lock()
+        self._refresher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="profile-refresh")
+        self._refreshing: dict[int, Future] = {}
+        self._facts = CatalogFacts.from_catalog(experiment.dataset.catalog, self.split,
+                                                config.profile.category_column, config.profile.title_chars)
+        self._texts = [""] + [str(t) for t in experiment.dataset.catalog.items.set_index("item_id")
+                              .reindex(self.split.item_ids)["text"].fillna("")]
+        self._popular = np.argsort(-self.split.train_popularity(), kind="stable")
+        self._explainer: Explainer | None = None
+        self._replay_events()
+
+    @classmethod
+    def load(cls, run_dir: str | Path, overrides: list[str] | None = None) -> "Recommender":
+        """The facade over a run folder written by `llmrec train` / `llmrec run` (its config.yaml, models,
+        profiles and events); `overrides` are `section.key=value` strings as on the command line."""
+        path = Path(run_dir) / "config.yaml"
+        if not path.is_file():
+            raise ConfigError(f"{run_dir} is not an llmrec run folder (no config.yaml); train a model there first")
+        return cls(Experiment(load_config(path, [f"run_dir={run_dir}", *(overrides or [])])))
+
+    # ------------------------------------------------------------------------------------------------ serving
+
+    def recommend(self, user_id: str | None = None, k: int = 10, *, history: Sequence[str] | None = None,
+                  context: dict[str, str] | None = None, exclude: Sequence[str] = (),
+                  mode: str = "default") -> list[Recommendation]:
+        """Top-`k` unseen items for a known user (`user_id`) or an anonymous `history` of item ids (oldest
+        first). `context` (e.g. {"device": "mobile"}) replaces the user's usual context; `exclude` lists
+        more item ids to leave out; `mode="hybrid"` fills the list from the short-term, long-term and context
+        interests in `online.hybrid_mix` shares and tags each item."""
+        if (user_id is None) == (history is None):
+            raise DataError("pass exactly one of user_id and history")
+        if not 1 <= k <= MAX_K:
+            raise DataError(f"k must be between 1 and {MAX_K}, got {k}")
+        if mode not in MODES:
+            raise DataError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if user_id is not None:
+            user = self.users.index(user_id)
+            items = self.users.history(user)
+        else:
+            user, items = -1, np.array([self.split.item_index(i) for i in history or []], dtype=np.int64)
+        blocked = np.unique(np.concatenate([items, [self.split.item_index(i) for i in exclude]]).astype(np.int64))
+        context_ids = self.model.inputs.context_ids(user, context)[None] if context else None
+        with self._lock:
+            if not len(items):
+                return self._popular_items(blocked, k)
+            if mode == "hybrid":
+                return self._hybrid(user, items, context_ids, blocked, k)
+            return self._ranked(user, items, context_ids, blocked, k)
+
+    def profile(self, user_id: str) -> dict[str, Any]:
+        """What the user likes: the long-term profile (text, top categories, representative items, provenance;
+        None before one is written) and the weights the model gives long- and short-term interest now."""
+        user = self.users.index(user_id)
+        history = self.users.history(user)
+        stored = self._stored_profile(str(user_id))
+        return {"user_id": str(user_id), "history_length": int(len(history)),
+                "interest_weights": self._interest_weights(user, history),
+                "profile": stored.to_dict() if stored else None}
+
+    def explain(self, user_id: str, item_id: str) -> dict[str, Any]:
+        """Why `item_id` suits the user: the history items and profile sentences behind the score, with weights
+        from the model's own item vectors, and a short LLM explanation that may only cite the user's history
+        (else the attribution text is used)."""
+        user = self.users.index(user_id)
+        item = self.split.item_index(item_id)
+        history = self.users.history(user)
+        stored = self._stored_profile(str(user_id))
+        profile_text = stored.text if stored else ""
+        sentences = split_sentences(profile_text)
+        sentence_vectors = self.experiment.encoder.encode(sentences, "explain-sentences/v1") if sentences else None
+        weights = self._interest_weights(user, history)
+        attribution = attribute(item, history, self.table.numpy(), self._facts.titles, profile_text,
+                                sentence_vectors, self.experiment.item_vectors[item], weights["long_term"])
+        with self._llm_lock:
+            explanation = self.explainer.explain(str(item_id), attribution, history)
+        return {**explanation.to_dict(), "interest_weights": weights}
+
+    def add_interaction(self, user_id: str, item_id: str, timestamp: float | None = None,
+                        context: dict[str, str] | None = None) -> dict[str, Any]:
+        """Log an interaction (durably: it is committed before this returns) and use it from the next request
+        on. A user never seen before is created. Every `online.profile_refresh_every` new interactions the
+        user's profile is rewritten in the background."""
+        item = self.split.item_index(item_id)
+        event = self.events.append(user_id, item_id, timestamp, context)
+        with self._lock:
+            user, since_profile = self.users.add(event.user_id, item)
+        every = self.config.online.profile_refresh_every
+        refresh = bool(every) and since_profile >= every
+        if refresh:
+            self._schedule_refresh(user, event.user_id)
+        return {"event_id": event.event_id, "user_id": event.user_id,
+                "history_length": int(len(self.users.history(user))), "profile_refresh": refresh}
+
+    def health(self) -> dict[str, Any]:
+        """Liveness and what is being served."""
+        return {"status": "ok", "items": self.split.num_items, "users": len(self.users),
+                "model": InterestModel.name, "reranker": self.reranker is not None,
+                "retrieval": "index" if self.index is not None else "exact",
+                "index": self.index.location if self.index is not None else None, "events": self.events.count()}
+
+    def save(self) -> Path:
+        """Finish pending profile refreshes and write the configuration; events and profiles are already on
+        disk (SQLite), so `Recommender.load` of the run folder continues from here."""
+        self.wait_for_refreshes()
+        save_config(self.config, Path(self.config.run_dir) / "config.yaml")
+        return Path(self.config.run_dir)
+
+    def wait_for_refreshes(self) -> None:
+        """Block until the background profile refreshes scheduled so far are done."""
+        for future in list(self._refreshing.values()):
+            future.result()
+
+    def close(self) -> None:
+        """Stop the background worker and free the LLM."""
+        self._refresher.shutdown(wait=True)
+        self.experiment.profiles.release_llm()
+        if self._explainer is not None and self._explainer.backend is not None:
+            self._explainer.backend.close()
+
+    # ------------------------------------------------------------------------------------------------ internals
+
+    @property
+    def explainer(self) -> Explainer:
+        """The explanation writer: the configured LLM (`online.explain_with_llm`), else attribution text."""
+        if self._explainer is None:
+            backend = make_backend(self.config.llm) if self.config.online.explain_with_llm else None
+            params = GenerationParams(max_tokens=60, temperature=self.config.llm.temperature, seed=self.config.seed)
+            self._explainer = Explainer(self._facts.titles, backend, params)
+        return self._explainer
+
+    def _ranked(self, user: int, items: np.ndarray, context: np.ndarray | None, blocked: np.ndarray,
+                k: int) -> list[Recommendation]:
+        users = np.array([user])
+        n = max(k, self.config.rerank.candidates) if self.reranker else k
+        if self.reranker is not None:
+            queries = self.reranker.describe(users, [items], context)
+            candidates = self._candidates(queries.interest, blocked, n)
+            scores = self.reranker.rerank(queries, candidates)[0]
+        else:
+            interest, _ = self.model.interest(users, [items], context)
+            candidates = self._candidates(interest, blocked, n)
+            scores = candidates.scores[0]
+        order = scores.argsort(descending=True)[:k]
+        return [self._recommendation(int(candidates.items[0, i]), float(scores[i]))
+                for i in order.tolist() if candidates.items[0, i] > 0]
+
+    def _candidates(self, interest: torch.Tensor, blocked: np.ndarray, n: int) -> Candidates:
+        if self.index is None:
+            return exact_candidates(interest, self.table, [blocked], n)
+        return index_candidates(self.index, interest, [blocked], n, self.split)
+
+    def _hybrid(self, user: int, items: np.ndarray, context: np.ndarray | None, blocked: np.ndarray,
+                k: int) -> list[Recommendation]:
+        components = self.model.components(np.array([user]), [items], context)[0]
+        excluded = torch.zeros(len(self.table), dtype=torch.bool)
+        excluded[torch.as_tensor(blocked)] = True
+        return [self._recommendation(t.item, t.score, t.tag)
+                for t in hybrid_list(components, self.table, excluded, self.config.online.hybrid_mix, k)]
+
+    def _popular_items(self, blocked: np.ndarray, k: int) -> list[Recommendation]:
+        """The cold-start answer for an empty history: the most popular items in training."""
+        seen = set(blocked.tolist())
+        ranked = [i for i in self._popular if i > 0 and i not in seen][:k]
+        popularity = self.split.train_popularity()
+        return [self._recommendation(int(i), float(popularity[i]), "popular") for i in ranked]
+
+    def _recommendation(self, item: int, score: float, tag: str | None = None) -> Recommendation:
+        return Recommendation(self.split.item_id(item), score, self._texts[item], tag)
+
+    def _interest_weights(self, user: int, history: np.ndarray) -> dict[str, float]:
+        """The fusion's weights for this user now: long-term (profile) vs short-term (recent items)."""
+        if not len(history):
+            return {"long_term": 0.0, "short_term": 1.0}
+        with self._lock:
+            _, long_weight = self.model.interest(np.array([user]), [history])
+        value = float(long_weight[0])
+        return {"long_term": value, "short_term": 1.0 - value}
+
+    @property
+    def _profile_source(self) -> str:
+        return self.config.interest.profile_source or self.config.profile.writer
+
+    def _profile_service(self) -> ProfileService:
+        service = self.experiment.profiles
+        source = self._profile_source
+        return service if source == service.config.profile.writer else service.with_writer(source)
+
+    def _stored_profile(self, user_id: str) -> Profile | None:
+        """The user's latest stored profile from the writer the model reads (None for `mean-items`)."""
+        if self._profile_source == "mean-items":
+            return None
+        service = self._profile_service()
+        return service.store.get(self.experiment.dataset.name, user_id, service.prompt_version, service.model_id)
+
+    def _schedule_refresh(self, user: int, user_id: str) -> None:
+        with self._lock:
+            pending = self._refreshing.get(user)
+            if pending is not None and not pending.done():
+                return
+            self._refreshing[user] = self._refresher.submit(self._refresh_profile, user, user_id)
+
+    def _refresh_profile(self, user: int, user_id: str) -> None:
+        """Rewrite one user's long-term profile from their current history and swap its vector in."""
+        try:
+            history = self.users.history(user)
+            cutoff = max(0, len(history) - self.config.profile.recent_items)
+            long_term = history[:cutoff]
+            if self._profile_source == "mean-items":
+                vector = TextKNN(self.experiment.item_vectors).user_vectors([long_term]).numpy()[0]
+            else:
+                service = self._profile_service()
+                with self._llm_lock:
+                    (profile,) = service.writer.write([ProfileRequest(user_id, long_term, cutoff)])
+                service.store.put([profile])
+                vector = profile_text_vectors([profile.text], self.experiment.encoder, service.prompt_version)[0]
+            with self._lock:
+                self.model.inputs.profiles[user] = vector if cutoff else 0.0
+                self.model.inputs.has_profile[user] = cutoff > 0
+            self.users.profile_written(user)
+        except Exception:  # a background job: log it, the user keeps the previous profile
+            log.exception("profile refresh failed for user %s", user_id)
+            raise
+
+    def _replay_events(self) -> None:
+        """Apply the logged events of earlier sessions, then each such user's latest stored profile."""
+        skipped = 0
+        touched: dict[int, str] = {}
+        for event in self.events.events_since(0):
+            try:
+                item = self.split.item_index(event.item_id)
+            except KeyError:
+                skipped += 1
+                continue
+            user, _ = self.users.add(event.user_id, item)
+            touched[user] = event.user_id
+        if skipped:
+            log.warning("%d logged events name items that are not in the catalog; skipped", skipped)
+        if self._profile_source == "mean-items" or not touched:
+            return
+        service = self._profile_service()
+        for user, user_id in touched.items():
+            stored = self._stored_profile(user_id)
+            if stored is not None and stored.provenance.cutoff > 0:
+                vector = profile_text_vectors([stored.text], self.experiment.encoder, service.prompt_version)[0]
+                self.model.inputs.profiles[user] = vector
+                self.model.inputs.has_profile[user] = True
+
+    def _item_index(self) -> ItemIndex:
+        """The ChromaDB collection of the interest model's item vectors (inner product), (re)built when it does
+        not hold exactly these vectors."""
+        vectors = self.table[1:].numpy()
+        digest = hashlib.sha256(vectors.tobytes()).hexdigest()[:12]
+        config = dataclasses.replace(self.config.index, space="ip", collection=None)
+        name = collection_name(self.experiment.dataset.name, f"llmrec-{digest}")
+        index = ItemIndex(config, Path(self.config.run_dir) / "index", name)
+        try:
+            complete = index.count() == len(vectors)
+        except CollectionMissingError:
+            complete = False
+        if not complete:
+            index.rebuild([str(i) for i in self.split.item_ids], vectors)
+        return index

@@ -1,0 +1,91 @@
+"""Retrieval for the reranker: the interest model's top-N candidates per query, exact (matrix product) or from
+the ChromaDB index, with everything the reranker reads about each query."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from llmrec.data.split import Split
+from llmrec.index.chroma_index import ItemIndex
+from llmrec.models.base import pad_histories
+from llmrec.models.interest import InterestModel
+
+
+@dataclass
+class Queries:
+    """What the reranker knows about a batch of queries (B of them)."""
+
+    histories: torch.Tensor
+    """[B, H] the most recent history items, left-padded with 0."""
+    interest: torch.Tensor
+    """[B, d] the interest model's vector after each history."""
+    long_weight: torch.Tensor
+    """[B] the weight the fusion gave the long-term part."""
+    profiles: torch.Tensor
+    """[B, P] the long-term profile embedding (zeros without one)."""
+    has_profile: torch.Tensor
+    """[B] bool."""
+    context: torch.Tensor
+    """[B, F] user-level context category ids (0 = unknown)."""
+    history_lengths: torch.Tensor
+    """[B] full history lengths (before the cut to H)."""
+
+
+@dataclass
+class Candidates:
+    """Top-N items per query from retrieval: `items` [B, N] (0 pads a short list) and `scores` [B, N]
+    (the dot product with the interest vector; -inf on padding)."""
+
+    items: torch.Tensor
+    scores: torch.Tensor
+
+
+def describe_queries(model: InterestModel, users: np.ndarray, histories: Sequence[np.ndarray],
+                     history_len: int, context: np.ndarray | None = None) -> Queries:
+    """The reranker's view of each (user, history): `users` are split user indices (-1 = unknown user);
+    `context` [B, F] replaces the users' stored context ids."""
+    interest, long_weight = model.interest(users, histories, context)
+    profiles, has_profile, stored_context = model.inputs.rows(users)
+    context = stored_context if context is None else torch.as_tensor(context, dtype=torch.long)
+    lengths = torch.as_tensor([len(h) for h in histories], dtype=torch.long)
+    return Queries(pad_histories(histories, history_len), interest, long_weight, profiles, has_profile, context,
+                   lengths)
+
+
+def item_table(model: InterestModel) -> torch.Tensor:
+    """[num_items + 1, d] the interest model's item vectors (text part + IDs), as retrieval scores them."""
+    model.net.eval()
+    with torch.no_grad():
+        return model.net.items.table()
+
+
+def exact_candidates(interest: torch.Tensor, table: torch.Tensor, histories: Sequence[np.ndarray],
+                     n: int) -> Candidates:
+    """Top-`n` items by dot product with each interest vector, leaving out padding and each history's items."""
+    scores = interest @ table.T
+    scores[:, 0] = -torch.inf
+    for row, history in enumerate(histories):
+        if len(history):
+            scores[row, torch.as_tensor(history, dtype=torch.long)] = -torch.inf
+    top = scores.topk(min(n, scores.shape[1] - 1), dim=1)
+    items = top.indices.masked_fill(torch.isinf(top.values), 0)
+    return Candidates(items, top.values)
+
+
+def index_candidates(index: ItemIndex, interest: torch.Tensor, histories: Sequence[np.ndarray], n: int,
+                     split: Split) -> Candidates:
+    """Top-`n` items from the ChromaDB collection of the interest model's item vectors (inner-product space,
+    keyed by the split's item ids), leaving out each history's items."""
+    exclude = [{split.item_id(i) for i in set(np.asarray(h).tolist()) if i > 0} for h in histories]
+    found = index.query(interest.numpy(), n, exclude)
+    items = torch.zeros(len(found), n, dtype=torch.long)
+    scores = torch.full((len(found), n), -torch.inf)
+    for row, pairs in enumerate(found):
+        if pairs:
+            items[row, :len(pairs)] = torch.as_tensor([split.item_index(i) for i, _ in pairs])
+            scores[row, :len(pairs)] = torch.as_tensor([s for _, s in pairs], dtype=torch.float32)
+    return Candidates(items, scores)
