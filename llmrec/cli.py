@@ -1,4 +1,5 @@
-"""`llmrec` command line: data, embed, index, profile, train, evaluate, recommend, and `run` for all of them.
+"""`llmrec` command line: data, embed, index, profile, train, evaluate, recommend, `run` for all of them, and
+`serve` (the HTTP API over a trained run).
 
 Every command reads the same configuration: defaults < `--config FILE` (TOML or YAML) < `--set key=value`.
 """
@@ -175,6 +176,29 @@ def run(config: ConfigOption = None, set_: SetOption = None,
     for rank, item in enumerate(experiment.recommend(user, 5, best), 1):
         typer.echo(f"{rank:>3}. {item['text']}")
     typer.echo(f"\noutputs in {experiment.run_dir}")
+
+
+@app.command()
+def serve(config: ConfigOption = None, set_: SetOption = None,
+          run_dir: Annotated[Optional[str], typer.Option(
+              help="Trained run folder to serve; default: the config's run_dir.")] = None,
+          host: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 exposes the service to "
+                                                 "the network.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000) -> None:
+    """Serve a trained run over HTTP: POST /recommend, GET /profile/{user_id}, GET /explain, POST /events,
+    GET /healthz; interactive API docs at /docs."""
+    import uvicorn
+
+    from llmrec.pipeline import Recommender
+    from llmrec.service import create_app
+
+    folder = run_dir or load_config(config, set_).run_dir
+    recommender = Recommender.load(folder, set_)
+    typer.echo(f"serving {folder} on http://{host}:{port} (API docs at /docs)")
+    try:
+        uvicorn.run(create_app(recommender), host=host, port=port, log_config=None)
+    finally:
+        recommender.close()  # finishes background profile refreshes
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:

@@ -37,3 +37,17 @@ def test_multi_target_metrics():
 
 def test_coverage_counts_distinct_items():
     assert M.coverage(np.array([[1, 2], [2, 3]]), num_items=4) == pytest.approx(0.75)
+
+
+def test_intra_list_diversity_by_hand():
+    vectors = np.array([[0, 0], [1, 0], [0, 1], [1, 0]], dtype=float)  # row 0 = padding
+    # list 1: orthogonal pair -> distance 1; list 2: identical directions -> 0
+    assert M.intra_list_diversity(np.array([[1, 2], [1, 3]]), vectors) == pytest.approx([1.0, 0.0])
+    # three items: pairs (1,2)=1, (1,3)=0, (2,3)=1 -> mean 2/3
+    assert M.intra_list_diversity(np.array([[1, 2, 3]]), vectors) == pytest.approx([2 / 3])
+
+
+def test_novelty_by_hand():
+    popularity = np.array([0, 8, 2, 0])  # item 3 never chosen: counted as once
+    # 8 users: -log2(8/8)=0, -log2(2/8)=2, -log2(1/8)=3
+    assert M.novelty(np.array([[1, 2], [2, 3]]), popularity, 8) == pytest.approx([1.0, 2.5])

@@ -25,8 +25,8 @@ class CaseRanks:
 
 
 class FullRankingEvaluator:
-    """Ranks every catalog item for each case and reports HR, NDCG, Recall, Precision, F1, MRR and Coverage at
-    each K, overall and for user/item groups: tail users (shortest histories), tail items (least popular
+    """Ranks every catalog item for each case and reports HR, NDCG, Recall, Precision, F1, MRR, Coverage and
+    novelty (and intra-list diversity, given item vectors) at each K, overall and for user/item groups: tail users (shortest histories), tail items (least popular
     targets) and cold items (targets never seen in training).
 
     A history item is excluded from the ranking unless it is one of the case's targets (a repeat purchase
@@ -34,9 +34,12 @@ class FullRankingEvaluator:
     gives every item the same score gets the expected rank, not the best one.
     """
 
-    def __init__(self, split: Split, config: EvalConfig | None = None) -> None:
+    def __init__(self, split: Split, config: EvalConfig | None = None,
+                 item_vectors: np.ndarray | None = None) -> None:
+        """`item_vectors` [num_items + 1, d] (e.g. the text embeddings) add intra-list diversity@K."""
         self.split = split
         self.config = config or EvalConfig()
+        self.item_vectors = item_vectors
         popularity = split.train_popularity()
         self._popularity = popularity
         by_popularity = np.argsort(-popularity[1:], kind="stable") + 1
@@ -99,7 +102,11 @@ class FullRankingEvaluator:
             out[f"Recall@{k}"] = float(M.recall(ranks, n_rel, k).mean())
             out[f"Precision@{k}"] = float(M.precision(ranks, k).mean())
             out[f"F1@{k}"] = float(M.f1(ranks, n_rel, k).mean())
-            out[f"Coverage@{k}"] = M.coverage(result.top_items[mask, :k], self.split.num_items)
+            top = result.top_items[mask, :k]
+            out[f"Coverage@{k}"] = M.coverage(top, self.split.num_items)
+            out[f"novelty@{k}"] = float(M.novelty(top, self._popularity, self.split.num_users).mean())
+            if self.item_vectors is not None:
+                out[f"diversity@{k}"] = float(M.intra_list_diversity(top, self.item_vectors).mean())
         out[f"MRR{suffix}"] = float(M.reciprocal_rank(ranks).mean())
         return out
 

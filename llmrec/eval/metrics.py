@@ -48,3 +48,22 @@ def reciprocal_rank(ranks: np.ndarray) -> np.ndarray:
 def coverage(top_items: np.ndarray, num_items: int) -> float:
     """Share of the catalog that appears in at least one recommendation list."""
     return len(np.unique(top_items)) / num_items if num_items else 0.0
+
+
+def intra_list_diversity(top_items: np.ndarray, item_vectors: np.ndarray) -> np.ndarray:
+    """Per list: the mean pairwise cosine distance (1 - cosine) between its items' vectors [num_items + 1, d]."""
+    vectors = item_vectors[top_items]  # [cases, k, d]
+    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+    k = top_items.shape[1]
+    if k < 2:
+        return np.zeros(len(top_items))
+    similarity = np.einsum("ckd,cjd->ckj", vectors, vectors)
+    off_diagonal = similarity.sum(axis=(1, 2)) - np.trace(similarity, axis1=1, axis2=2)
+    return 1.0 - off_diagonal / (k * (k - 1))
+
+
+def novelty(top_items: np.ndarray, popularity: np.ndarray, num_users: int) -> np.ndarray:
+    """Per list: the mean self-information -log2(p) of its items, p = the share of users who interacted with
+    the item in training (an item nobody chose counts as chosen once)."""
+    share = np.maximum(popularity, 1) / max(1, num_users)
+    return (-np.log2(share))[top_items].mean(axis=1)

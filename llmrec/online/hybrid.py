@@ -4,8 +4,13 @@ vector in configured shares, and each item is tagged with the interest that put 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
+import numpy as np
 import torch
+
+from llmrec.models.interest import InterestModel
+from llmrec.rerank.candidates import item_table
 
 TAGS = ("short-term", "long-term", "context")
 """The interest components, in the order `InterestModel.components` returns them."""
@@ -63,3 +68,26 @@ def hybrid_list(components: torch.Tensor, table: torch.Tensor, excluded: torch.T
             counts[tag] -= 1
     return chosen
 
+
+
+class HybridScorer:
+    """A Scorer for the evaluator: each query's hybrid list (`length` items) on top, in list order, and every
+    other item below in the interest model's order."""
+
+    def __init__(self, model: InterestModel, mix: dict[str, float], length: int) -> None:
+        self.model = model
+        self.mix = mix
+        self.length = length
+
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
+        scores = self.model.score(users, histories)
+        table = item_table(self.model)
+        components = self.model.components(users, histories)
+        top = scores.max()
+        for row, history in enumerate(histories):
+            excluded = torch.zeros(scores.shape[1], dtype=torch.bool)
+            excluded[torch.as_tensor(history, dtype=torch.long)] = True
+            chosen = hybrid_list(components[row], table, excluded, self.mix, self.length)
+            for position, tagged in enumerate(chosen):
+                scores[row, tagged.item] = top + self.length - position
+        return scores

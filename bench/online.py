@@ -1,0 +1,133 @@
+"""The online path on a trained benchmark run: retrieval alone vs retrieval + rerank (full ranking, test split),
+the latency of `Recommender.recommend` (ChromaDB retrieval + rerank, warm, k=10, N=200), hybrid tagged lists vs
+the default list (NDCG@10 and intra-list diversity), and the faithfulness of LLM explanations on random test
+users. Writes bench/results/online.json.
+
+    LLMREC_DATA_DIR=../shared/datasets python bench/online.py amazon-beauty
+    ... --run-dir runs/bench-amazon-beauty/llmrec    the run whose `llmrec` model is served (bench/interest.py
+                                                      trains it there); the reranker is trained there if missing
+    ... --requests 1000 --explanations 200
+
+The HTTP service has its own load test: bench/service.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from llmrec.eval.evaluator import FullRankingEvaluator
+from llmrec.online.hybrid import HybridScorer
+from llmrec.pipeline import Recommender
+
+sys.path.insert(0, str(Path(__file__).parent))
+from records import make_record, training_metrics, write_records  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "online.json"
+REPORTED = ["NDCG@10", "HR@10", "NDCG@20", "HR@20", "MRR", "NDCG@10-tail-users", "NDCG@10-tail-items",
+            "diversity@10", "novelty@10"]
+
+
+def rerank_records(recommender: Recommender, dataset: str, command: str, seed: int) -> list[dict]:
+    """`llmrec-retrieval-only` and `llmrec-rerank` on the test split (the reranker trains first if missing)."""
+    experiment = recommender.experiment
+    started = time.perf_counter()
+    results = experiment.evaluate_rerank()
+    training, _ = training_metrics(experiment.model_dir("rerank"))
+    records = []
+    for name, metrics in results.items():
+        kept = {k: metrics[k] for k in REPORTED if k in metrics}
+        if name == "llmrec-rerank":
+            kept.update(training)
+        records.append(make_record(dataset, name, kept, command, seed, time.perf_counter() - started))
+        print(f"{dataset} {name}: NDCG@10 {kept['NDCG@10']:.4f} HR@10 {kept['HR@10']:.4f}", flush=True)
+    return records
+
+
+def hybrid_records(recommender: Recommender, dataset: str, command: str, seed: int) -> list[dict]:
+    """The interest model's default list (`llmrec`) vs its hybrid tagged list (`llmrec-hybrid`), same cases."""
+    experiment = recommender.experiment
+    evaluator = FullRankingEvaluator(experiment.split, experiment.config.eval, experiment.item_vectors)
+    records = []
+    for name, scorer in (("llmrec", recommender.model),
+                         ("llmrec-hybrid", HybridScorer(recommender.model, recommender.config.online.hybrid_mix,
+                                                        max(experiment.config.eval.ks)))):
+        started = time.perf_counter()
+        metrics = evaluator.evaluate(scorer, desc=f"evaluate {name}")
+        kept = {k: metrics[k] for k in REPORTED if k in metrics}
+        records.append(make_record(dataset, name, kept, command, seed, time.perf_counter() - started))
+        print(f"{dataset} {name}: NDCG@10 {kept['NDCG@10']:.4f} diversity@10 {kept['diversity@10']:.4f}",
+              flush=True)
+    return records
+
+
+def latency_record(recommender: Recommender, dataset: str, requests: int, command: str, seed: int) -> dict:
+    """p50/p99 of `recommend(user, k=10)` for random test users after a warm-up."""
+    rng = np.random.default_rng(seed)
+    users = [str(u) for u in recommender.split.user_ids[rng.integers(0, recommender.split.num_users, requests)]]
+    for user in users[:50]:
+        recommender.recommend(user, k=10)
+    timings = []
+    started = time.perf_counter()
+    for user in users:
+        t0 = time.perf_counter()
+        recommender.recommend(user, k=10)
+        timings.append(1000 * (time.perf_counter() - t0))
+    metrics = {"requests": requests, "p50_ms": float(np.percentile(timings, 50)),
+               "p99_ms": float(np.percentile(timings, 99)), "mean_ms": float(np.mean(timings)),
+               "candidates": recommender.config.rerank.candidates, "k": 10,
+               "retrieval": recommender.health()["retrieval"], "reranker": recommender.reranker is not None}
+    print(f"{dataset} recommend latency: p50 {metrics['p50_ms']:.2f} ms, p99 {metrics['p99_ms']:.2f} ms",
+          flush=True)
+    return make_record(dataset, "recommend-latency", metrics, command, seed, time.perf_counter() - started)
+
+
+def explanation_record(recommender: Recommender, dataset: str, users: int, command: str, seed: int) -> dict:
+    """Explain each random test user's top recommendation with the LLM; faithfulness and fallback rate."""
+    rng = np.random.default_rng(seed + 1)
+    chosen = rng.choice(recommender.split.num_users, size=min(users, recommender.split.num_users), replace=False)
+    started = time.perf_counter()
+    for user in chosen:
+        user_id = str(recommender.split.user_ids[user])
+        (top,) = recommender.recommend(user_id, k=1)
+        recommender.explain(user_id, top.item_id)
+    stats = recommender.explainer.stats.to_dict()
+    metrics = {"faithfulness": stats["faithfulness"], "fallback_rate": stats["fallback_rate"],
+               "explanations": stats["explanations"], "fallbacks": stats["fallbacks"]}
+    print(f"{dataset} explanations: {metrics}", flush=True)
+    return make_record(dataset, "explain", metrics, command, seed, time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset")
+    parser.add_argument("--run-dir", help="default: runs/bench-<dataset>/llmrec")
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--explanations", type=int, default=200)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["rerank", "hybrid", "latency", "explain"])
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    command = "LLMREC_DATA_DIR=../shared/datasets python " + shlex.join(sys.argv)
+    recommender = Recommender.load(args.run_dir or f"runs/bench-{args.dataset}/llmrec", args.overrides)
+    seed = recommender.config.seed
+    if "rerank" not in args.skip:
+        write_records(RESULTS, rerank_records(recommender, args.dataset, command, seed))
+        recommender = Recommender.load(recommender.config.run_dir, args.overrides)  # now with the reranker
+    if "hybrid" not in args.skip:
+        write_records(RESULTS, hybrid_records(recommender, args.dataset, command, seed))
+    if "latency" not in args.skip:
+        write_records(RESULTS, [latency_record(recommender, args.dataset, args.requests, command, seed)])
+    if "explain" not in args.skip:
+        write_records(RESULTS, [explanation_record(recommender, args.dataset, args.explanations, command, seed)])
+    recommender.close()
+
+
+if __name__ == "__main__":
+    main()

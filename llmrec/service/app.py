@@ -1,0 +1,116 @@
+"""The HTTP API over a trained run: recommendations, profiles, explanations and new interactions.
+
+    app = create_app(Recommender.load("runs/demo"))      # then: uvicorn.run(app), or `llmrec serve`
+
+Endpoints are plain functions, so FastAPI runs them in its threadpool; the recommender is not assumed to be
+thread-safe, so its calls take turns behind one lock. Every error is `{"error": message}`: 404 for an unknown
+user or item, 422 for bad input, 413 for a body over 1 MiB, and 500 `internal error` for anything else (its
+traceback goes to the server log only).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
+
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from llmrec.errors import ConfigError, DataError, UnknownIdError
+from llmrec.service.guard import RequestGuard
+from llmrec.service.schemas import (EventAck, EventRequest, ErrorBody, Health, RecommendRequest,
+                                    RecommendResponse)
+
+if TYPE_CHECKING:
+    from llmrec.pipeline import Recommender
+
+T = TypeVar("T")
+MAX_REPORTED_ERRORS = 3
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Unknown user or item."},
+    413: {"model": ErrorBody, "description": "Request body over 1 MiB."},
+    422: {"model": ErrorBody, "description": "Invalid request."},
+    500: {"model": ErrorBody, "description": "Internal error (details in the server log)."},
+}
+_LOCATIONS = ("body", "query", "path")
+
+
+def create_app(recommender: "Recommender") -> FastAPI:
+    """A FastAPI application serving `recommender` (an `llmrec.pipeline.Recommender`)."""
+    lock = threading.Lock()
+
+    def call(method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        with lock:
+            return method(*args, **kwargs)
+
+    app = FastAPI(title="llmrec", version="0.1.0",
+                  description="Recommendations from text interest profiles. Errors are `{\"error\": message}`.")
+    app.add_middleware(RequestGuard)
+    _add_error_handlers(app)
+
+    @app.post("/recommend", response_model=RecommendResponse, responses=_ERRORS, tags=["recommend"])
+    def recommend(request: RecommendRequest) -> dict[str, Any]:
+        """The top `k` items for a known user (`user_id`) or an anonymous `history`, never items already seen
+        or listed in `exclude`."""
+        items = call(recommender.recommend, request.user_id, request.k, history=request.history,
+                     context=request.context, exclude=request.exclude, mode=request.mode)
+        return {"items": [item.to_dict() for item in items]}
+
+    @app.get("/profile/{user_id}", responses=_ERRORS, tags=["users"])
+    def profile(user_id: str = Path(min_length=1, max_length=256, description="User id.")) -> dict[str, Any]:
+        """A user's interest profile: its text, top categories and interest weights."""
+        return call(recommender.profile, user_id)
+
+    @app.get("/explain", responses=_ERRORS, tags=["users"])
+    def explain(user_id: str = Query(min_length=1, max_length=256, description="User id."),
+                item_id: str = Query(min_length=1, max_length=256, description="Item id.")) -> dict[str, Any]:
+        """Why an item suits a user: the history items and profile sentences the score rests on."""
+        return call(recommender.explain, user_id, item_id)
+
+    @app.post("/events", status_code=201, response_model=EventAck, responses=_ERRORS, tags=["users"])
+    def events(event: EventRequest) -> dict[str, Any]:
+        """Record an interaction; it is stored durably before the acknowledgement is sent, and the user's next
+        recommendations take it into account."""
+        return call(recommender.add_interaction, event.user_id, event.item_id, event.timestamp, event.context)
+
+    @app.get("/healthz", response_model=Health, tags=["service"])
+    def healthz() -> dict[str, Any]:
+        """Liveness, and the size of what is served."""
+        return call(recommender.health)
+
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    def handler(status: int, message: Callable[[Any], str]) -> Callable[[Request, Exception], Any]:
+        async def respond(_: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse({"error": message(exc)}, status_code=status)
+        return respond
+
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:  # unknown route, wrong method
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    app.add_exception_handler(UnknownIdError, handler(404, str))
+    for bad_input in (DataError, ConfigError, ValueError):
+        app.add_exception_handler(bad_input, handler(422, str))
+    app.add_exception_handler(RequestValidationError, handler(422, lambda exc: describe_errors(exc.errors())))
+    app.add_exception_handler(HTTPException, http_error)
+
+
+def describe_errors(errors: Sequence[dict[str, Any]]) -> str:
+    """One short line from pydantic's validation errors, e.g. `k: Input should be less than or equal to 100`."""
+    parts = []
+    for error in errors[:MAX_REPORTED_ERRORS]:
+        if error.get("type") == "json_invalid":
+            parts.append("the request body is not valid JSON")
+            continue
+        loc = list(error.get("loc", ()))
+        where = ".".join(str(p) for p in (loc[1:] if loc[:1] and loc[0] in _LOCATIONS else loc))
+        where = where or ("request body" if loc == ["body"] else "")
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    if len(errors) > MAX_REPORTED_ERRORS:
+        parts.append(f"and {len(errors) - MAX_REPORTED_ERRORS} more")
+    return "; ".join(parts)

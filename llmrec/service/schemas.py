@@ -1,0 +1,96 @@
+"""Request and response bodies of the HTTP API, with the bounds every request is checked against."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+MAX_LIST_ITEMS = 1000
+MAX_CONTEXT_KEYS = 32
+
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+ContextValue = Annotated[str, StringConstraints(max_length=256)]
+Context = Annotated[dict[Id, ContextValue], Field(max_length=MAX_CONTEXT_KEYS)]
+CONTEXT_HELP = (f"Situation of the request as flat string pairs (at most {MAX_CONTEXT_KEYS}), "
+                'e.g. {"device": "phone", "daypart": "evening"}.')
+
+
+class RecommendRequest(BaseModel):
+    """Who to recommend to: a known user, or an anonymous history of item ids."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Id | None = Field(None, description="A known user; their history, with events posted since, is used.")
+    history: list[Id] | None = Field(None, max_length=MAX_LIST_ITEMS,
+                                     description="Item ids, oldest first, for a user the service does not know.")
+    k: int = Field(10, ge=1, le=100, description="How many items to return.")
+    context: Context | None = Field(None, description=CONTEXT_HELP)
+    exclude: list[Id] = Field(default_factory=list, max_length=MAX_LIST_ITEMS,
+                              description="Item ids never to return (items in the history are never returned).")
+    mode: Literal["default", "hybrid"] = Field(
+        "default", description="`hybrid` mixes in items beyond the user's usual interests and tags each item "
+                               "with the reason it was picked.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "RecommendRequest":
+        if (self.user_id is None) == (self.history is None):
+            raise ValueError("give exactly one of user_id and history")
+        return self
+
+
+class RecommendationOut(BaseModel):
+    """One recommended item."""
+
+    model_config = ConfigDict(extra="allow")
+
+    item_id: str
+    score: float = Field(description="The model's score; higher is better, comparable within one response.")
+    text: str = Field(description="The item's catalog text.")
+    tag: str | None = Field(None, description="Why a hybrid recommendation was picked; null in default mode.")
+
+
+class RecommendResponse(BaseModel):
+    """Recommended items, best first."""
+
+    items: list[RecommendationOut]
+
+
+class EventRequest(BaseModel):
+    """An interaction that just happened."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Id
+    item_id: Id
+    timestamp: float | None = Field(None, allow_inf_nan=False,
+                                    description="Seconds since the epoch; default: when the service receives it.")
+    context: Context | None = Field(None, description=CONTEXT_HELP)
+
+
+class EventAck(BaseModel):
+    """The acknowledgement of a stored event: it is durable once this is sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    event_id: int
+    user_id: str
+    history_length: int = Field(description="How many interactions the user has now.")
+
+
+class Health(BaseModel):
+    """What the service is serving."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str
+    items: int = Field(description="Items in the catalog.")
+    users: int = Field(description="Known users.")
+    model: Any = Field(None, description="The recommendation model.")
+    index: Any = Field(None, description="The item index.")
+
+
+class ErrorBody(BaseModel):
+    """Every error response: one plain message, never a traceback."""
+
+    error: str
