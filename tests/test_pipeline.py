@@ -1,0 +1,156 @@
+"""The online facade on a real tiny run: retrieval (ChromaDB and exact), reranking, hybrid lists, real-time
+events, background profile refresh, persistence across restarts, and clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from llmrec.errors import DataError, UnknownIdError
+from llmrec.online.hybrid import TAGS, hybrid_list, quotas
+from llmrec.pipeline import Recommender
+from llmrec.rerank.candidates import exact_candidates
+from llmrec.rerank.reranker import Reranker
+from online_fixture import tiny_run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return tiny_run(tmp_path_factory)
+
+
+@pytest.fixture()
+def recommender(run_dir):
+    rec = Recommender.load(run_dir)
+    yield rec
+    rec.close()
+
+
+def test_recommends_unseen_items_for_known_and_anonymous_users(recommender):
+    seen = {recommender.split.item_id(i) for i in recommender.split.sequences[recommender.split.user_index("u1")]}
+    items = recommender.recommend("u1", k=5)
+    assert len(items) == 5 and not seen & {r.item_id for r in items}
+    assert [r.score for r in items] == sorted((r.score for r in items), reverse=True)
+    anonymous = recommender.recommend(history=["i3", "i4"], k=5, exclude=["i5"])
+    assert not {"i3", "i4", "i5"} & {r.item_id for r in anonymous}
+
+
+def test_chroma_retrieval_matches_exact_retrieval(run_dir):
+    with_index = Recommender.load(run_dir, ["online.rerank=false"])
+    exact = Recommender.load(run_dir, ["online.rerank=false", "online.retrieval=exact"])
+    try:
+        for user in ["u0", "u7", "u13"]:
+            assert [r.item_id for r in with_index.recommend(user, k=8)] == \
+                   [r.item_id for r in exact.recommend(user, k=8)]
+    finally:
+        with_index.close()
+        exact.close()
+
+
+def test_bad_requests_get_clear_errors(recommender):
+    with pytest.raises(UnknownIdError, match="unknown user id 'nobody'"):
+        recommender.recommend("nobody")
+    with pytest.raises(UnknownIdError, match="unknown item id 'i999'"):
+        recommender.recommend(history=["i1", "i999"])
+    with pytest.raises(DataError, match="exactly one of"):
+        recommender.recommend("u1", history=["i1"])
+    with pytest.raises(DataError, match="k must be"):
+        recommender.recommend("u1", k=0)
+    with pytest.raises(DataError, match="unknown context key 'device'"):
+        recommender.recommend("u1", context={"device": "mobile"})
+
+
+def test_empty_history_gets_popular_items(recommender):
+    items = recommender.recommend(history=[], k=3)
+    assert len(items) == 3 and all(r.tag == "popular" for r in items)
+
+
+def test_a_new_interaction_changes_the_next_recommendation_at_once(recommender):
+    before = recommender.recommend("u2", k=5)
+    ack = recommender.add_interaction("u2", before[0].item_id)
+    after = recommender.recommend("u2", k=5)
+    assert ack["event_id"] >= 1 and before[0].item_id not in {r.item_id for r in after}
+    assert [r.item_id for r in after] != [r.item_id for r in before]
+
+
+def test_new_users_profiles_refresh_in_the_background_and_survive_a_restart(run_dir):
+    rec = Recommender.load(run_dir)
+    user = "newcomer"
+    for item in ["i1", "i2", "i3", "i4"]:
+        ack = rec.add_interaction(user, item)
+    assert ack["history_length"] == 4
+    rec.wait_for_refreshes()  # every 3 events (tiny_run's online.profile_refresh_every)
+    profile = rec.profile(user)
+    assert profile["profile"] is not None and profile["profile"]["provenance"]["cutoff"] == 0  # 3 events, L=3
+    listed = [r.item_id for r in rec.recommend(user, k=5)]
+    rec.close()
+    again = Recommender.load(run_dir)
+    try:
+        assert again.profile(user)["history_length"] == 4
+        assert [r.item_id for r in again.recommend(user, k=5)] == listed
+    finally:
+        again.close()
+
+
+def test_profile_reports_the_models_interest_weights(recommender):
+    weights = recommender.profile("u3")["interest_weights"]
+    assert weights["long_term"] + weights["short_term"] == pytest.approx(1.0)
+    assert 0 <= weights["long_term"] <= 1
+
+
+def test_explanations_cite_only_the_users_history(recommender):
+    top = recommender.recommend("u4", k=1)[0]
+    explanation = recommender.explain("u4", top.item_id)
+    history = {recommender.split.item_id(i) for i in recommender.split.sequences[recommender.split.user_index("u4")]}
+    cited = {item for item, _, _ in explanation["attribution"]["history"]}
+    assert explanation["text"] and explanation["source"] == "attribution"
+    assert {recommender.split.item_id(i) for i in cited} <= history
+    weights = [w for _, _, w in explanation["attribution"]["history"]]
+    assert weights == sorted(weights, reverse=True)
+
+
+def test_hybrid_lists_tag_every_item_and_follow_the_mix(recommender):
+    items = recommender.recommend("u5", k=10, mode="hybrid")
+    assert len(items) == 10 and {r.tag for r in items} <= set(TAGS)
+    seen = {recommender.split.item_id(i) for i in recommender.split.sequences[recommender.split.user_index("u5")]}
+    assert len({r.item_id for r in items}) == 10 and not seen & {r.item_id for r in items}
+
+
+def test_quotas_follow_the_shares_and_pass_on_missing_interests():
+    mix = {"short-term": 0.5, "long-term": 0.3, "context": 0.2}
+    assert quotas(mix, list(TAGS), 10) == {"short-term": 5, "long-term": 3, "context": 2}
+    assert quotas(mix, ["short-term", "long-term"], 8) == {"short-term": 5, "long-term": 3}
+    assert sum(quotas(mix, list(TAGS), 7).values()) == 7
+
+
+def test_hybrid_list_takes_each_interests_best_items():
+    table = torch.eye(4)  # item i (1..3) points along axis i
+    components = torch.zeros(3, 4)
+    components[0, 1], components[1, 2], components[2, 3] = 3.0, 2.0, 1.0
+    chosen = hybrid_list(components, table, torch.zeros(4, dtype=torch.bool),
+                         {"short-term": 1, "long-term": 1, "context": 1}, 3)
+    assert {(t.item, t.tag) for t in chosen} == {(1, "short-term"), (2, "long-term"), (3, "context")}
+
+
+def test_interest_components_add_up_to_the_interest_vector(recommender):
+    model = recommender.model
+    users, histories = np.array([0, 1]), [recommender.split.train[0], recommender.split.train[1]]
+    vectors, _ = model.interest(users, histories)
+    components = model.components(users, histories)
+    assert torch.allclose(components.sum(1) + model.net.fusion.out.bias, vectors, atol=1e-5)
+
+
+def test_an_untrained_reranker_keeps_retrievals_order_and_a_saved_one_reloads(recommender, tmp_path):
+    model, split = recommender.model, recommender.split
+    text, popularity = recommender.experiment.item_vectors, split.train_popularity()
+    fresh = Reranker(model, text, popularity)
+    users, histories = split.test.users[:6], split.test.histories[:6]
+    queries = fresh.describe(users, histories)
+    candidates = exact_candidates(queries.interest, recommender.table, histories, 10)
+    assert torch.equal(fresh.rerank(queries, candidates).argsort(1, descending=True),
+                       candidates.scores.argsort(1, descending=True))
+    trained = recommender.reranker
+    trained.save(tmp_path / "rerank")
+    loaded = Reranker.load(tmp_path / "rerank", model, text, popularity, device="cpu")
+    assert torch.equal(loaded.rerank(queries, candidates), trained.rerank(queries, candidates))
