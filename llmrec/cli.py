@@ -1,5 +1,5 @@
-"""`llmrec` command line: data, embed, index, profile, train, evaluate, recommend, `run` for all of them, and
-`serve` (the HTTP API over a trained run).
+"""`llmrec` command line: data, embed, index, profile, train, rerank, evaluate, recommend, `run` for all of them,
+and `serve` (the HTTP API over a trained run).
 
 Every command reads the same configuration: defaults < `--config FILE` (TOML or YAML) < `--set key=value`.
 """
@@ -145,37 +145,78 @@ def recommend(user: Annotated[str, typer.Option(help="User id as in the dataset.
 
 
 @app.command()
+def rerank(config: ConfigOption = None, set_: SetOption = None) -> None:
+    """Train the reranker over the `llmrec` model's top-N candidates (if not trained yet) and compare retrieval
+    alone with retrieval + rerank on the test split."""
+    experiment = _experiment(config, set_)
+    typer.echo(format_table(experiment.evaluate_rerank()))
+
+
+@app.command()
 def run(config: ConfigOption = None, set_: SetOption = None,
         user: Annotated[Optional[str], typer.Option(help="Also recommend to this user.")] = None) -> None:
-    """The whole job: data -> embed -> index -> profiles -> train -> evaluate -> recommend."""
+    """The whole job: data -> embed -> index -> profiles -> train -> rerank -> evaluate -> recommend, profile
+    and explain through the online facade."""
     experiment = _experiment(config, set_)
     stats = experiment.dataset.stats()
-    typer.echo(f"[1/6] data: {stats['users']} users, {stats['items_in_catalog']} items, "
+    typer.echo(f"[1/7] data: {stats['users']} users, {stats['items_in_catalog']} items, "
                f"{stats['interactions']} interactions")
     _ = experiment.item_vectors
-    typer.echo(f"[2/6] embedded {len(experiment.item_vectors) - 1} items with {experiment.encoder.model_id}")
+    typer.echo(f"[2/7] embedded {len(experiment.item_vectors) - 1} items with {experiment.encoder.model_id}")
     experiment.build_index()
-    typer.echo(f"[3/6] indexed in ChromaDB; ANN recall@{experiment.config.eval.ann_recall_n} vs exact "
+    typer.echo(f"[3/7] indexed in ChromaDB; ANN recall@{experiment.config.eval.ann_recall_n} vs exact "
                f"= {experiment.index_recall():.4f}")
     report = experiment.profiles.write_all()
     experiment.profiles.release_llm()  # its idle threads would slow training down
     writer = report.writer
     written = (f"; of those written, {writer['llm']} by the LLM, template fallbacks {writer['fallbacks']}"
                if report.written else "")
-    typer.echo(f"[4/6] profiles by {report.model_id}: {report.written} written, {report.skipped} already stored"
+    typer.echo(f"[4/7] profiles by {report.model_id}: {report.written} written, {report.skipped} already stored"
                f"{written}")
     for name in experiment.config.models:
         experiment.train(name)
-    typer.echo(f"[5/6] trained {', '.join(experiment.config.models)}")
-    typer.echo("[6/6] test metrics (leave-one-out, full ranking):\n" + format_table(experiment.evaluate()))
+    typer.echo(f"[5/7] trained {', '.join(experiment.config.models)}")
+    results = experiment.evaluate()
+    online = "llmrec" in experiment.config.models
+    if online:
+        experiment.reranker()
+        results.update(experiment.evaluate_rerank())
+        typer.echo("[6/7] trained the reranker over llmrec's top "
+                   f"{experiment.config.rerank.candidates} candidates")
+    typer.echo("[7/7] test metrics (leave-one-out, full ranking):\n" + format_table(results))
     user = user or str(experiment.split.user_ids[0])
-    profile = experiment.profiles.profile(user)
-    typer.echo(f"\nuser {user}'s long-term profile ({profile.source}): {profile.text}")
-    best = experiment.config.models[-1]
-    typer.echo(f"top 5 for user {user} by {best}:")
-    for rank, item in enumerate(experiment.recommend(user, 5, best), 1):
-        typer.echo(f"{rank:>3}. {item['text']}")
+    if online:
+        _show_online(experiment.run_dir, user)
+    else:
+        best = experiment.config.models[-1]
+        typer.echo(f"\ntop 5 for user {user} by {best}:")
+        for rank, item in enumerate(experiment.recommend(user, 5, best), 1):
+            typer.echo(f"{rank:>3}. {item['text']}")
     typer.echo(f"\noutputs in {experiment.run_dir}")
+
+
+def _show_online(run_dir: str, user: str) -> None:
+    """What the online facade answers for one user: profile, interest weights, list, explanation, update."""
+    from llmrec.pipeline import Recommender
+
+    recommender = Recommender.load(run_dir)
+    try:
+        profile = recommender.profile(user)
+        weights = profile["interest_weights"]
+        text = profile["profile"]["text"] if profile["profile"] else "(none yet)"
+        typer.echo(f"\nuser {user}'s long-term profile: {text}\ninterest weights: long-term "
+                   f"{weights['long_term']:.2f} / short-term {weights['short_term']:.2f}")
+        items = recommender.recommend(user, k=5)
+        typer.echo(f"top 5 for user {user} (ChromaDB retrieval + rerank):")
+        for rank, item in enumerate(items, 1):
+            typer.echo(f"{rank:>3}. {item.text}")
+        explanation = recommender.explain(user, items[0].item_id)
+        typer.echo(f"why #1 ({explanation['source']}): {explanation['text']}")
+        recommender.add_interaction(user, items[0].item_id)
+        typer.echo(f"after user {user} takes #1, the new top 3: "
+                   + "; ".join(item.text for item in recommender.recommend(user, k=3)))
+    finally:
+        recommender.close()
 
 
 @app.command()

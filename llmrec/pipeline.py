@@ -212,7 +212,7 @@ class Recommender:
         """The explanation writer: the configured LLM (`online.explain_with_llm`), else attribution text."""
         if self._explainer is None:
             backend = make_backend(self.config.llm) if self.config.online.explain_with_llm else None
-            params = GenerationParams(max_tokens=60, temperature=self.config.llm.temperature, seed=self.config.seed)
+            params = GenerationParams(max_tokens=60, temperature=0.0, seed=self.config.seed)  # greedy read best
             self._explainer = Explainer(self._facts.titles, backend, params)
         return self._explainer
 

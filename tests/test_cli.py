@@ -41,6 +41,7 @@ def project(tmp_path_factory) -> Path:
         "interest": {"hidden_size": 16, "num_blocks": 1, "max_len": 8, "epochs": 2, "eval_every": 1,
                      "num_negatives": 8},
         "profile": {"writer": "template", "recent_items": 2},
+        "rerank": {"epochs": 2, "candidates": 10},
     }
     (root / "config.yaml").write_text(yaml.safe_dump(config))
     return root
@@ -49,12 +50,15 @@ def project(tmp_path_factory) -> Path:
 def test_run_does_the_whole_job(project):
     result = run_cli("run", "--config", "config.yaml", cwd=project)
     assert result.returncode == 0, result.stderr[-2000:]
-    for step in ["[1/6] data: 40 users, 25 items", "[3/6] indexed", "[4/6] profiles by template: 40 written",
-                 "[6/6] test metrics", "sasrec", "llmrec", "long-term profile (template)", "top 5 for user"]:
+    for step in ["[1/7] data: 40 users, 25 items", "[3/7] indexed", "[4/7] profiles by template: 40 written",
+                 "[6/7] trained the reranker", "[7/7] test metrics", "sasrec", "llmrec-rerank",
+                 "long-term profile: Enjoys", "interest weights: long-term", "top 5 for user", "why #1",
+                 "the new top 3"]:
         assert step in result.stdout
     evaluation = json.loads((project / "run" / "results" / "evaluation.json").read_text())
-    assert set(evaluation) == {"popularity", "text-knn", "sasrec", "llmrec"}
-    for model in ("sasrec", "llmrec"):
+    assert set(evaluation) == {"popularity", "text-knn", "sasrec", "llmrec", "llmrec-retrieval-only",
+                               "llmrec-rerank"}
+    for model in ("sasrec", "llmrec", "rerank"):
         assert (project / "run" / "models" / model / "model.json").is_file()
 
 
@@ -90,7 +94,7 @@ def test_every_command_has_help():
 
     from llmrec.cli import app
 
-    for command in ["data", "embed", "index", "train", "evaluate", "recommend", "run"]:
+    for command in ["data", "embed", "index", "train", "rerank", "evaluate", "recommend", "run", "serve"]:
         result = CliRunner().invoke(app, [command, "--help"])
         assert result.exit_code == 0 and "--config" in result.output, command
 

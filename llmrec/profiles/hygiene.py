@@ -18,6 +18,11 @@ MIN_WORDS = 5
 MIN_DISTINCT_WORD_RATIO = 0.5
 
 
+def split_sentences(text: str) -> list[str]:
+    """The non-blank sentences of `text` (split after `.`, `!` or `?` followed by whitespace), stripped."""
+    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+
+
 def clean_output(text: str, max_chars: int, max_sentences: int | None = None) -> str:
     """Strip labels, wrapping quotes and control characters; keep the first `max_sentences` sentences; cap at
     `max_chars`, cutting at a sentence end when one is available."""
@@ -47,7 +52,7 @@ def rejection_reason(text: str, shown_titles: list[str]) -> str | None:
     copied = sum(1 for t in shown_titles if t and t.lower() in lowered)
     if copied >= max(2, math.ceil(len(shown_titles) / 2)) or len(_PERCENT.findall(text)) >= 2:
         return "echo"
-    sentences = [s.strip().lower() for s in _SENTENCE_END.split(text) if s.strip()]
+    sentences = [s.lower() for s in split_sentences(text)]
     if len(sentences) != len(set(sentences)):
         return "repetitive"
     if len(words) >= 16 and len(set(words)) / len(words) < MIN_DISTINCT_WORD_RATIO:

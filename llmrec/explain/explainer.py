@@ -1,0 +1,141 @@
+"""Explainer: an attribution -> a short LLM explanation, checked for faithfulness, with the attribution's own text
+as the fallback."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+from llmrec.explain.attribution import Attribution, attribution_text
+from llmrec.llm.base import GenerationParams, LLMBackend
+from llmrec.profiles.digest import quote_title
+from llmrec.profiles.hygiene import TitleMatcher, clean_output, rejection_reason
+from llmrec.profiles.prompt import ChatTemplate
+from llmrec.text import clean_text
+
+MAX_SENTENCES = 2
+TITLE_CHARS = 80
+"""Titles in prompts are capped like `CatalogFacts` titles."""
+PROFILE_CHARS = 200
+UNFAITHFUL = "unfaithful"
+REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why an item was recommended, as text, with the facts it was written from."""
+
+    item_id: str
+    text: str
+    source: Literal["llm", "attribution"]
+    attribution: Attribution
+    cited_titles: list[str]
+    """Catalog titles the text names (all in the user's history or the recommended item itself)."""
+    fallback_reason: str | None = None
+    """Why the attribution text replaced the LLM's: `unfaithful` (it named a title outside the history) or
+    `rejected` (empty or degenerate output); None when no fallback happened."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ExplainerStats:
+    """Counters over everything an explainer produced: the numbers behind faithfulness and fallback rates."""
+
+    explanations: int = 0
+    llm: int = 0
+    fallbacks: Counter = field(default_factory=Counter)
+
+    @property
+    def faithfulness(self) -> float | None:
+        """Share of the LLM outputs that reached the faithfulness check and passed it (None before any)."""
+        checked = self.llm + self.fallbacks[UNFAITHFUL]
+        return self.llm / checked if checked else None
+
+    @property
+    def fallback_rate(self) -> float | None:
+        """Share of explanations where the attribution text replaced the LLM's (None before any)."""
+        return sum(self.fallbacks.values()) / self.explanations if self.explanations else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"explanations": self.explanations, "llm": self.llm, "fallbacks": dict(self.fallbacks),
+                "faithfulness": self.faithfulness, "fallback_rate": self.fallback_rate}
+
+
+def explanation_values(attribution: Attribution, titles: Sequence[str]) -> dict[str, str]:
+    """The placeholder values for an attribution: `item`, `because` (one quoted line per history item, with its
+    weight) and `profile` (the closest profile sentence, or `none`); every text goes in as quoted data."""
+    because = [f"- {_quoted(titles[item], TITLE_CHARS)} ({weight:.0%})" for item, _, weight in attribution.history]
+    profile = attribution.profile_sentences[0][0] if attribution.profile_sentences else ""
+    return {"item": _quoted(titles[attribution.item], TITLE_CHARS), "because": "\n".join(because) or "none",
+            "profile": _quoted(profile, PROFILE_CHARS) if profile else "none"}
+
+
+class Explainer:
+    """Explains recommendations with an LLM backend (None = the attribution text only).
+
+    LLM output is cleaned, rejected when degenerate (`hygiene.rejection_reason`), then checked for faithfulness:
+    every catalog title it names must be in the user's history or be the recommended item. An output that fails
+    either is replaced by `attribution_text` and the reason counted in `stats.fallbacks`.
+    """
+
+    def __init__(self, titles: Sequence[str], backend: LLMBackend | None, params: GenerationParams,
+                 template: ChatTemplate | None = None, max_chars: int = 300) -> None:
+        self.titles = titles
+        self.backend = backend
+        self.params = params
+        self.template = template or (ChatTemplate.load("explain", "llm") if backend else None)
+        self.max_chars = max_chars
+        self.matcher = TitleMatcher(list(titles))
+        self.stats = ExplainerStats()
+
+    def explain(self, item_id: str, attribution: Attribution, history: np.ndarray) -> Explanation:
+        """The explanation of one recommendation; `history` is the user's item indices the check allows."""
+        return self.explain_many([item_id], [attribution], [history])[0]
+
+    def explain_many(self, item_ids: Sequence[str], attributions: Sequence[Attribution],
+                     histories: Sequence[np.ndarray]) -> list[Explanation]:
+        """Explanations for a batch of recommendations, in order, with one `backend.generate` call."""
+        llm_texts: list[str | None] = [None] * len(item_ids)
+        if self.backend is not None and self.template is not None:
+            prompts = [self.template.render(explanation_values(a, self.titles)) for a in attributions]
+            llm_texts = [clean_output(_first_line(g.text), self.max_chars, MAX_SENTENCES)
+                         for g in self.backend.generate(prompts, self.params)]
+        return [self._explanation(*args) for args in zip(item_ids, attributions, histories, llm_texts, strict=True)]
+
+    def _explanation(self, item_id: str, attribution: Attribution, history: np.ndarray,
+                     llm_text: str | None) -> Explanation:
+        allowed = {int(i) for i in history} | {attribution.item}
+        reason = None
+        if llm_text is not None:
+            # naming the titles it was shown is what an explanation should do, so no titles count as echoes
+            if rejection_reason(llm_text, []) is not None:
+                reason = REJECTED
+            elif self.matcher.find(llm_text) - allowed:
+                reason = UNFAITHFUL
+        self.stats.explanations += 1
+        if llm_text is not None and reason is None:
+            self.stats.llm += 1
+            return Explanation(item_id, llm_text, "llm", attribution, self._cited(llm_text))
+        if reason is not None:
+            self.stats.fallbacks[reason] += 1
+        text = attribution_text(attribution)
+        if self.matcher.find(text) - allowed:  # a profile sentence naming a title the user never chose
+            text = attribution_text(replace(attribution, profile_sentences=[]))
+        return Explanation(item_id, text, "attribution", attribution, self._cited(text), reason)
+
+    def _cited(self, text: str) -> list[str]:
+        return sorted(self.titles[i] for i in self.matcher.find(text))
+
+
+def _quoted(text: str, max_chars: int) -> str:
+    return quote_title(clean_text(text, max_chars))
+
+
+def _first_line(text: str) -> str:
+    """An explanation is one line: what a small model writes after a line break echoes the prompt."""
+    return text.strip().split("\n", 1)[0]
