@@ -43,6 +43,8 @@ VARIANTS: dict[str, list[str]] = {
     "llmrec-gru": ["interest.short_term=gru"],
     "llmrec-template-profile": ["interest.profile_source=template"],
     "llmrec-mean-items-profile": ["interest.profile_source=mean-items"],
+    "llmrec-graph-longterm": ["interest.profile_source=graph"],
+    "llmrec-graph+profile": ["interest.profile_source=graph+profile"],
 }
 TUNING = BENCH / "results" / "interest_tuning.json"
 BASELINE_SECTIONS = ("data.", "eval.", "encoder.", "sasrec.", "knn.", "lightgcn.")

@@ -142,8 +142,9 @@ class InterestConfig(TrainingConfig):
     text_loss_weight: float = 0.5
     """Weight of a second next-item loss scored against the text part of the item vectors alone, which trains
     the text part to stand on its own (cold items are scored from it); 0 = off."""
-    profile_source: Literal["llm", "template", "mean-items"] | None = None
-    """Long-term input: the LLM profile's embedding, the template profile's, or the mean long-term item vector;
+    profile_source: Literal["llm", "template", "mean-items", "graph", "graph+profile"] | None = None
+    """Long-term input: the LLM profile's embedding, the template profile's, the mean long-term item vector, a
+    LightGCN user vector from the long-term interactions (`graph`), or graph vector + profile embedding;
     None = the profiles `profile.writer` writes."""
     earlier_windows: int = 3
     """Extra training windows per user before the last one (for histories longer than the encoder window);

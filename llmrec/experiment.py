@@ -31,10 +31,11 @@ from llmrec.eval.ann import ann_recall
 from llmrec.eval.evaluator import FullRankingEvaluator
 from llmrec.index.chroma_index import ItemIndex
 from llmrec.models.base import Recommender
-from llmrec.models.interest import InterestModel
+from llmrec.models.interest import InterestModel, UserInputs
 from llmrec.models.interest_inputs import build_user_inputs
 from llmrec.models.item_knn import ItemKNN
 from llmrec.models.lightgcn import LightGCN
+from llmrec.models.long_term import GRAPH_SOURCES
 from llmrec.models.popularity import Popularity
 from llmrec.models.registry import load_model, model_class
 from llmrec.models.sasrec import SASRec
@@ -45,6 +46,9 @@ from llmrec.rerank.reranker import Reranker, RerankScorer
 from llmrec.train.distributed import is_main_process, main_process_first
 
 log = logging.getLogger(__name__)
+
+LONG_TERM_GRAPH = "lightgcn-longterm"
+"""Folder (under run_dir/models) of the LightGCN the graph long-term sources read."""
 
 
 class Experiment:
@@ -194,6 +198,29 @@ class Experiment:
         texts = self.dataset.catalog.items["text"].to_numpy()
         return [{"item_id": self.split.item_id(i), "score": float(scores[i]), "text": texts[i - 1]} for i in top]
 
+    def long_term_graph(self) -> LightGCN:
+        """LightGCN over the long-term interactions only (each user's training history before the profile
+        cut-off), the long-term input of the `graph` profile sources: loaded from run_dir/models/
+        lightgcn-longterm, else trained now (settings from `lightgcn`)."""
+        folder = self.model_dir(LONG_TERM_GRAPH)
+        if (folder / "model.json").is_file():
+            _, params, tensors = Recommender.read_saved(folder)
+            return LightGCN.from_state(params, tensors)
+        window = self.config.profile.recent_items
+        long_terms = [items[:max(0, len(items) - window)] for items in self.split.train]
+        graph = LightGCN(self.config.lightgcn, self.config.seed, folder / "checkpoints")
+        graph.fit(dataclasses.replace(self.split, train=long_terms))
+        if is_main_process():
+            graph.save(folder)
+        return graph
+
+    def interest_inputs(self) -> UserInputs:
+        """The interest model's per-user inputs: long-term vectors from `interest.profile_source` (profiles from
+        this run's store, the long-term graph) and context."""
+        graph = self.long_term_graph() if self.config.interest.profile_source in GRAPH_SOURCES else None
+        return build_user_inputs(self.config, self.dataset, self.split, self.item_vectors, self.encoder,
+                                 self.profiles, graph)
+
     def model_dir(self, name: str) -> Path:
         return self.run_dir / "models" / name
 
@@ -208,10 +235,8 @@ class Experiment:
         if name == LightGCN.name:
             return LightGCN(self.config.lightgcn, self.config.seed, checkpoints)
         if name == InterestModel.name:
-            inputs = build_user_inputs(self.config, self.dataset, self.split, self.item_vectors, self.encoder,
-                                       self.profiles)
-            return InterestModel(self.item_vectors, inputs, self.config.profile.recent_items, self.config.interest,
-                                 self.config.seed, checkpoints)
+            return InterestModel(self.item_vectors, self.interest_inputs(), self.config.profile.recent_items,
+                                 self.config.interest, self.config.seed, checkpoints)
         return SASRec(self.split.num_items, self.config.sasrec, self.config.seed, checkpoint_dir=checkpoints)
 
 

@@ -34,13 +34,12 @@ from llmrec.explain import Explainer, attribute
 from llmrec.index.chroma_index import CollectionMissingError, ItemIndex
 from llmrec.llm import GenerationParams, make_backend
 from llmrec.models.interest import InterestModel
-from llmrec.models.text_knn import TextKNN
+from llmrec.models.long_term import GRAPH_SOURCES, long_term_vectors, profile_writer_of
 from llmrec.online.events import EventStore
 from llmrec.online.hybrid import hybrid_list
 from llmrec.online.users import UserBook
 from llmrec.profiles.facts import CatalogFacts
 from llmrec.profiles.hygiene import split_sentences
-from llmrec.profiles.quality import profile_text_vectors
 from llmrec.profiles.service import ProfileService
 from llmrec.profiles.writer import Profile, ProfileRequest
 from llmrec.rerank.candidates import Candidates, exact_candidates, index_candidates, item_table
@@ -68,19 +67,23 @@ class Recommendation:
 class Recommender:
     """Recommend, profile, explain and update for the users of one run folder (see the module docstring)."""
 
-    def __init__(self, experiment: Experiment) -> None:
+    def __init__(self, experiment: Experiment, model: InterestModel | None = None) -> None:
+        """`model` replaces the run's own interest model (an adapted one, see `load`); the run's reranker,
+        trained over its own model, is then not used."""
         self.experiment = experiment
         self.config = config = experiment.config
         self.split = experiment.split
-        model_dir = experiment.model_dir(InterestModel.name)
-        if not (model_dir / "model.json").is_file():
-            raise ConfigError(f"no trained interest model in {model_dir}; run `llmrec train -m llmrec` first")
-        model = experiment.model(InterestModel.name)
-        if not isinstance(model, InterestModel):
-            raise ConfigError(f"{model_dir} holds no interest model")
+        adapted = model is not None
+        if model is None:
+            model_dir = experiment.model_dir(InterestModel.name)
+            if not (model_dir / "model.json").is_file():
+                raise ConfigError(f"no trained interest model in {model_dir}; run `llmrec train -m llmrec` first")
+            model = experiment.model(InterestModel.name)
+            if not isinstance(model, InterestModel):
+                raise ConfigError(f"{model_dir} holds no interest model")
         self.model = model
         self.table = item_table(model)
-        has_reranker = (experiment.model_dir(Reranker.name) / "model.json").is_file()
+        has_reranker = not adapted and (experiment.model_dir(Reranker.name) / "model.json").is_file()
         self.reranker = experiment.reranker() if config.online.rerank and has_reranker else None
         self.index = self._item_index() if config.online.retrieval == "index" else None
         self.users = UserBook(self.split, model.inputs)
@@ -88,7 +91,7 @@ class Recommender:
         self._lock = threading.RLock()
         self._llm_lock = threading.Lock()
         self._refresher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="profile-refresh")
-        self._refreshing: dict[int, Future] = {}
+        self._refreshes: list[Future] = []
         self._facts = CatalogFacts.from_catalog(experiment.dataset.catalog, self.split,
                                                 config.profile.category_column, config.profile.title_chars)
         self._texts = [""] + [str(t) for t in experiment.dataset.catalog.items.set_index("item_id")
@@ -98,13 +101,22 @@ class Recommender:
         self._replay_events()
 
     @classmethod
-    def load(cls, run_dir: str | Path, overrides: list[str] | None = None) -> "Recommender":
+    def load(cls, run_dir: str | Path, overrides: list[str] | None = None,
+             adapter: str | Path | None = None) -> "Recommender":
         """The facade over a run folder written by `llmrec train` / `llmrec run` (its config.yaml, models,
-        profiles and events); `overrides` are `section.key=value` strings as on the command line."""
+        profiles and events); `overrides` are `section.key=value` strings as on the command line. With `adapter`
+        (a folder, or a name under run_dir/adapters/, written by `llmrec finetune`), `run_dir` is the adapter's
+        target run (the new domain's config, data and profiles) and the interest model is the base run's,
+        transferred and adapted (`llmrec.transfer.load_adapter`)."""
         path = Path(run_dir) / "config.yaml"
         if not path.is_file():
             raise ConfigError(f"{run_dir} is not an llmrec run folder (no config.yaml); train a model there first")
-        return cls(Experiment(load_config(path, [f"run_dir={run_dir}", *(overrides or [])])))
+        experiment = Experiment(load_config(path, [f"run_dir={run_dir}", *(overrides or [])]))
+        if adapter is None:
+            return cls(experiment)
+        from llmrec.transfer import load_adapter  # peft is imported only for adapters
+
+        return cls(experiment, load_adapter(experiment, adapter))
 
     # ------------------------------------------------------------------------------------------------ serving
 
@@ -195,7 +207,7 @@ class Recommender:
 
     def wait_for_refreshes(self) -> None:
         """Block until the background profile refreshes scheduled so far are done."""
-        for future in list(self._refreshing.values()):
+        for future in list(self._refreshes):
             future.result()
 
     def close(self) -> None:
@@ -268,49 +280,58 @@ class Recommender:
     def _profile_source(self) -> str:
         return self.config.interest.profile_source or self.config.profile.writer
 
-    def _profile_service(self) -> ProfileService:
+    def _profile_service(self) -> ProfileService | None:
+        """The profile writer and store of the texts the model reads (None for sources without text)."""
+        writer = profile_writer_of(self._profile_source, self.config.profile.writer)
+        if writer is None:
+            return None
         service = self.experiment.profiles
-        source = self._profile_source
-        return service if source == service.config.profile.writer else service.with_writer(source)
+        return service if writer == service.config.profile.writer else service.with_writer(writer)
 
     def _stored_profile(self, user_id: str) -> Profile | None:
-        """The user's latest stored profile from the writer the model reads (None for `mean-items`)."""
-        if self._profile_source == "mean-items":
-            return None
+        """The user's latest stored profile from the writer the model reads."""
         service = self._profile_service()
+        if service is None:
+            return None
         return service.store.get(self.experiment.dataset.name, user_id, service.prompt_version, service.model_id)
 
     def _schedule_refresh(self, user: int, user_id: str) -> None:
+        """Queue a rewrite of the user's profile (one worker, in order: a later one reads a newer history)."""
+        self.users.profile_written(user)
         with self._lock:
-            pending = self._refreshing.get(user)
-            if pending is not None and not pending.done():
-                return
-            self._refreshing[user] = self._refresher.submit(self._refresh_profile, user, user_id)
+            self._refreshes = [f for f in self._refreshes if not f.done()]
+            self._refreshes.append(self._refresher.submit(self._refresh_profile, user, user_id))
 
     def _refresh_profile(self, user: int, user_id: str) -> None:
         """Rewrite one user's long-term profile from their current history and swap its vector in."""
         try:
             history = self.users.history(user)
             cutoff = max(0, len(history) - self.config.profile.recent_items)
-            long_term = history[:cutoff]
-            if self._profile_source == "mean-items":
-                vector = TextKNN(self.experiment.item_vectors).user_vectors([long_term]).numpy()[0]
-            else:
-                service = self._profile_service()
+            service = self._profile_service()
+            profile = None
+            if service is not None:
                 with self._llm_lock:
-                    (profile,) = service.writer.write([ProfileRequest(user_id, long_term, cutoff)])
+                    (profile,) = service.writer.write([ProfileRequest(user_id, history[:cutoff], cutoff)])
                 service.store.put([profile])
-                vector = profile_text_vectors([profile.text], self.experiment.encoder, service.prompt_version)[0]
-            with self._lock:
-                self.model.inputs.profiles[user] = vector if cutoff else 0.0
-                self.model.inputs.has_profile[user] = cutoff > 0
-            self.users.profile_written(user)
+            self._set_long_term(user, history[:cutoff], profile)
         except Exception:  # a background job: log it, the user keeps the previous profile
             log.exception("profile refresh failed for user %s", user_id)
             raise
 
+    def _set_long_term(self, user: int, long_term: np.ndarray, profile: Profile | None) -> None:
+        """Swap in the user's long-term vector (the graph folds the user in from the long-term items)."""
+        service = self._profile_service()
+        source = self._profile_source
+        graph = self.experiment.long_term_graph() if source in GRAPH_SOURCES else None
+        vector = long_term_vectors(source, [long_term], np.array([-1]), [profile.text] if profile else None,
+                                   service.prompt_version if service else None, self.experiment.encoder,
+                                   self.experiment.item_vectors, graph)[0]
+        with self._lock:
+            self.model.inputs.profiles[user] = vector if len(long_term) else 0.0
+            self.model.inputs.has_profile[user] = len(long_term) > 0
+
     def _replay_events(self) -> None:
-        """Apply the logged events of earlier sessions, then each such user's latest stored profile."""
+        """Apply the logged events of earlier sessions, then each such user's latest long-term vector."""
         skipped = 0
         touched: dict[int, str] = {}
         for event in self.events.events_since(0):
@@ -323,15 +344,10 @@ class Recommender:
             touched[user] = event.user_id
         if skipped:
             log.warning("%d logged events name items that are not in the catalog; skipped", skipped)
-        if self._profile_source == "mean-items" or not touched:
-            return
-        service = self._profile_service()
         for user, user_id in touched.items():
             stored = self._stored_profile(user_id)
             if stored is not None and stored.provenance.cutoff > 0:
-                vector = profile_text_vectors([stored.text], self.experiment.encoder, service.prompt_version)[0]
-                self.model.inputs.profiles[user] = vector
-                self.model.inputs.has_profile[user] = True
+                self._set_long_term(user, self.users.history(user)[:stored.provenance.cutoff], stored)
 
     def _item_index(self) -> ItemIndex:
         """The ChromaDB collection of the interest model's item vectors (inner product), (re)built when it does

@@ -150,3 +150,32 @@ def test_lora_adapters_attach_to_the_fusion(cyclic):
     trainable = [n for n, p in adapted.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     assert torch.allclose(adapted(*args)[0], before)  # LoRA B starts at zero
+
+
+def test_graph_long_term_sources_train_without_leaking_the_predicted_items(tmp_path_factory):
+    """`graph`: LightGCN over the long-term interactions only (the items before each user's profile cut-off);
+    `graph+profile`: its vector beside the profile embedding. Both train and serve through the facade."""
+    from llmrec.experiment import LONG_TERM_GRAPH
+    from llmrec.pipeline import Recommender
+    from online_fixture import tiny_run
+
+    run = tiny_run(tmp_path_factory, interest={"profile_source": "graph+profile"},
+                   lightgcn={"epochs": 2, "hidden_size": 8, "threads": 1})
+    rec = Recommender.load(run)
+    try:
+        graph = rec.experiment.long_term_graph()
+        assert (run / "models" / LONG_TERM_GRAPH / "model.json").is_file()
+        window = rec.config.profile.recent_items
+        trained_pairs = sum(max(0, len(items) - window) for items in rec.split.train)
+        assert graph.vectors[0].shape[0] == rec.split.num_users and trained_pairs > 0
+        inputs = rec.model.inputs
+        text_width = rec.experiment.item_vectors.shape[1]
+        assert inputs.profiles.shape[1] == 8 + text_width  # graph part, then the profile text
+        assert len(rec.recommend("u1", k=5)) == 5
+        for item in ["i1", "i2", "i3", "i4", "i5", "i6"]:  # refreshed after 3 (nothing long-term yet) and 6
+            rec.add_interaction("graph-newcomer", item)
+        rec.wait_for_refreshes()
+        row = rec.users.index("graph-newcomer")
+        assert inputs.has_profile[row] and np.abs(inputs.profiles[row, :8]).sum() > 0  # folded into the graph
+    finally:
+        rec.close()

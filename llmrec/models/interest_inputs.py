@@ -10,9 +10,9 @@ from llmrec.data.schema import USER_ID, Dataset
 from llmrec.data.split import Split
 from llmrec.encoders.item_encoder import ItemEncoder
 from llmrec.models.interest import UserInputs
-from llmrec.models.text_knn import TextKNN
+from llmrec.models.lightgcn import LightGCN
+from llmrec.models.long_term import long_term_vectors, profile_writer_of
 from llmrec.profiles.job import long_term_request
-from llmrec.profiles.quality import profile_text_vectors
 from llmrec.profiles.service import ProfileService
 
 MAX_CONTEXT_VALUES = 100
@@ -20,20 +20,22 @@ MAX_CONTEXT_VALUES = 100
 
 
 def build_user_inputs(config: RunConfig, dataset: Dataset, split: Split, item_vectors: np.ndarray,
-                      encoder: ItemEncoder, profiles: ProfileService) -> UserInputs:
-    """Long-term vectors from `config.interest.profile_source` and context from user attributes and the
-    interactions' context columns."""
+                      encoder: ItemEncoder, profiles: ProfileService, graph: LightGCN | None = None) -> UserInputs:
+    """Long-term vectors from `config.interest.profile_source` (see `llmrec.models.long_term`; `graph` is the
+    long-term LightGCN the graph sources need) and context from user attributes and the interactions' context
+    columns."""
     requests = [long_term_request(split, u, config.profile.recent_items) for u in range(split.num_users)]
     has_profile = np.array([len(r.long_term) > 0 for r in requests])
     source = config.interest.profile_source or config.profile.writer
-    if source == "mean-items":
-        vectors = TextKNN(item_vectors).user_vectors([r.long_term for r in requests]).numpy()
-    else:
-        service = profiles if source == profiles.config.profile.writer else profiles.with_writer(source)
-        if source == "template":
+    texts, prompt_version = None, None
+    writer = profile_writer_of(source, config.profile.writer)
+    if writer is not None:
+        service = profiles if writer == profiles.config.profile.writer else profiles.with_writer(writer)
+        if writer == "template":
             service.write_all(progress=False)  # deterministic and fast: written on demand
-        texts = [p.text for p in service.stored(requests)]
-        vectors = profile_text_vectors(texts, encoder, service.writer.prompt_version)
+        texts, prompt_version = [p.text for p in service.stored(requests)], service.prompt_version
+    vectors = long_term_vectors(source, [r.long_term for r in requests], np.arange(split.num_users), texts,
+                                prompt_version, encoder, item_vectors, graph)
     context, names, values = user_context(dataset, split)
     return UserInputs(np.where(has_profile[:, None], vectors, 0).astype(np.float32), has_profile, context,
                       [len(v) for v in values], names, values)

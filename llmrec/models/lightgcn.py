@@ -98,7 +98,9 @@ class LightGCN(Recommender):
         with torch.no_grad():
             self.vectors = self.net()  # type: ignore[misc]
 
-    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
+    def user_vectors(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
+        """[B, d] the graph's vector of each known user; a user it does not know (index -1) is folded in as the
+        mean of their history items' vectors."""
         if self.vectors is None:
             raise ModelNotTrainedError("lightgcn: call fit() or load a trained model first")
         with torch.no_grad():
@@ -106,8 +108,11 @@ class LightGCN(Recommender):
             users = torch.as_tensor(np.asarray(users), dtype=torch.long)
             history = torch.as_tensor(interaction_matrix(histories, len(item_vectors)).toarray())
             folded = history @ item_vectors / history.sum(dim=1, keepdim=True).clamp_min(1)
-            vectors = torch.where((users >= 0).unsqueeze(1), user_vectors[users.clamp_min(0)], folded)
-            return vectors @ item_vectors.T
+            return torch.where((users >= 0).unsqueeze(1), user_vectors[users.clamp_min(0)], folded)
+
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
+        vectors = self.user_vectors(users, histories)
+        return vectors @ self.vectors[1].T  # type: ignore[index]
 
     def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         user_vectors, item_vectors = self.vectors  # type: ignore[misc]

@@ -55,6 +55,6 @@ class UserBook:
             return user, self._since_profile[user]
 
     def profile_written(self, user: int) -> None:
-        """Reset the user's count of events since their profile."""
+        """Reset the user's count of events since their profile (when a rewrite is scheduled)."""
         with self._lock:
             self._since_profile[user] = 0

@@ -50,14 +50,22 @@ class RerankNet(nn.Module):
         the last RECENT_TEXT_ITEMS items (cosines of the text embeddings; 0 where missing)."""
         cand = self.text_vectors[candidates.items]  # [B, N, T]
         history = self.text_vectors[queries.histories]  # [B, H, T]; padding rows are zero
-        profile = F.normalize(queries.profiles.float(), dim=-1) * queries.has_profile.float().unsqueeze(1)
-        vs_profile = cand @ profile.unsqueeze(-1)  # profiles are embedded by the same text encoder
+        vs_profile = cand @ self._profile_text(queries).unsqueeze(-1)
         similarity = cand @ history.transpose(1, 2)  # [B, N, H]
         similarity = similarity.masked_fill((queries.histories == 0).unsqueeze(1), -1.0)
         closest = similarity.max(dim=-1).values.clamp_min(-1.0)
         recent = F.normalize(history[:, -RECENT_TEXT_ITEMS:].sum(1), dim=-1)  # [B, T]
         vs_recent = cand @ recent.unsqueeze(-1)
         return torch.cat([vs_profile, closest.unsqueeze(-1), vs_recent], dim=-1)
+
+    def _profile_text(self, queries: Queries) -> torch.Tensor:
+        """[B, T] the unit profile-text embedding: the last T columns of the long-term input (text sources are
+        embedded by the item encoder; `graph+profile` puts the text last), zeros for sources without text."""
+        width = self.text_vectors.shape[1]
+        if queries.profiles.shape[1] < width:
+            return torch.zeros(len(queries.profiles), width, device=queries.profiles.device)
+        profile = F.normalize(queries.profiles[:, -width:].float(), dim=-1)
+        return profile * queries.has_profile.float().unsqueeze(1)
 
     def forward(self, queries: Queries, candidates: Candidates, text: torch.Tensor) -> torch.Tensor:
         """`text` = `text_features(queries, candidates)` (precomputed once for training)."""
