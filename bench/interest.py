@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from llmrec.config import load_config
+from llmrec.config import RunConfig, load_config
 from llmrec.experiment import Experiment
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -56,11 +56,16 @@ REPORTED = ["NDCG@10", "HR@10", "NDCG@20", "HR@20", "MRR", "Coverage@10", "NDCG@
             "HR@10-tail-users", "NDCG@10-tail-items", "HR@10-tail-items", "HR@10-cold-items", "cases-cold-items"]
 
 
-def evaluate(dataset: str, model: str, record_name: str, overrides: list[str], command: str) -> dict:
-    """Train (or reuse) `model` under the dataset's benchmark config plus `overrides`; one result record."""
+def bench_config(dataset: str, overrides: list[str]) -> RunConfig:
+    """The dataset's benchmark config plus `overrides`, with its stored profiles preloaded when there are any."""
     profiles = BENCH / "profiles" / f"{dataset}.jsonl.gz"  # written by bench/profiles.py
     preload = [f"profile.preload={profiles}"] if profiles.is_file() else []
-    config = load_config(BENCH / "configs" / f"{dataset}.yaml", preload + overrides)
+    return load_config(BENCH / "configs" / f"{dataset}.yaml", preload + overrides)
+
+
+def evaluate(dataset: str, model: str, record_name: str, overrides: list[str], command: str) -> dict:
+    """Train (or reuse) `model` under the dataset's benchmark config plus `overrides`; one result record."""
+    config = bench_config(dataset, overrides)
     experiment = Experiment(config)
     experiment.save_config()
     committed = BENCH / "models" / dataset / model

@@ -115,18 +115,30 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     command = "LLMREC_DATA_DIR=../shared/datasets python " + shlex.join(sys.argv)
-    recommender = Recommender.load(args.run_dir or f"runs/bench-{args.dataset}/llmrec", args.overrides)
+    run_dir = args.run_dir or f"runs/bench-{args.dataset}/llmrec"
+    recommender = Recommender.load(run_dir, args.overrides)
     seed = recommender.config.seed
+
+    def write(records: list[dict]) -> None:
+        write_records(RESULTS, [served(r, run_dir) for r in records])
+
     if "rerank" not in args.skip:
-        write_records(RESULTS, rerank_records(recommender, args.dataset, command, seed))
-        recommender = Recommender.load(recommender.config.run_dir, args.overrides)  # now with the reranker
+        write(rerank_records(recommender, args.dataset, command, seed))
+        recommender.close()
+        recommender = Recommender.load(run_dir, args.overrides)  # now with the reranker
     if "hybrid" not in args.skip:
-        write_records(RESULTS, hybrid_records(recommender, args.dataset, command, seed))
+        write(hybrid_records(recommender, args.dataset, command, seed))
     if "latency" not in args.skip:
-        write_records(RESULTS, [latency_record(recommender, args.dataset, args.requests, command, seed)])
+        write([latency_record(recommender, args.dataset, args.requests, command, seed)])
     if "explain" not in args.skip:
-        write_records(RESULTS, [explanation_record(recommender, args.dataset, args.explanations, command, seed)])
+        write([explanation_record(recommender, args.dataset, args.explanations, command, seed)])
     recommender.close()
+
+
+def served(record: dict, run_dir: str) -> dict:
+    """Name, in the record, the trained interest-model variant this run serves (its run folder's name)."""
+    record["metrics"]["served_model"] = Path(run_dir).name
+    return record
 
 
 if __name__ == "__main__":

@@ -114,14 +114,20 @@ class InterestModel(Recommender):
                            self.inputs.profiles.shape[1], self.inputs.context_sizes, self.config, self.max_len)
 
     def fit(self, split: Split) -> "InterestModel":
+        self.seen = split.train_popularity() > 0
+        self.net = self._build_net()
+        return self.fit_network(split)
+
+    def fit_network(self, split: Split, *fingerprint: Any) -> "InterestModel":
+        """Train `self.net` as it stands on `split` (the parameters that require gradients), with early stopping
+        on validation NDCG@10 and checkpoints; `fit` calls it on a fresh network, domain fine-tuning
+        (`llmrec.transfer`) on a transferred one carrying LoRA adapters. `fingerprint` values tell this run's
+        checkpoints apart from those of runs that start from other weights."""
         from llmrec.eval.evaluator import FullRankingEvaluator  # evaluator imports models.base
 
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
-        popularity = split.train_popularity()
-        self.seen = popularity > 0
-        self.net = self._build_net()
-        weights = (popularity.astype(np.float64) + 1) ** _NEGATIVE_SMOOTHING
+        weights = (split.train_popularity().astype(np.float64) + 1) ** _NEGATIVE_SMOOTHING
         weights[0] = 0.0
         self._negative_probs = torch.as_tensor(weights / weights.sum(), dtype=torch.float32)
         examples = training_examples(split.train, self.window, self.max_len, self.config.earlier_windows)
@@ -129,8 +135,15 @@ class InterestModel(Recommender):
         self._fitted = True
         trainer = Trainer(self.net, self._loss, lambda epoch: self._batches(examples, epoch),
                           lambda: validator.evaluate(self, split.valid, desc="validate")["NDCG@10"],
-                          self.config, self.checkpoint_dir, fingerprint=self._fingerprint(split))
+                          self.config, self.checkpoint_dir, fingerprint=self._fingerprint(split, *fingerprint))
         self.report = trainer.fit()
+        return self
+
+    def load_weights(self, state: dict[str, torch.Tensor]) -> "InterestModel":
+        """Load the network's weights (a saved model's, or those transferred from another run by
+        `llmrec.transfer`) and mark the model ready to score."""
+        self.net.load_state_dict(state)
+        self._fitted = True
         return self
 
     def interest(self, users: np.ndarray, histories: Sequence[np.ndarray],
@@ -181,9 +194,7 @@ class InterestModel(Recommender):
                             list(params.get("context_names", [])), list(params.get("context_values", [])))
         model = cls(tensors["item_vectors"].numpy(), inputs, params["window"], InterestConfig(**params["config"]),
                     params["seed"], seen=tensors["seen"].numpy())
-        model.net.load_state_dict({k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")})
-        model._fitted = True
-        return model
+        return model.load_weights({k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")})
 
     def _loss(self, net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """`net` is `self.net` or its DDP wrapper."""
@@ -215,9 +226,9 @@ class InterestModel(Recommender):
             rows = torch.as_tensor(order[start:start + self.config.batch_size])
             yield {key: value[rows] for key, value in examples.items()}
 
-    def _fingerprint(self, split: Split) -> str:
+    def _fingerprint(self, split: Split, *extra: Any) -> str:
         inputs = hashlib.sha256(self.inputs.profiles.tobytes() + self.inputs.context.tobytes()).hexdigest()
-        return checkpoint_fingerprint(self.name, self.config, self.seed, split, self.window, inputs)
+        return checkpoint_fingerprint(self.name, self.config, self.seed, split, self.window, inputs, *extra)
 
 
 def training_examples(train: Sequence[np.ndarray], window: int, max_len: int,

@@ -1,0 +1,105 @@
+"""Domain transfer of the interest model between benchmark datasets: how well a model trained on one dataset
+serves another, zero-shot and with LoRA adapters, against a model trained on the target from scratch. Writes
+bench/results/transfer.json, one record per (pair, variant), the pair as dataset `<base>-><target>`.
+
+    LLMREC_DATA_DIR=../shared/datasets python bench/transfer.py                        # both default pairs
+    ... --pairs movielens-1m:amazon-beauty                                              # one pair, BASE:TARGET
+    ... --set interest.lr=0.003                                                         # target overrides
+
+The base is the benchmark's `llmrec` model of the base dataset (runs/bench-<base>/llmrec, trained by
+bench/interest.py). On the target (its benchmark config and stored profiles, its test split):
+
+    transfer-zero-shot    the base network transferred (`llmrec.transfer`), items scored by their text; no training
+    transfer-lora-10pct   LoRA adapters trained on a seeded 10 % of the target's training users
+    transfer-lora         LoRA adapters trained on all of them
+    transfer-scratch      the target's own `llmrec` model (runs/bench-<target>/llmrec; trained when missing)
+
+Adapters are written to runs/bench-<target>/transfer-from-<base>/adapters/. Metrics: NDCG@10, HR@10, adapter_mb
+(size of the adapter folder) and train_s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from llmrec.errors import LlmrecError
+from llmrec.eval.evaluator import FullRankingEvaluator
+from llmrec.experiment import Experiment
+from llmrec.models.interest import InterestModel
+from llmrec.transfer import BaseRun, adapt, transfer_to
+
+sys.path.insert(0, str(Path(__file__).parent))
+from interest import bench_config, evaluate  # noqa: E402
+from records import make_record, write_records  # noqa: E402
+
+BENCH = Path(__file__).parent
+RESULTS = BENCH / "results" / "transfer.json"
+DATASETS = sorted(p.stem for p in (BENCH / "configs").glob("*.yaml"))
+DEFAULT_PAIRS = ["movielens-1m:amazon-beauty", "amazon-beauty:movielens-1m"]
+LORA = {"transfer-lora-10pct": 0.1, "transfer-lora": 1.0}
+"""LoRA variants and the share of the target's training users each trains on."""
+
+
+def pair(text: str) -> tuple[str, str]:
+    """`BASE:TARGET` -> (base, target), both benchmark datasets."""
+    base, _, target = text.partition(":")
+    for name in (base, target):
+        if name not in DATASETS:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected BASE:TARGET with datasets from {', '.join(DATASETS)}")
+    if base == target:
+        raise argparse.ArgumentTypeError(f"{text!r}: base and target must differ")
+    return base, target
+
+
+def measure(base_name: str, target_name: str, overrides: list[str], command: str) -> list[dict]:
+    """The four records of one pair."""
+    name = f"{base_name}->{target_name}"
+    base = BaseRun.load(Path("runs") / f"bench-{base_name}" / "llmrec")
+    target = Experiment(bench_config(target_name, [f"run_dir=runs/bench-{target_name}/transfer-from-{base_name}",
+                                                   *overrides]))
+    target.save_config()
+    evaluator = FullRankingEvaluator(target.split, target.config.eval)
+
+    def record(variant: str, model: InterestModel, cost: dict, started: float) -> dict:
+        results = evaluator.evaluate(model, desc=f"evaluate {variant}")
+        metrics = {"NDCG@10": results["NDCG@10"], "HR@10": results["HR@10"], **cost}
+        print(f"{name} {variant}: NDCG@10 {metrics['NDCG@10']:.4f} HR@10 {metrics['HR@10']:.4f}", flush=True)
+        return make_record(name, variant, metrics, command, target.config.seed, time.perf_counter() - started)
+
+    started = time.perf_counter()
+    records = [record("transfer-zero-shot", transfer_to(base, target).model, {"adapter_mb": 0.0, "train_s": 0.0},
+                      started)]
+    for variant, fraction in LORA.items():
+        started = time.perf_counter()
+        run = adapt(base, target, variant.removeprefix("transfer-"), fraction)
+        cost = {"adapter_mb": run.size_mb, "train_s": run.report.train_seconds, "epochs_run": len(run.report.history),
+                "best_epoch": run.report.best_epoch}
+        records.append(record(variant, run.model, cost, started))
+    scratch = evaluate(target_name, "llmrec", "transfer-scratch", [f"run_dir=runs/bench-{target_name}/llmrec",
+                                                                    *overrides], command)
+    return records + [{**scratch, "dataset": name}]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", nargs="+", type=pair, default=[pair(p) for p in DEFAULT_PAIRS],
+                        metavar="BASE:TARGET", help=f"dataset pairs (default: {' '.join(DEFAULT_PAIRS)})")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="override of the target's config (repeatable), also for transfer-scratch")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    command = "LLMREC_DATA_DIR=../shared/datasets python " + shlex.join(sys.argv)
+    try:
+        for base_name, target_name in args.pairs:
+            write_records(RESULTS, measure(base_name, target_name, args.overrides, command))
+    except LlmrecError as exc:
+        sys.exit(f"error: {exc}")
+
+
+if __name__ == "__main__":
+    main()
