@@ -118,11 +118,12 @@ class InterestModel(Recommender):
         self.net = self._build_net()
         return self.fit_network(split)
 
-    def fit_network(self, split: Split, *fingerprint: Any) -> "InterestModel":
+    def fit_network(self, split: Split, *fingerprint: Any, keep_start: bool = False) -> "InterestModel":
         """Train `self.net` as it stands on `split` (the parameters that require gradients), with early stopping
         on validation NDCG@10 and checkpoints; `fit` calls it on a fresh network, domain fine-tuning
         (`llmrec.transfer`) on a transferred one carrying LoRA adapters. `fingerprint` values tell this run's
-        checkpoints apart from those of runs that start from other weights."""
+        checkpoints apart from those of runs that start from other weights; `keep_start` keeps the starting
+        weights when no epoch validates better."""
         from llmrec.eval.evaluator import FullRankingEvaluator  # evaluator imports models.base
 
         if self.config.threads:
@@ -135,7 +136,8 @@ class InterestModel(Recommender):
         self._fitted = True
         trainer = Trainer(self.net, self._loss, lambda epoch: self._batches(examples, epoch),
                           lambda: validator.evaluate(self, split.valid, desc="validate")["NDCG@10"],
-                          self.config, self.checkpoint_dir, fingerprint=self._fingerprint(split, *fingerprint))
+                          self.config, self.checkpoint_dir, fingerprint=self._fingerprint(split, *fingerprint),
+                          validate_first=keep_start)
         self.report = trainer.fit()
         return self
 

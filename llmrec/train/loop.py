@@ -97,6 +97,7 @@ class Trainer:
         schedule: TrainingConfig,
         checkpoint_dir: Path | None = None,
         fingerprint: str = "",
+        validate_first: bool = False,
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
@@ -105,6 +106,8 @@ class Trainer:
         self.schedule = schedule
         self.checkpoint_dir = checkpoint_dir
         self.fingerprint = fingerprint
+        self.validate_first = validate_first
+        """Validate the starting weights too, so they are kept when no epoch beats them (fine-tuning)."""
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
         self.rank, self.world = rank_and_world()
         self.module: torch.nn.Module = (
@@ -115,6 +118,10 @@ class Trainer:
 
     def fit(self) -> TrainingReport:
         report, best_state, start_epoch, waited = self._resume()
+        if self.validate_first and start_epoch == 1:
+            self.model.eval()
+            report.best_valid, report.best_epoch = float(self.validate()), 0
+            best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         started = time.perf_counter() - report.train_seconds
         for epoch in range(start_epoch, self.schedule.epochs + 1):
             t0 = time.perf_counter()

@@ -91,7 +91,7 @@ def finetune(transferred: Transferred, split: Split, fraction: float = 1.0, *fin
     adapted = get_peft_model(model.net, config)
     model.net = adapted.get_base_model()
     settings = ["lora", RANK, ALPHA, sorted(config.target_modules), transferred.new_modules, fraction]
-    model.fit_network(sample_users(split, fraction, model.seed), *settings, *fingerprint)
+    model.fit_network(sample_users(split, fraction, model.seed), *settings, *fingerprint, keep_start=True)
     return adapted
 
 
