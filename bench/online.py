@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from llmrec.eval.evaluator import FullRankingEvaluator
 from llmrec.online.hybrid import HybridScorer
 from llmrec.pipeline import Recommender
 
@@ -53,7 +52,7 @@ def rerank_records(recommender: Recommender, dataset: str, command: str, seed: i
 def hybrid_records(recommender: Recommender, dataset: str, command: str, seed: int) -> list[dict]:
     """The interest model's default list (`llmrec`) vs its hybrid tagged list (`llmrec-hybrid`), same cases."""
     experiment = recommender.experiment
-    evaluator = FullRankingEvaluator(experiment.split, experiment.config.eval, experiment.item_vectors)
+    evaluator = experiment.evaluator()
     records = []
     for name, scorer in (("llmrec", recommender.model),
                          ("llmrec-hybrid", HybridScorer(recommender.model, recommender.config.online.hybrid_mix,

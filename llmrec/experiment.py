@@ -151,7 +151,7 @@ class Experiment:
     def evaluate_rerank(self) -> dict[str, dict[str, float]]:
         """Test metrics of `llmrec-retrieval-only` (the interest model's exact ranking) and `llmrec-rerank` (its
         top-N reranked); written to results/evaluation.json beside the other models."""
-        evaluator = FullRankingEvaluator(self.split, self.config.eval)
+        evaluator = self.evaluator()
         results = {}
         for name, scorer in (("llmrec-retrieval-only", self.model(InterestModel.name)),
                              ("llmrec-rerank", RerankScorer(self.reranker()))):
@@ -161,9 +161,13 @@ class Experiment:
         self._write_results(results)
         return results
 
+    def evaluator(self) -> FullRankingEvaluator:
+        """The run's full-ranking evaluator (with the item text vectors, for intra-list diversity)."""
+        return FullRankingEvaluator(self.split, self.config.eval, self.item_vectors)
+
     def evaluate(self, names: list[str] | None = None) -> dict[str, dict[str, float]]:
         """Test-set metrics for each model (trained first where needed); written to results/evaluation.json."""
-        evaluator = FullRankingEvaluator(self.split, self.config.eval)
+        evaluator = self.evaluator()
         results = {}
         for name in names or self.config.models:
             model = self.model(name)
