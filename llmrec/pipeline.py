@@ -331,9 +331,12 @@ class Recommender:
             self.model.inputs.has_profile[user] = len(long_term) > 0
 
     def _replay_events(self) -> None:
-        """Apply the logged events of earlier sessions, then each such user's latest long-term vector."""
+        """Apply the logged events of earlier sessions, then each such user's latest long-term vector: the stored
+        refreshed profile, or, for sources without text, the long-term part of the current history once the
+        user has had a refresh's worth of events."""
         skipped = 0
-        touched: dict[int, str] = {}
+        events: dict[int, int] = {}
+        user_ids: dict[int, str] = {}
         for event in self.events.events_since(0):
             try:
                 item = self.split.item_index(event.item_id)
@@ -341,13 +344,19 @@ class Recommender:
                 skipped += 1
                 continue
             user, _ = self.users.add(event.user_id, item)
-            touched[user] = event.user_id
+            events[user] = events.get(user, 0) + 1
+            user_ids[user] = event.user_id
         if skipped:
             log.warning("%d logged events name items that are not in the catalog; skipped", skipped)
-        for user, user_id in touched.items():
-            stored = self._stored_profile(user_id)
-            if stored is not None and stored.provenance.cutoff > 0:
-                self._set_long_term(user, self.users.history(user)[:stored.provenance.cutoff], stored)
+        every = self.config.online.profile_refresh_every
+        for user, user_id in user_ids.items():
+            history = self.users.history(user)
+            if self._profile_service() is not None:
+                stored = self._stored_profile(user_id)
+                if stored is not None and stored.provenance.cutoff > 0:
+                    self._set_long_term(user, history[:stored.provenance.cutoff], stored)
+            elif every and events[user] >= every:
+                self._set_long_term(user, history[:max(0, len(history) - self.config.profile.recent_items)], None)
 
     def _item_index(self) -> ItemIndex:
         """The ChromaDB collection of the interest model's item vectors (inner product), (re)built when it does

@@ -154,3 +154,21 @@ def test_an_untrained_reranker_keeps_retrievals_order_and_a_saved_one_reloads(re
     trained.save(tmp_path / "rerank")
     loaded = Reranker.load(tmp_path / "rerank", model, text, popularity, device="cpu")
     assert torch.equal(loaded.rerank(queries, candidates), trained.rerank(queries, candidates))
+
+
+def test_long_term_vectors_without_text_are_rebuilt_after_a_restart(tmp_path_factory):
+    run = tiny_run(tmp_path_factory, interest={"profile_source": "mean-items"})
+    rec = Recommender.load(run)
+    for item in ["i1", "i2", "i3", "i4", "i5", "i6"]:  # refreshes after 3 (nothing long-term yet) and 6 events
+        rec.add_interaction("reader", item)
+    rec.wait_for_refreshes()
+    row = rec.users.index("reader")
+    before = rec.model.inputs.profiles[row].copy()
+    rec.close()
+    again = Recommender.load(run)
+    try:
+        row = again.users.index("reader")
+        assert again.model.inputs.has_profile[row] and np.abs(before).sum() > 0
+        assert np.allclose(again.model.inputs.profiles[row], before)
+    finally:
+        again.close()
