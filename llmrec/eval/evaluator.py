@@ -26,8 +26,9 @@ class CaseRanks:
 
 class FullRankingEvaluator:
     """Ranks every catalog item for each case and reports HR, NDCG, Recall, Precision, F1, MRR, Coverage and
-    novelty (and intra-list diversity, given item vectors) at each K, overall and for user/item groups: tail users (shortest histories), tail items (least popular
-    targets) and cold items (targets never seen in training).
+    novelty (and intra-list diversity, given item vectors) at each K, overall and for user/item groups: tail
+    users (shortest histories), tail items (least popular targets) and cold items (targets never seen in
+    training).
 
     A history item is excluded from the ranking unless it is one of the case's targets (a repeat purchase
     must stay rankable). Ties between equal scores are broken at random with a fixed seed, so a model that
