@@ -21,16 +21,10 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, **sections: dict) -> Path
     dataset.interactions.events[["user_id", "item_id", "timestamp"]].to_csv(root / "events.csv", index=False)
     dataset.catalog.items.assign(title=lambda t: "Film " + t["text"].str.title()).to_csv(root / "items.csv",
                                                                                          index=False)
-    config = {
-        "run_dir": str(root / "run"), "models": ["llmrec"],
-        "data": {"name": "generic", "path": str(root), "k_core": 0,
-                 "generic": {"interactions": "events.csv", "items": "items.csv", "text_template": "{text}"}},
-        "encoder": {"cache_dir": str(root / "cache")},
-        "profile": {"writer": "template", "recent_items": 3},
-        "interest": {"hidden_size": 16, "epochs": 4, "batch_size": 16, "num_negatives": 8, "threads": 1},
-        "rerank": {"candidates": 10, "epochs": 3, "batch_size": 8, "threads": 1},
-        "online": {"explain_with_llm": False, "profile_refresh_every": 3},
-    }
+    config = generic_config(
+        root, interest={"hidden_size": 16, "epochs": 4, "batch_size": 16, "num_negatives": 8, "threads": 1},
+        rerank={"candidates": 10, "epochs": 3, "batch_size": 8, "threads": 1},
+        online={"explain_with_llm": False, "profile_refresh_every": 3})
     for section, values in sections.items():
         config.setdefault(section, {}).update(values)
     (root / "config.yaml").write_text(yaml.safe_dump(config))
@@ -39,3 +33,13 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, **sections: dict) -> Path
     experiment.train("llmrec")
     experiment.reranker()
     return Path(config["run_dir"])
+
+
+def generic_config(root: Path, **sections: dict) -> dict:
+    """The config of a tiny llmrec run over `root`/events.csv and `root`/items.csv (generic files, template
+    profiles, L=3), with `sections` added."""
+    return {"run_dir": str(root / "run"), "models": ["llmrec"],
+            "data": {"name": "generic", "path": str(root), "k_core": 0,
+                     "generic": {"interactions": "events.csv", "items": "items.csv", "text_template": "{text}"}},
+            "encoder": {"cache_dir": str(root / "cache")},
+            "profile": {"writer": "template", "recent_items": 3}, **sections}

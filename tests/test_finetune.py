@@ -21,7 +21,7 @@ from llmrec.eval.evaluator import FullRankingEvaluator
 from llmrec.models.interest import InterestModel, UserInputs
 from llmrec.pipeline import Recommender
 from llmrec.transfer import apply_adapter, check_fraction, finetune, sample_users, save_adapter, transfer
-from online_fixture import tiny_run
+from online_fixture import generic_config, tiny_run
 from synthetic import cyclic_dataset
 
 WINDOW = 4
@@ -168,15 +168,8 @@ def write_target_run(root) -> str:
     items = dataset.catalog.items
     items.assign(item_id="p" + items["item_id"].str[1:],
                  text="product " + items["item_id"].str[1:] + " for the shop").to_csv(root / "items.csv", index=False)
-    config = {
-        "run_dir": str(root / "run"), "models": ["llmrec"],
-        "data": {"name": "generic", "path": str(root), "k_core": 0,
-                 "generic": {"interactions": "events.csv", "items": "items.csv", "text_template": "{text}"}},
-        "encoder": {"cache_dir": str(root / "cache")},
-        "profile": {"writer": "template", "recent_items": 3},
-        "interest": {"epochs": 3, "batch_size": 16, "num_negatives": 8, "threads": 1},
-        "online": {"explain_with_llm": False, "retrieval": "exact"},
-    }
+    config = generic_config(root, interest={"epochs": 3, "batch_size": 16, "num_negatives": 8, "threads": 1},
+                            online={"explain_with_llm": False, "retrieval": "exact"})
     (root / "target.yaml").write_text(yaml.safe_dump(config))
     return str(root / "target.yaml")
 
