@@ -7,9 +7,6 @@ reused); every llmrec variant is trained in its own folder. Writes bench/results
     ... --tag idd0 --set interest.id_dropout=0      a tuning run: its own folders, records named
                                                     `<variant>@idd0` in bench/results/interest_tuning.json
 
-A training checkpoint committed as bench/checkpoints/<dataset>/<variant>/last.pt (a long run cut off at the end
-of a session) is copied into the run folder first, so the run continues from it.
-
 The `cold` protocol holds 5 % of the items out of training (data.cold_item_fraction=0.05) and trains SASRec,
 text-kNN and llmrec (with template profiles) on that split, reporting HR@10 on test cases whose target is a
 held-out item.
@@ -73,14 +70,8 @@ def evaluate(dataset: str, model: str, record_name: str, overrides: list[str], c
     experiment.save_config()
     committed = BENCH / "models" / dataset / model
     same_results = all(o.partition("=")[0].endswith(".threads") for o in overrides)
-    trained = (experiment.model_dir(model) / "model.json").is_file()
-    if same_results and committed.is_dir() and not trained:
+    if same_results and committed.is_dir() and not (experiment.model_dir(model) / "model.json").is_file():
         shutil.copytree(committed, experiment.model_dir(model), dirs_exist_ok=True)
-    checkpoint = BENCH / "checkpoints" / dataset / record_name / "last.pt"  # a run cut off in a past session
-    resume = experiment.model_dir(model) / "checkpoints" / "last.pt"
-    if checkpoint.is_file() and not trained and not resume.is_file():
-        resume.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(checkpoint, resume)  # training continues from it when its fingerprint matches
     started = time.perf_counter()
     results = experiment.evaluate([model])[model]
     metrics = {k: results[k] for k in REPORTED if k in results}
