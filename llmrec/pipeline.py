@@ -96,7 +96,8 @@ class Recommender:
                                                 config.profile.category_column, config.profile.title_chars)
         self._texts = [""] + [str(t) for t in experiment.dataset.catalog.items.set_index("item_id")
                               .reindex(self.split.item_ids)["text"].fillna("")]
-        self._popular = np.argsort(-self.split.train_popularity(), kind="stable")
+        self._popularity = self.split.train_popularity()
+        self._popular = np.argsort(-self._popularity, kind="stable")
         self._explainer: Explainer | None = None
         self._replay_events()
 
@@ -261,8 +262,7 @@ class Recommender:
         """The cold-start answer for an empty history: the most popular items in training."""
         seen = set(blocked.tolist())
         ranked = [i for i in self._popular if i > 0 and i not in seen][:k]
-        popularity = self.split.train_popularity()
-        return [self._recommendation(int(i), float(popularity[i]), "popular") for i in ranked]
+        return [self._recommendation(int(i), float(self._popularity[i]), "popular") for i in ranked]
 
     def _recommendation(self, item: int, score: float, tag: str | None = None) -> Recommendation:
         return Recommendation(self.split.item_id(item), score, self._texts[item], tag)

@@ -66,7 +66,13 @@ def item_table(model: InterestModel) -> torch.Tensor:
 def exact_candidates(interest: torch.Tensor, table: torch.Tensor, histories: Sequence[np.ndarray],
                      n: int) -> Candidates:
     """Top-`n` items by dot product with each interest vector, leaving out padding and each history's items."""
-    scores = interest @ table.T
+    return top_candidates(interest @ table.T, histories, n)
+
+
+def top_candidates(scores: torch.Tensor, histories: Sequence[np.ndarray], n: int) -> Candidates:
+    """Top-`n` of full-catalog `scores` [B, num_items + 1] (left unchanged), leaving out padding and each
+    history's items."""
+    scores = scores.clone()
     scores[:, 0] = -torch.inf
     for row, history in enumerate(histories):
         if len(history):

@@ -24,7 +24,8 @@ from llmrec.config import RerankConfig
 from llmrec.data.split import EvalCases, Split
 from llmrec.errors import DataError
 from llmrec.models.interest import InterestModel
-from llmrec.rerank.candidates import Candidates, Queries, describe_queries, exact_candidates, item_table
+from llmrec.rerank.candidates import (Candidates, Queries, describe_queries, exact_candidates, item_table,
+                                      top_candidates)
 from llmrec.rerank.net import RerankNet
 from llmrec.train.loop import Trainer, TrainingReport, checkpoint_fingerprint, seed_everything
 
@@ -197,7 +198,7 @@ class RerankScorer:
     def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
         queries = self.reranker.describe(users, histories)
         full = queries.interest @ self.table.T
-        candidates = exact_candidates(queries.interest, self.table, histories, self.reranker.config.candidates)
+        candidates = top_candidates(full, histories, self.reranker.config.candidates)
         reranked = self.reranker.rerank(queries, candidates)
         full = full - OUTSIDE_OFFSET
         keep = candidates.items > 0
