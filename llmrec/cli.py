@@ -262,7 +262,10 @@ def serve(config: ConfigOption = None, set_: SetOption = None,
               help="Trained run folder to serve; default: the config's run_dir.")] = None,
           host: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 exposes the service to "
                                                  "the network.")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000) -> None:
+          port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+          adapter: Annotated[Optional[str], typer.Option(
+              help="Serve the run with this domain adapter (a name under <run_dir>/adapters/ or a folder, "
+                   "written by `llmrec finetune`) on top of its base model.")] = None) -> None:
     """Serve a trained run over HTTP: POST /recommend, GET /profile/{user_id}, GET /explain, POST /events,
     GET /healthz; interactive API docs at /docs."""
     import uvicorn
@@ -271,8 +274,9 @@ def serve(config: ConfigOption = None, set_: SetOption = None,
     from llmrec.service import create_app
 
     folder = run_dir or load_config(config, set_).run_dir
-    recommender = Recommender.load(folder, set_)
-    typer.echo(f"serving {folder} on http://{host}:{port} (API docs at /docs)")
+    recommender = Recommender.load(folder, set_, adapter=adapter)
+    served = folder if adapter is None else f"{folder} with adapter {adapter}"
+    typer.echo(f"serving {served} on http://{host}:{port} (API docs at /docs)")
     try:
         uvicorn.run(create_app(recommender), host=host, port=port, log_config=None)
     finally:

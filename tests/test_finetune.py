@@ -10,7 +10,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+import uvicorn
 import yaml
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from llmrec.cli import app, main
@@ -174,16 +176,16 @@ def write_target_run(root) -> str:
     return str(root / "target.yaml")
 
 
-def test_finetune_command_saves_an_adapter_that_the_facade_serves(tmp_path_factory):
+def test_finetune_command_saves_an_adapter_that_the_facade_serves(tmp_path_factory, monkeypatch):
     base_run = tiny_run(tmp_path_factory)
     root = tmp_path_factory.mktemp("target")
     config = write_target_run(root)
     result = CliRunner().invoke(app, ["finetune", "--base", str(base_run), "--config", config, "--name", "shop"])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()  # stderr carries progress bars when the encoder has work to do
     assert lines[0].split()[:5] == ["model", "|", "NDCG@10", "|", "HR@10"]
     assert [line.split()[0] for line in lines[1:3]] == ["zero-shot", "fine-tuned"]
-    assert "MB, trained in" in result.output and "100% of the training users" in result.output
+    assert "MB, trained in" in result.stdout and "100% of the training users" in result.stdout
     folder = root / "run" / "adapters" / "shop"
     meta = json.loads((folder / "transfer.json").read_text())
     assert meta["base_run"] == str(base_run.resolve()) and meta["target_config"]["run_dir"] == str(root / "run")
@@ -200,6 +202,18 @@ def test_finetune_command_saves_an_adapter_that_the_facade_serves(tmp_path_facto
         recommender.close()
     with pytest.raises(ConfigError, match="no adapter 'nothing'"):
         Recommender.load(root / "run", adapter="nothing")
+
+    served: dict[str, object] = {}
+
+    def answer_one_request(application, **_: object) -> None:  # in place of uvicorn.run: the app it was given
+        with TestClient(application) as client:
+            served["response"] = client.post("/recommend", json={"user_id": "u1", "k": 3}).json()
+
+    monkeypatch.setattr(uvicorn, "run", answer_one_request)
+    result = CliRunner().invoke(app, ["serve", "--run-dir", str(root / "run"), "--adapter", "shop"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "with adapter shop" in result.stdout
+    assert [item["item_id"] for item in served["response"]["items"]] == [item.item_id for item in items[:3]]
 
 
 def test_finetune_help_and_one_line_errors(tmp_path, monkeypatch, capsys):
