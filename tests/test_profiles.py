@@ -122,7 +122,9 @@ def test_chat_template_errors():
     ("Drama 17%, Comedy 16%, Action 14%, Thriller 9%.", "echo"),
     ("They like crime films a lot. They like crime films a lot.", "repetitive"),
     ("crime crime crime crime drama drama drama drama crime crime crime crime drama drama drama drama", "repetitive"),
+    ("They also love to use Conair E.L.F.E.E.S.E.E.S.E.E.S.E", "repetitive"),
     ("This person loves tense crime stories and, lately, gentle family comedies.", None),
+    ("A fan of big budgets: films that cost 1,000,000,000 dollars and the Mississippi blues.", None),
 ])
 def test_rejection_reasons(text, reason):
     assert rejection_reason(text, ["Heat (1995)", "Casino (1995)", "Babe (1995)"]) == reason

@@ -16,6 +16,8 @@ _YEAR_SUFFIX = re.compile(r"\s*\(\d{4}\)\s*$")
 _PERCENT = re.compile(r"\d+\s*%")
 MIN_WORDS = 5
 MIN_DISTINCT_WORD_RATIO = 0.5
+_CHARACTER_LOOP = re.compile(r"(.{2,12}?)\1{2,}")
+"""A unit of 2-12 characters three or more times in a row ("E.E.S.E.E.S.E.E.S."): a decoding loop."""
 
 
 def split_sentences(text: str) -> list[str]:
@@ -40,8 +42,8 @@ def rejection_reason(text: str, shown_titles: list[str]) -> str | None:
     """Why `text` is not a usable profile (`empty`, `too-short`, `echo`, `repetitive`), or None when it is.
 
     `echo`: the text copies back half or more of the titles it was shown (at least two), or the category
-    shares, instead of describing the person; `repetitive`: a repeated sentence or a low share of distinct
-    words.
+    shares, instead of describing the person; `repetitive`: a repeated sentence, a low share of distinct
+    words, or a character loop (a short unit with a letter repeated three times in a row).
     """
     words = _WORD.findall(text.lower())
     if not words:
@@ -57,6 +59,8 @@ def rejection_reason(text: str, shown_titles: list[str]) -> str | None:
         return "repetitive"
     if len(words) >= 16 and len(set(words)) / len(words) < MIN_DISTINCT_WORD_RATIO:
         return "repetitive"
+    if any(any(c.isalpha() for c in loop.group(1)) for loop in _CHARACTER_LOOP.finditer(text)):
+        return "repetitive"  # a unit with a letter: "1,000,000,000" is not a loop
     return None
 
 
