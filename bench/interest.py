@@ -52,6 +52,7 @@ BASELINE_SECTIONS = ("data.", "eval.", "encoder.", "sasrec.", "knn.", "lightgcn.
 COLD = ["data.cold_item_fraction=0.05", "interest.profile_source=template"]
 """Holding items out changes the training histories, so the stored LLM profiles do not apply; llmrec takes the
 template profile there (writing LLM profiles for a second split would double the hours of profile writing)."""
+COLD_MODELS = ["text-knn", "sasrec", "llmrec"]
 REPORTED = ["NDCG@10", "HR@10", "NDCG@20", "HR@20", "MRR", "Coverage@10", "NDCG@10-tail-users",
             "HR@10-tail-users", "NDCG@10-tail-items", "HR@10-tail-items", "HR@10-cold-items", "cases-cold-items"]
 
@@ -83,10 +84,14 @@ def evaluate(dataset: str, model: str, record_name: str, overrides: list[str], c
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("datasets", nargs="+", choices=[p.stem for p in (BENCH / "configs").glob("*.yaml")])
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=list(VARIANTS),
+                        help="llmrec variants to train and evaluate (none: only baselines / the cold protocol)")
     parser.add_argument("--baselines", nargs="*", choices=BASELINES, default=BASELINES,
                         help="baselines evaluated beside llmrec (trained first where not committed)")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold-item protocol")
+    parser.add_argument("--cold-models", nargs="+", choices=COLD_MODELS, default=COLD_MODELS,
+                        help="models trained on the cold split (an ID model such as SASRec scores 0 on "
+                             "cold targets by construction)")
     parser.add_argument("--tag", help="name of a tuning run (see above)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
     args = parser.parse_args()
@@ -102,7 +107,7 @@ def main() -> None:
             overrides = [f"run_dir={run_dir}/{name}{suffix}", *VARIANTS[name], *args.overrides]
             write_records(results, [evaluate(dataset, "llmrec", name + suffix, overrides, command)])
         if not args.no_cold:
-            for model in ["text-knn", "sasrec", "llmrec"]:
+            for model in args.cold_models:
                 folder = f"cold{suffix}" if model == "llmrec" else "cold"
                 overrides = [f"run_dir={run_dir}/{folder}", *COLD,
                              *(args.overrides if model == "llmrec" else baseline_overrides)]

@@ -1,6 +1,7 @@
 """Domain transfer of the interest model between benchmark datasets: how well a model trained on one dataset
 serves another, zero-shot and with LoRA adapters, against a model trained on the target from scratch. Writes
-bench/results/transfer.json, one record per (pair, variant), the pair as dataset `<base>-><target>`.
+bench/results/transfer.json, one record per (target, variant): the target as `dataset`, the base dataset as
+`base_dataset`.
 
     LLMREC_DATA_DIR=../shared/datasets python bench/transfer.py                        # both default pairs
     ... --pairs movielens-1m:amazon-beauty                                              # one pair, BASE:TARGET
@@ -15,7 +16,7 @@ bench/interest.py). On the target (its benchmark config and stored profiles, its
     transfer-scratch      the target's own `llmrec` model (runs/bench-<target>/llmrec; trained when missing)
 
 Adapters are written to runs/bench-<target>/transfer-from-<base>/adapters/. Metrics: NDCG@10, HR@10, adapter_mb
-(size of the adapter folder) and train_s.
+(size of the adapter folder; for transfer-scratch, of the whole model's weights) and train_s.
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ def measure(base_name: str, target_name: str, overrides: list[str], command: str
         results = evaluator.evaluate(model, desc=f"evaluate {variant}")
         metrics = {"NDCG@10": results["NDCG@10"], "HR@10": results["HR@10"], **cost}
         print(f"{name} {variant}: NDCG@10 {metrics['NDCG@10']:.4f} HR@10 {metrics['HR@10']:.4f}", flush=True)
-        return make_record(name, variant, metrics, command, target.config.seed, time.perf_counter() - started)
+        wall_s = time.perf_counter() - started
+        return {**make_record(target_name, variant, metrics, command, target.config.seed, wall_s),
+                "base_dataset": base_name}
 
     started = time.perf_counter()
     records = [record("transfer-zero-shot", transfer_to(base, target).model, {"adapter_mb": 0.0, "train_s": 0.0},
@@ -82,7 +85,9 @@ def measure(base_name: str, target_name: str, overrides: list[str], command: str
         records.append(record(variant, run.model, cost, started))
     scratch = evaluate(target_name, "llmrec", "transfer-scratch", [f"run_dir=runs/bench-{target_name}/llmrec",
                                                                     *overrides], command)
-    return records + [{**scratch, "dataset": name}]
+    weights = Path("runs") / f"bench-{target_name}" / "llmrec" / "models" / "llmrec" / "weights.pt"
+    scratch["metrics"]["adapter_mb"] = weights.stat().st_size / 2**20  # what ships instead of an adapter
+    return records + [{**scratch, "base_dataset": None}]
 
 
 def main() -> None:
