@@ -5,6 +5,7 @@ bench/results/transfer.json, one record per (target, variant): the target as `da
 
     LLMREC_DATA_DIR=../shared/datasets python bench/transfer.py                        # both default pairs
     ... --pairs movielens-1m:amazon-beauty                                              # one pair, BASE:TARGET
+    ... --variants transfer-zero-shot transfer-lora-10pct                              # some of the records
     ... --set interest.lr=0.003                                                         # target overrides
 
 The base is the benchmark's `llmrec` model of the base dataset (runs/bench-<base>/llmrec, trained by
@@ -27,6 +28,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 from llmrec.errors import LlmrecError
 from llmrec.eval.evaluator import FullRankingEvaluator
@@ -44,6 +46,7 @@ DATASETS = sorted(p.stem for p in (BENCH / "configs").glob("*.yaml"))
 DEFAULT_PAIRS = ["movielens-1m:amazon-beauty", "amazon-beauty:movielens-1m"]
 LORA = {"transfer-lora-10pct": 0.1, "transfer-lora": 1.0}
 """LoRA variants and the share of the target's training users each trains on."""
+VARIANTS = ["transfer-zero-shot", *LORA, "transfer-scratch"]
 
 
 def pair(text: str) -> tuple[str, str]:
@@ -57,8 +60,9 @@ def pair(text: str) -> tuple[str, str]:
     return base, target
 
 
-def measure(base_name: str, target_name: str, overrides: list[str], command: str) -> list[dict]:
-    """The four records of one pair."""
+def measure(base_name: str, target_name: str, variants: list[str], overrides: list[str],
+            command: str) -> Iterator[dict]:
+    """The records of one pair, one variant at a time (see VARIANTS)."""
     name = f"{base_name}->{target_name}"
     base = BaseRun.load(Path("runs") / f"bench-{base_name}" / "llmrec")
     target = Experiment(bench_config(target_name, [f"run_dir=runs/bench-{target_name}/transfer-from-{base_name}",
@@ -74,26 +78,29 @@ def measure(base_name: str, target_name: str, overrides: list[str], command: str
         return {**make_record(target_name, variant, metrics, command, target.config.seed, wall_s),
                 "base_dataset": base_name}
 
-    started = time.perf_counter()
-    records = [record("transfer-zero-shot", transfer_to(base, target).model, {"adapter_mb": 0.0, "train_s": 0.0},
-                      started)]
-    for variant, fraction in LORA.items():
+    for variant in variants:
         started = time.perf_counter()
-        run = adapt(base, target, variant.removeprefix("transfer-"), fraction)
-        cost = {"adapter_mb": run.size_mb, "train_s": run.report.train_seconds, "epochs_run": len(run.report.history),
-                "best_epoch": run.report.best_epoch}
-        records.append(record(variant, run.model, cost, started))
-    scratch = evaluate(target_name, "llmrec", "transfer-scratch", [f"run_dir=runs/bench-{target_name}/llmrec",
-                                                                    *overrides], command)
-    weights = Path("runs") / f"bench-{target_name}" / "llmrec" / "models" / "llmrec" / "weights.pt"
-    scratch["metrics"]["adapter_mb"] = weights.stat().st_size / 2**20  # what ships instead of an adapter
-    return records + [{**scratch, "base_dataset": None}]
+        if variant == "transfer-zero-shot":
+            yield record(variant, transfer_to(base, target).model, {"adapter_mb": 0.0, "train_s": 0.0}, started)
+        elif variant in LORA:
+            run = adapt(base, target, variant.removeprefix("transfer-"), LORA[variant])
+            cost = {"adapter_mb": run.size_mb, "train_s": run.report.train_seconds,
+                    "epochs_run": len(run.report.history), "best_epoch": run.report.best_epoch}
+            yield record(variant, run.model, cost, started)
+        else:
+            scratch = evaluate(target_name, "llmrec", variant, [f"run_dir=runs/bench-{target_name}/llmrec",
+                                                                *overrides], command)
+            weights = Path("runs") / f"bench-{target_name}" / "llmrec" / "models" / "llmrec" / "weights.pt"
+            scratch["metrics"]["adapter_mb"] = weights.stat().st_size / 2**20  # what ships instead of an adapter
+            yield {**scratch, "base_dataset": None}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", nargs="+", type=pair, default=[pair(p) for p in DEFAULT_PAIRS],
                         metavar="BASE:TARGET", help=f"dataset pairs (default: {' '.join(DEFAULT_PAIRS)})")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=VARIANTS,
+                        help="which records to make (default: all four)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="override of the target's config (repeatable), also for transfer-scratch")
     args = parser.parse_args()
@@ -101,7 +108,8 @@ def main() -> None:
     command = "LLMREC_DATA_DIR=../shared/datasets python " + shlex.join(sys.argv)
     try:
         for base_name, target_name in args.pairs:
-            write_records(RESULTS, measure(base_name, target_name, args.overrides, command))
+            for record in measure(base_name, target_name, args.variants, args.overrides, command):
+                write_records(RESULTS, [record])
     except LlmrecError as exc:
         sys.exit(f"error: {exc}")
 
