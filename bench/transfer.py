@@ -88,9 +88,9 @@ def measure(base_name: str, target_name: str, variants: list[str], overrides: li
                     "epochs_run": len(run.report.history), "best_epoch": run.report.best_epoch}
             yield record(variant, run.model, cost, started)
         else:
-            scratch = evaluate(target_name, "llmrec", variant, [f"run_dir=runs/bench-{target_name}/llmrec",
-                                                                *overrides], command)
-            weights = Path("runs") / f"bench-{target_name}" / "llmrec" / "models" / "llmrec" / "weights.pt"
+            own_run = Path("runs") / f"bench-{target_name}" / "llmrec"
+            scratch = evaluate(target_name, "llmrec", variant, [f"run_dir={own_run}", *overrides], command)
+            weights = own_run / "models" / "llmrec" / "weights.pt"
             scratch["metrics"]["adapter_mb"] = weights.stat().st_size / 2**20  # what ships instead of an adapter
             yield {**scratch, "base_dataset": None}
 
