@@ -1,7 +1,7 @@
 """Domain transfer of the interest model between benchmark datasets: how well a model trained on one dataset
 serves another, zero-shot and with LoRA adapters, against a model trained on the target from scratch. Writes
 bench/results/transfer.json, one record per (target, variant): the target as `dataset`, the base dataset as
-`base_dataset`.
+`base_dataset` and how long the base trained as `base_training` (epochs run, best epoch, validation NDCG@10).
 
     LLMREC_DATA_DIR=../shared/datasets python bench/transfer.py                        # both default pairs
     ... --pairs movielens-1m:amazon-beauty                                              # one pair, BASE:TARGET
@@ -38,7 +38,7 @@ from llmrec.transfer import BaseRun, adapt, transfer_to
 
 sys.path.insert(0, str(Path(__file__).parent))
 from interest import bench_config, evaluate  # noqa: E402
-from records import make_record, write_records  # noqa: E402
+from records import make_record, training_metrics, write_records  # noqa: E402
 
 BENCH = Path(__file__).parent
 RESULTS = BENCH / "results" / "transfer.json"
@@ -65,6 +65,7 @@ def measure(base_name: str, target_name: str, variants: list[str], overrides: li
     """The records of one pair, one variant at a time (see VARIANTS)."""
     name = f"{base_name}->{target_name}"
     base = BaseRun.load(Path("runs") / f"bench-{base_name}" / "llmrec")
+    base_training = training_metrics(base.run_dir / "models" / "llmrec")[0]
     target = Experiment(bench_config(target_name, [f"run_dir=runs/bench-{target_name}/transfer-from-{base_name}",
                                                    *overrides]))
     target.save_config()
@@ -76,7 +77,7 @@ def measure(base_name: str, target_name: str, variants: list[str], overrides: li
         print(f"{name} {variant}: NDCG@10 {metrics['NDCG@10']:.4f} HR@10 {metrics['HR@10']:.4f}", flush=True)
         wall_s = time.perf_counter() - started
         return {**make_record(target_name, variant, metrics, command, target.config.seed, wall_s),
-                "base_dataset": base_name}
+                "base_dataset": base_name, "base_training": base_training}
 
     for variant in variants:
         started = time.perf_counter()
