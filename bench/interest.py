@@ -41,6 +41,7 @@ VARIANTS: dict[str, list[str]] = {
     "llmrec-fusion-sum": ["interest.fusion=sum"],
     "llmrec-fusion-attention": ["interest.fusion=attention"],
     "llmrec-gru": ["interest.short_term=gru"],
+    "llmrec-time": ["interest.time_features=true"],
     "llmrec-template-profile": ["interest.profile_source=template"],
     "llmrec-mean-items-profile": ["interest.profile_source=mean-items"],
     "llmrec-graph-longterm": ["interest.profile_source=graph"],

@@ -136,6 +136,9 @@ class InterestConfig(TrainingConfig):
     use_context: bool = True
     use_ids: bool = True
     """Learned ID embeddings for items seen in training, beside the projected text embedding."""
+    time_features: bool = False
+    """Where interactions have timestamps: the bucketed gap between consecutive items in the short-term
+    encoder, and the hour of day and day of week of each item as context (`llmrec.models.time_features`)."""
     id_dropout: float = 0.0
     """Probability of dropping an item's ID part in a training step, another way to make the text part learn
     (0.3 slowed learning on ML-100K; `text_loss_weight` does the job without noising the ID part)."""

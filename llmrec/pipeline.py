@@ -184,7 +184,7 @@ class Recommender:
         item = self.split.item_index(item_id)
         event = self.events.append(user_id, item_id, timestamp, context)
         with self._lock:
-            user, since_profile = self.users.add(event.user_id, item)
+            user, since_profile = self.users.add(event.user_id, item, event.timestamp)
         every = self.config.online.profile_refresh_every
         refresh = bool(every) and since_profile >= every
         if refresh:
@@ -343,7 +343,7 @@ class Recommender:
             except KeyError:
                 skipped += 1
                 continue
-            user, _ = self.users.add(event.user_id, item)
+            user, _ = self.users.add(event.user_id, item, event.timestamp)
             events[user] = events.get(user, 0) + 1
             user_ids[user] = event.user_id
         if skipped:

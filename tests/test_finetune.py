@@ -109,6 +109,13 @@ def test_context_features_transfer_only_with_the_same_values(base, target):
     assert result.fresh == ["context.0.weight", "context.1.weight"]
 
 
+def test_time_features_the_base_lacks_start_new(base, target):
+    result = transferred(base, target, dataclasses.replace(FAST, time_features=True))
+    time_modules = ["hour", "short_term.gap", "weekday"]
+    assert sorted(result.fresh) == ["context.1.weight", *[f"{m}.weight" for m in time_modules]]
+    assert result.new_modules == ["context.1", *time_modules]
+
+
 def test_transfer_refuses_another_text_space(base, target):
     _, text, inputs = target
     with pytest.raises(ConfigError, match=r"cannot transfer items.text_proj.weight.*same text encoder"):

@@ -49,6 +49,8 @@ class Split:
     train_timestamps: list[np.ndarray] | None
     valid: EvalCases
     test: EvalCases
+    timestamps: list[np.ndarray] | None = None
+    """Unix seconds of `sequences`, where the dataset has timestamps."""
     _item_index: dict[str, int] = field(init=False, repr=False, compare=False)
     _user_index: dict[str, int] = field(init=False, repr=False, compare=False)
 
@@ -165,7 +167,8 @@ def _leave_one_out(dataset: Dataset) -> Split:
     test = EvalCases(np.array(test_rows), [sequences[u][:-1] for u in test_rows],
                      [sequences[u][-1:] for u in test_rows])
     train_ts = [t[: len(s)] for t, s in zip(timestamps, train)] if timestamps else None
-    return Split(dataset.name, "leave-one-out", item_ids, users, sequences, train, train_ts, valid, test)
+    return Split(dataset.name, "leave-one-out", item_ids, users, sequences, train, train_ts, valid, test,
+                 timestamps)
 
 
 def _temporal(dataset: Dataset, valid_fraction: float, test_fraction: float) -> Split:
@@ -194,4 +197,4 @@ def _temporal(dataset: Dataset, valid_fraction: float, test_fraction: float) -> 
     if not cases["test"][0]:
         raise DataError(f"{dataset.name}: no user has both history and events after the test cut-off")
     valid, test = (EvalCases(np.array(r, dtype=np.int64), h, t) for r, h, t in (cases["valid"], cases["test"]))
-    return Split(dataset.name, "temporal", item_ids, users, sequences, train, train_ts, valid, test)
+    return Split(dataset.name, "temporal", item_ids, users, sequences, train, train_ts, valid, test, timestamps)

@@ -22,6 +22,7 @@ from llmrec.data.split import Split
 from llmrec.errors import DataError, ModelNotTrainedError
 from llmrec.models.base import Recommender, pad_histories
 from llmrec.models.interest_net import InterestNet
+from llmrec.models.time_features import TimeLookup, pad_time_features, time_features
 from llmrec.train.losses import full_softmax_loss, sampled_softmax_loss
 from llmrec.train.loop import Trainer, TrainingReport, checkpoint_fingerprint, seed_everything
 
@@ -44,6 +45,8 @@ class UserInputs:
     """Each context feature's name (a user attribute, or `usual_<column>` for an interaction column)."""
     context_values: list[list[str]] = dataclasses.field(default_factory=list)
     """Each feature's values; value `v` has category id `context_values[f].index(v) + 1`."""
+    times: TimeLookup | None = None
+    """The timestamps of the users' known interactions (for `interest.time_features`)."""
 
     num_users: int = dataclasses.field(init=False)
     """Rows in use; the arrays may hold spare rows for users added while serving (`add_user`)."""
@@ -85,6 +88,12 @@ class UserInputs:
         has_profile = torch.as_tensor(self.has_profile[safe] & known)
         context = torch.as_tensor(self.context[safe] * known[:, None], dtype=torch.long)
         return profiles, has_profile, context
+
+    def time_rows(self, users: np.ndarray, histories: Sequence[np.ndarray], max_len: int) -> torch.Tensor:
+        """[B, max_len, 3] time feature ids of the histories' last `max_len` items (0 where not known)."""
+        lookup = self.times or TimeLookup([], [])
+        return pad_time_features([time_features(lookup.history_times(int(u), h)) for u, h in zip(users, histories)],
+                                 max_len)
 
 
 class InterestModel(Recommender):
@@ -131,7 +140,8 @@ class InterestModel(Recommender):
         weights = (split.train_popularity().astype(np.float64) + 1) ** _NEGATIVE_SMOOTHING
         weights[0] = 0.0
         self._negative_probs = torch.as_tensor(weights / weights.sum(), dtype=torch.float32)
-        examples = training_examples(split.train, self.window, self.max_len, self.config.earlier_windows)
+        timestamps = split.train_timestamps if self.config.time_features else None
+        examples = training_examples(split.train, self.window, self.max_len, self.config.earlier_windows, timestamps)
         validator = FullRankingEvaluator(split, EvalConfig(ks=[10], seed=self.seed))
         self._fitted = True
         trainer = Trainer(self.net, self._loss, lambda epoch: self._batches(examples, epoch),
@@ -170,7 +180,8 @@ class InterestModel(Recommender):
         self.net.eval()
         profiles, has_profile, stored_context = self.inputs.rows(users)
         context_ids = stored_context if context is None else torch.as_tensor(context, dtype=torch.long)
-        return pad_histories(histories, self.max_len), profiles, has_profile, context_ids
+        times = self.inputs.time_rows(users, histories, self.max_len) if self.config.time_features else None
+        return pad_histories(histories, self.max_len), profiles, has_profile, context_ids, times
 
     def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
         with torch.no_grad():
@@ -187,13 +198,16 @@ class InterestModel(Recommender):
         tensors.update({"profiles": torch.from_numpy(self.inputs.profiles[:used]),
                         "has_profile": torch.from_numpy(self.inputs.has_profile[:used]),
                         "context": torch.from_numpy(self.inputs.context[:used])})
+        if self.inputs.times is not None:
+            tensors.update(self.inputs.times.to_tensors())
         return params, tensors
 
     @classmethod
     def from_state(cls, params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "InterestModel":
         inputs = UserInputs(tensors["profiles"].numpy(), tensors["has_profile"].numpy(),
                             tensors["context"].numpy(), list(params["context_sizes"]),
-                            list(params.get("context_names", [])), list(params.get("context_values", [])))
+                            list(params.get("context_names", [])), list(params.get("context_values", [])),
+                            TimeLookup.from_tensors(tensors) if "time_lengths" in tensors else None)
         model = cls(tensors["item_vectors"].numpy(), inputs, params["window"], InterestConfig(**params["config"]),
                     params["seed"], seen=tensors["seen"].numpy())
         return model.load_weights({k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")})
@@ -203,7 +217,8 @@ class InterestModel(Recommender):
         profiles, has_profile, context = self.inputs.rows(batch["users"].numpy())
         text_table = self.net.items.text_table()
         table = self.net.items.table(text_table)
-        hidden, _ = net(batch["inputs"], profiles, has_profile.unsqueeze(1) & batch["profile_mask"], context, table)
+        hidden, _ = net(batch["inputs"], profiles, has_profile.unsqueeze(1) & batch["profile_mask"], context,
+                        times=batch.get("times"), table=table)
         targets = batch["targets"]
         keep = targets != 0
         hidden, targets = hidden[keep], targets[keep]
@@ -233,14 +248,15 @@ class InterestModel(Recommender):
         return checkpoint_fingerprint(self.name, self.config, self.seed, split, self.window, inputs, *extra)
 
 
-def training_examples(train: Sequence[np.ndarray], window: int, max_len: int,
-                      earlier_windows: int) -> dict[str, torch.Tensor]:
+def training_examples(train: Sequence[np.ndarray], window: int, max_len: int, earlier_windows: int,
+                      timestamps: Sequence[np.ndarray] | None = None) -> dict[str, torch.Tensor]:
     """Windows of (inputs, targets) left-padded to `max_len`, with `profile_mask`: True at the positions whose
     target comes after the user's profile cut-off (`len(items) - window`), the only ones that may use the
-    profile. Per user: the window ending at the last training item, and up to `earlier_windows` windows
-    before it."""
-    users, inputs, targets, masks = [], [], [], []
+    profile; with `timestamps` (of `train`), also the inputs' time feature ids as `times`. Per user: the window
+    ending at the last training item, and up to `earlier_windows` windows before it."""
+    users, inputs, targets, masks, times = [], [], [], [], []
     for user, items in enumerate(train):
+        features = time_features(timestamps[user]) if timestamps is not None else None
         cutoff = max(0, len(items) - window)
         end = len(items)
         for _ in range(earlier_windows + 1):
@@ -251,6 +267,11 @@ def training_examples(train: Sequence[np.ndarray], window: int, max_len: int,
             inputs.append(items[start - 1:end - 1])
             targets.append(items[start:end])
             masks.append((np.arange(start, end) >= cutoff).astype(np.int64))
+            if features is not None:
+                times.append(features[start - 1:end - 1])
             end = start
-    return {"users": torch.as_tensor(users, dtype=torch.long), "inputs": pad_histories(inputs, max_len),
-            "targets": pad_histories(targets, max_len), "profile_mask": pad_histories(masks, max_len).bool()}
+    examples = {"users": torch.as_tensor(users, dtype=torch.long), "inputs": pad_histories(inputs, max_len),
+                "targets": pad_histories(targets, max_len), "profile_mask": pad_histories(masks, max_len).bool()}
+    if timestamps is not None:
+        examples["times"] = pad_time_features(times, max_len)
+    return examples

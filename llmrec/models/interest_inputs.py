@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
@@ -12,9 +14,11 @@ from llmrec.encoders.item_encoder import ItemEncoder
 from llmrec.models.interest import UserInputs
 from llmrec.models.lightgcn import LightGCN
 from llmrec.models.long_term import long_term_vectors, profile_writer_of
+from llmrec.models.time_features import TimeLookup
 from llmrec.profiles.job import long_term_request
 from llmrec.profiles.service import ProfileService
 
+log = logging.getLogger(__name__)
 MAX_CONTEXT_VALUES = 100
 """User attribute columns with more distinct values than this (zip codes, names) are not used as context."""
 
@@ -22,8 +26,8 @@ MAX_CONTEXT_VALUES = 100
 def build_user_inputs(config: RunConfig, dataset: Dataset, split: Split, item_vectors: np.ndarray,
                       encoder: ItemEncoder, profiles: ProfileService, graph: LightGCN | None = None) -> UserInputs:
     """Long-term vectors from `config.interest.profile_source` (see `llmrec.models.long_term`; `graph` is the
-    long-term LightGCN the graph sources need) and context from user attributes and the interactions' context
-    columns."""
+    long-term LightGCN the graph sources need), context from user attributes and the interactions' context
+    columns, and the interactions' timestamps when `config.interest.time_features` asks for them."""
     requests = [long_term_request(split, u, config.profile.recent_items) for u in range(split.num_users)]
     has_profile = np.array([len(r.long_term) > 0 for r in requests])
     source = config.interest.profile_source or config.profile.writer
@@ -38,7 +42,18 @@ def build_user_inputs(config: RunConfig, dataset: Dataset, split: Split, item_ve
                                 prompt_version, encoder, item_vectors, graph)
     context, names, values = user_context(dataset, split)
     return UserInputs(np.where(has_profile[:, None], vectors, 0).astype(np.float32), has_profile, context,
-                      [len(v) for v in values], names, values)
+                      [len(v) for v in values], names, values, time_lookup(config, split))
+
+
+def time_lookup(config: RunConfig, split: Split) -> TimeLookup | None:
+    """The users' interaction timestamps when the time features are on (a warning when there are none)."""
+    if not config.interest.time_features:
+        return None
+    if split.timestamps is None:
+        log.warning("interest.time_features is on but %s has no timestamps: the time inputs stay unknown",
+                    split.dataset)
+        return None
+    return TimeLookup(split.sequences, split.timestamps)
 
 
 def user_context(dataset: Dataset, split: Split) -> tuple[np.ndarray, list[str], list[list[str]]]:

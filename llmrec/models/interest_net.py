@@ -15,6 +15,7 @@ from torch import nn
 
 from llmrec.config import InterestConfig
 from llmrec.models.sasrec import causal_attention_mask
+from llmrec.models.time_features import NUM_GAPS, NUM_HOURS, NUM_WEEKDAYS
 
 LORA_TARGETS = ["text_proj", "long_term.0", "long_term.2", "fusion.gate", "fusion.query", "fusion.key", "fusion.out"]
 """Module names (suffixes, as peft matches them) that LoRA adapters attach to."""
@@ -66,13 +67,15 @@ class ItemTower(nn.Module):
 
 
 class ShortTermEncoder(nn.Module):
-    """Recent item vectors + positions -> a causal hidden state per position."""
+    """Recent item vectors + positions (+ time-gap buckets, with `time_features`) -> a causal hidden state per
+    position."""
 
     def __init__(self, config: InterestConfig, max_len: int) -> None:
         super().__init__()
         d = config.hidden_size
         self.kind, self.num_heads = config.short_term, config.num_heads
         self.position = nn.Embedding(max_len, d)
+        self.gap = _zero_embedding(NUM_GAPS, d) if config.time_features else None
         self.dropout = nn.Dropout(config.dropout)
         if self.kind == "attention":
             layer = nn.TransformerEncoderLayer(d, config.num_heads, dim_feedforward=d, dropout=config.dropout,
@@ -82,10 +85,13 @@ class ShortTermEncoder(nn.Module):
             self.gru = nn.GRU(d, d, num_layers=config.num_blocks, batch_first=True)
         self.norm = nn.LayerNorm(d)
 
-    def forward(self, items: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
-        """items [B, L, d], padding [B, L] -> hidden [B, L, d]."""
+    def forward(self, items: torch.Tensor, padding: torch.Tensor, gaps: torch.Tensor | None = None) -> torch.Tensor:
+        """items [B, L, d], padding [B, L], gaps [B, L] gap bucket ids -> hidden [B, L, d]."""
         positions = torch.arange(items.shape[1], device=items.device)
-        x = self.dropout(items * math.sqrt(items.shape[-1]) + self.position(positions))
+        x = items * math.sqrt(items.shape[-1]) + self.position(positions)
+        if self.gap is not None and gaps is not None:
+            x = x + self.gap(gaps)
+        x = self.dropout(x)
         x = x.masked_fill(padding.unsqueeze(-1), 0.0)
         if self.kind == "attention":
             x = self.blocks(x, mask=causal_attention_mask(padding, self.num_heads))
@@ -156,36 +162,51 @@ class InterestNet(nn.Module):
         self.items = ItemTower(text_vectors, seen, d, config.use_ids, config.id_dropout)
         self.short_term = ShortTermEncoder(config, max_len)
         self.long_term = nn.Sequential(nn.Linear(profile_dim, d), nn.GELU(), nn.Linear(d, d))
-        self.context = nn.ModuleList(nn.Embedding(size + 1, d, padding_idx=0) for size in context_sizes)
-        for embedding in self.context:  # start as the model without context; training learns what it adds
-            nn.init.zeros_(embedding.weight)
+        self.context = nn.ModuleList(_zero_embedding(size + 1, d) for size in context_sizes)
+        self.hour = _zero_embedding(NUM_HOURS, d) if config.time_features else None
+        self.weekday = _zero_embedding(NUM_WEEKDAYS, d) if config.time_features else None
         self.fusion = Fusion(config)
 
     def forward(self, recent: torch.Tensor, profile: torch.Tensor, has_profile: torch.Tensor, context: torch.Tensor,
-                table: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                times: torch.Tensor | None = None, table: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """recent [B, L] (left-padded item indices), profile [B, P], has_profile [B] (or [B, L] per position),
-        context [B, F] category ids (0 = unknown); `table` = `items.table()` when the caller already has it."""
-        return self.fusion(*self._inputs(recent, profile, has_profile, context, table))
+        context [B, F] category ids (0 = unknown), times [B, L, 3] (gap, hour, weekday) ids of the recent items
+        (`llmrec.models.time_features`; None = unknown); `table` = `items.table()` when the caller already has
+        it."""
+        return self.fusion(*self._inputs(recent, profile, has_profile, context, times, table))
 
     def components(self, recent: torch.Tensor, profile: torch.Tensor, has_profile: torch.Tensor,
-                   context: torch.Tensor) -> torch.Tensor:
+                   context: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         """[B, L, 3, d] the short-term, long-term and context components of the interest vectors (see
         `Fusion.components`)."""
-        return self.fusion.components(*self._inputs(recent, profile, has_profile, context, None))
+        return self.fusion.components(*self._inputs(recent, profile, has_profile, context, times, None))
 
     def _inputs(self, recent: torch.Tensor, profile: torch.Tensor, has_profile: torch.Tensor, context: torch.Tensor,
-                table: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                times: torch.Tensor | None, table: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(short-term [B, L, d], long-term [B, d], context [B, L, d], whether long-term may be used [B, L])."""
         table = self.items.table() if table is None else table
         padding = recent == 0
         if self.config.use_recent:
-            short = self.short_term(table[recent], padding)
+            short = self.short_term(table[recent], padding, None if times is None else times[..., 0])
         else:
             short = torch.zeros(*recent.shape, table.shape[1], device=recent.device)
         has_long = (has_profile if has_profile.dim() == 2 else has_profile.unsqueeze(1)).expand(recent.shape)
         has_long = has_long & self.config.use_profile
         long = self.long_term(profile)
         ctx = torch.zeros_like(short)
-        if self.config.use_context and len(self.context):
-            ctx = ctx + sum(emb(context[:, i]) for i, emb in enumerate(self.context)).unsqueeze(1)
+        if self.config.use_context:
+            if len(self.context):
+                ctx = ctx + sum(emb(context[:, i]) for i, emb in enumerate(self.context)).unsqueeze(1)
+            if self.hour is not None and self.weekday is not None and times is not None:
+                ctx = ctx + self.hour(times[..., 1]) + self.weekday(times[..., 2])
         return short, long, ctx, has_long
+
+
+def _zero_embedding(size: int, dim: int) -> nn.Embedding:
+    """An embedding whose rows start at zero (id 0 = unknown stays zero): the network starts as the one without
+    this input, and training learns what it adds."""
+    embedding = nn.Embedding(size, dim, padding_idx=0)
+    nn.init.zeros_(embedding.weight)
+    return embedding

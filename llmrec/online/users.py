@@ -42,15 +42,17 @@ class UserBook:
             base = self._split.sequences[user] if user < self._split.num_users else np.zeros(0, dtype=np.int64)
             return np.concatenate([base, np.asarray(extra, dtype=np.int64)]) if extra else base
 
-    def add(self, user_id: str, item: int) -> tuple[int, int]:
-        """Append one interaction (creating the user when new); returns (user row, events since the user's
-        profile was last written)."""
+    def add(self, user_id: str, item: int, timestamp: float) -> tuple[int, int]:
+        """Append one interaction at `timestamp` (Unix seconds), creating the user when new; returns (user row,
+        events since the user's profile was last written)."""
         with self._lock:
             user = self._index.get(str(user_id))
             if user is None:
                 user = self._inputs.add_user()
                 self._index[str(user_id)] = user
             self._histories.setdefault(user, []).append(item)
+            if self._inputs.times is not None:
+                self._inputs.times.append(user, item, timestamp)
             self._since_profile[user] = self._since_profile.get(user, 0) + 1
             return user, self._since_profile[user]
 

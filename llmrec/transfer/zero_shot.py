@@ -8,12 +8,13 @@ Every tensor of the target network takes the base's tensor of the same name and 
   position table fits;
 - `long_term.*`: the profile MLP;
 - `fusion.*`: gate or attention, and the output layer;
-- `context.<f>`: only for a context feature the base has too, under the same name with the same values.
+- `context.<f>`: only for a context feature the base has too, under the same name with the same values;
+- `short_term.gap`, `hour`, `weekday` (the target's `interest.time_features`): the base's where it has them.
 
 What is domain-specific starts empty: the base's item ID embeddings (another catalog) are left behind and the
 target model scores items by their text alone (`use_ids=False`, what the item tower does for cold items anyway);
-the embedding of a context feature the base does not have is new and zero-initialised, as in `InterestNet`, so it
-adds nothing until it is trained. The architecture (hidden size, encoder, fusion, which parts are used) is the
+the embedding of a context feature (or time feature) the base does not have is new and zero-initialised, as in
+`InterestNet`, so it adds nothing until it is trained. The architecture (hidden size, encoder, fusion, which parts are used) is the
 base's; how to train (learning rate, epochs, loss, negatives, dropout, `profile_source`) is the target's.
 """
 
@@ -36,6 +37,9 @@ ARCHITECTURE = ("hidden_size", "short_term", "num_blocks", "num_heads", "fusion"
                 "use_recent", "use_context")
 """InterestConfig fields the target model takes from the base (with its `max_len`), so the shapes and the
 forward pass match; the other fields (how to train) are the target's."""
+
+TIME_MODULES = ("short_term.gap.", "hour.", "weekday.")
+"""Network tensors of the time features, which a base trained without them lacks."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ def transfer(base: InterestModel, item_vectors: np.ndarray, inputs: UserInputs, 
     copied, fresh = [], []
     for key, tensor in state.items():
         origin = _base_key(key, matches)
-        if origin is None:
+        if origin is None or (origin.startswith(TIME_MODULES) and origin not in source):
             fresh.append(key)
         elif origin in source and source[origin].shape == tensor.shape:
             state[key] = source[origin]
