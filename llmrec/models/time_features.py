@@ -1,8 +1,8 @@
 """Time inputs of the interest model, from interaction timestamps: for every item of a sequence the bucketed gap
 since the item before it (short-term encoder) and the hour of day and day of week it happened (context).
 
-Feature ids are 0 where unknown (padding, no timestamp, an interaction added after training); the first item of
-a history gets its own gap bucket. Timestamps are Unix seconds, read in UTC.
+Feature ids are 0 where unknown (padding, no timestamp, an anonymous history given without its user); the
+first item of a history gets its own gap bucket. Timestamps are Unix seconds, read in UTC.
 """
 
 from __future__ import annotations
