@@ -14,8 +14,9 @@ Every tensor of the target network takes the base's tensor of the same name and 
 What is domain-specific starts empty: the base's item ID embeddings (another catalog) are left behind and the
 target model scores items by their text alone (`use_ids=False`, what the item tower does for cold items anyway);
 the embedding of a context feature (or time feature) the base does not have is new and zero-initialised, as in
-`InterestNet`, so it adds nothing until it is trained. The architecture (hidden size, encoder, fusion, which parts are used) is the
-base's; how to train (learning rate, epochs, loss, negatives, dropout, `profile_source`) is the target's.
+`InterestNet`, so it adds nothing until it is trained. The architecture (hidden size, encoder, fusion, which
+parts are used) is the base's; how to train (learning rate, epochs, loss, negatives, dropout, `profile_source`,
+`time_features`) is the target's.
 """
 
 from __future__ import annotations
