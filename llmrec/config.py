@@ -140,8 +140,9 @@ class InterestConfig(TrainingConfig):
     """Where interactions have timestamps: the bucketed gap between consecutive items in the short-term
     encoder, and the hour of day and day of week of each item as context (`llmrec.models.time_features`)."""
     id_dropout: float = 0.0
-    """Probability of dropping an item's ID part in a training step, another way to make the text part learn
-    (0.3 slowed learning on ML-100K; `text_loss_weight` does the job without noising the ID part)."""
+    """Probability of hiding an item's ID part in a training step (in the scored table and in the recent items),
+    so the network learns to rank items that have only their text among warm ones: what cold items need (see
+    README "Cold items"). 0 = off."""
     text_loss_weight: float = 0.5
     """Weight of a second next-item loss scored against the text part of the item vectors alone, which trains
     the text part to stand on its own (cold items are scored from it); 0 = off."""

@@ -14,7 +14,7 @@ from llmrec.data.schema import Catalog
 from llmrec.data.split import make_split
 from llmrec.eval.evaluator import FullRankingEvaluator
 from llmrec.models.interest import InterestModel, UserInputs, training_examples
-from llmrec.models.interest_net import InterestNet, lora_targets
+from llmrec.models.interest_net import InterestNet, ItemTower, lora_targets
 from llmrec.models.popularity import Popularity
 from llmrec.models.registry import load_model
 from synthetic import cyclic_dataset
@@ -82,6 +82,20 @@ def test_cold_items_are_scored_from_text(cyclic):
     assert not torch.allclose(table[warm], expected[warm])  # text + learned ID part
     assert torch.count_nonzero(table[0]) == 0
 
+
+def test_id_dropout_makes_dropped_items_look_exactly_cold(cyclic):
+    split, text, _ = cyclic
+    warm = torch.from_numpy(split.train_popularity() > 0)
+    tower = ItemTower(torch.from_numpy(text), warm, hidden=16, use_ids=True, id_dropout=0.5)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        text_part, full = tower.text_table(), tower.eval().table()
+        dropped = tower.train().table()
+    same_as_text = torch.isclose(dropped, text_part).all(1)
+    same_as_full = torch.isclose(dropped, full).all(1)
+    assert bool((same_as_text | same_as_full).all())  # no rescaling of the kept ID parts
+    assert 0 < int((same_as_text & warm).sum()) < int(warm.sum())  # some warm items lost their ID part
+    assert bool(same_as_text[~warm].all())  # cold items (and padding) have only their text
 
 def test_text_loss_adds_a_next_item_loss_over_the_text_part_alone(cyclic):
     from llmrec.train.losses import full_softmax_loss

@@ -34,8 +34,11 @@ def lora_targets(net: nn.Module) -> list[str]:
 
 
 class ItemTower(nn.Module):
-    """Item vectors = text_proj(text embedding) + ID embedding (items seen in training only, with row dropout
-    while training). Items never seen in training are represented by their text alone."""
+    """Item vectors = text_proj(text embedding) + ID embedding (items seen in training only). Items never seen in
+    training are represented by their text alone; ID dropout hides the ID part of a random share of the items in
+    each training step, so the network also learns to rank items that have only their text (as in DropoutNet,
+    Volkovs et al. 2017). The kept ID parts are not rescaled: a dropped item looks exactly like a cold one and a
+    kept item exactly like a warm one at inference."""
 
     def __init__(self, text_vectors: torch.Tensor, seen: torch.Tensor, hidden: int, use_ids: bool,
                  id_dropout: float) -> None:
@@ -61,7 +64,7 @@ class ItemTower(nn.Module):
             ids = self.id_embedding.weight * self.seen
             if self.training and self.id_dropout > 0:
                 keep = torch.rand(ids.shape[0], 1, device=ids.device) >= self.id_dropout
-                ids = ids * keep / (1 - self.id_dropout)
+                ids = ids * keep
             vectors = vectors + ids  # the padding row is never `seen`, so it stays zero
         return vectors
 
