@@ -34,12 +34,11 @@ def lora_targets(net: nn.Module) -> list[str]:
 
 
 class ItemTower(nn.Module):
-    """Item vectors = text_proj(text embedding) + ID part. Items seen in training have a learned ID embedding;
-    items never seen in training have none and are represented by their text. ID dropout hides the ID embedding
-    of a random share of the items in each training step, so the network also learns to rank items that have
-    only their text (as in DropoutNet, Volkovs et al. 2017); with it, items without an ID embedding (dropped or
-    cold) get one learned vector, `missing_id`, as their ID part: a dropped item looks exactly like a cold one,
-    and the network learns where such items belong among warm ones instead of leaving them at zero."""
+    """Item vectors = text_proj(text embedding) + ID embedding (items seen in training only). Items never seen in
+    training are represented by their text alone; ID dropout hides the ID part of a random share of the items in
+    each training step, so the network also learns to rank items that have only their text (as in DropoutNet,
+    Volkovs et al. 2017). The kept ID parts are not rescaled: a dropped item looks exactly like a cold one and a
+    kept item exactly like a warm one at inference."""
 
     def __init__(self, text_vectors: torch.Tensor, seen: torch.Tensor, hidden: int, use_ids: bool,
                  id_dropout: float) -> None:
@@ -51,29 +50,23 @@ class ItemTower(nn.Module):
         if self.id_embedding is not None:
             nn.init.normal_(self.id_embedding.weight, std=hidden ** -0.5)
         self.id_dropout = id_dropout
-        self.missing_id = nn.Parameter(torch.zeros(hidden)) if use_ids and id_dropout > 0 else None
 
     def text_table(self) -> torch.Tensor:
-        """[num_items + 1, hidden]: the text part alone; row 0 (padding) is zero."""
-        return self.text_proj(self.text_vectors) * self._not_padding()
+        """[num_items + 1, hidden]: the text part alone (what a cold item is); row 0 (padding) is zero."""
+        vectors = self.text_proj(self.text_vectors)
+        return vectors * (torch.arange(len(vectors), device=vectors.device) > 0).unsqueeze(1)
 
     def table(self, text_table: torch.Tensor | None = None) -> torch.Tensor:
         """[num_items + 1, hidden]: text part + ID part; row 0 (padding) is zero. Pass `text_table` when the
         caller already has it."""
         vectors = self.text_table() if text_table is None else text_table
-        if self.id_embedding is None:
-            return vectors
-        has_id = self.seen
-        if self.training and self.id_dropout > 0:
-            has_id = has_id * (torch.rand_like(has_id) >= self.id_dropout)
-        vectors = vectors + self.id_embedding.weight * has_id  # the padding row is never `seen`
-        if self.missing_id is not None:
-            vectors = vectors + (1 - has_id) * self._not_padding() * self.missing_id
+        if self.id_embedding is not None:
+            ids = self.id_embedding.weight * self.seen
+            if self.training and self.id_dropout > 0:
+                keep = torch.rand(ids.shape[0], 1, device=ids.device) >= self.id_dropout
+                ids = ids * keep
+            vectors = vectors + ids  # the padding row is never `seen`, so it stays zero
         return vectors
-
-    def _not_padding(self) -> torch.Tensor:
-        """[num_items + 1, 1]: 0 for the padding row, 1 for items."""
-        return (torch.arange(len(self.text_vectors), device=self.text_vectors.device) > 0).unsqueeze(1).float()
 
 
 class ShortTermEncoder(nn.Module):
