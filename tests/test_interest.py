@@ -97,6 +97,7 @@ def test_id_dropout_makes_dropped_items_look_exactly_cold(cyclic):
     assert 0 < int((same_as_text & warm).sum()) < int(warm.sum())  # some warm items lost their ID part
     assert bool(same_as_text[~warm].all())  # cold items (and padding) have only their text
 
+
 def test_text_loss_adds_a_next_item_loss_over_the_text_part_alone(cyclic):
     from llmrec.train.losses import full_softmax_loss
 
