@@ -108,7 +108,10 @@ class Experiment:
         """A fitted model: in memory, else loaded from the run folder, else trained now."""
         if name not in self._models:
             folder = self.model_dir(name)
-            self._models[name] = load_model(folder) if (folder / "model.json").is_file() else self.train(name)
+            model = load_model(folder) if (folder / "model.json").is_file() else self.train(name)
+            if isinstance(model, InterestModel):  # a ranking policy: the run's setting applies without retraining
+                model.set_new_item_boost(self.config.interest.new_item_boost)
+            self._models[name] = model
         return self._models[name]
 
     def train(self, name: str) -> Recommender:

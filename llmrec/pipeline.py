@@ -83,6 +83,7 @@ class Recommender:
                 raise ConfigError(f"{model_dir} holds no interest model")
         self.model = model
         self.table = item_table(model)
+        self.retrieval_table = model.retrieval_table()
         has_reranker = not adapted and (experiment.model_dir(Reranker.name) / "model.json").is_file()
         self.reranker = experiment.reranker() if config.online.rerank and has_reranker else None
         self.index = self._item_index() if config.online.retrieval == "index" else None
@@ -246,9 +247,10 @@ class Recommender:
                 for i in order.tolist() if candidates.items[0, i] > 0]
 
     def _candidates(self, interest: torch.Tensor, blocked: np.ndarray, n: int) -> Candidates:
+        queries = self.model.retrieval_queries(interest)
         if self.index is None:
-            return exact_candidates(interest, self.table, [blocked], n)
-        return index_candidates(self.index, interest, [blocked], n, self.split)
+            return exact_candidates(queries, self.retrieval_table, [blocked], n)
+        return index_candidates(self.index, queries, [blocked], n, self.split)
 
     def _hybrid(self, user: int, items: np.ndarray, context: np.ndarray | None, blocked: np.ndarray,
                 k: int) -> list[Recommendation]:
@@ -359,9 +361,9 @@ class Recommender:
                 self._set_long_term(user, history[:max(0, len(history) - self.config.profile.recent_items)], None)
 
     def _item_index(self) -> ItemIndex:
-        """The ChromaDB collection of the interest model's item vectors (inner product), (re)built when it does
-        not hold exactly these vectors."""
-        vectors = self.table[1:].numpy()
+        """The ChromaDB collection of the interest model's retrieval vectors (inner product; with the new-item
+        boost coordinate), (re)built when it does not hold exactly these vectors."""
+        vectors = self.retrieval_table[1:].numpy()
         digest = hashlib.sha256(vectors.tobytes()).hexdigest()[:12]
         config = dataclasses.replace(self.config.index, space="ip", collection=None)
         name = collection_name(self.experiment.dataset.name, f"llmrec-{digest}")

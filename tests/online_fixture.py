@@ -1,16 +1,21 @@
-"""A tiny trained run folder for the online-path tests: the cyclic dataset as generic files, template profiles,
-an interest model and a reranker trained for a few epochs, ready for `Recommender.load`."""
+"""A tiny trained run folder for the online-path tests: the cyclic dataset as generic files (plus one catalog item
+nobody interacted with), template profiles, an interest model and a reranker trained for a few epochs, ready for
+`Recommender.load`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from llmrec.config import load_config
 from llmrec.experiment import Experiment
 from synthetic import cyclic_dataset
+
+NEW_ITEM = "i-new"
+"""The catalog item without interactions (no ID embedding)."""
 
 
 def tiny_run(tmp_path_factory: pytest.TempPathFactory, **sections: dict) -> Path:
@@ -19,8 +24,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, **sections: dict) -> Path
     root = tmp_path_factory.mktemp("tiny-run")
     dataset = cyclic_dataset(num_users=40, num_items=30, length=12)
     dataset.interactions.events[["user_id", "item_id", "timestamp"]].to_csv(root / "events.csv", index=False)
-    dataset.catalog.items.assign(title=lambda t: "Film " + t["text"].str.title()).to_csv(root / "items.csv",
-                                                                                         index=False)
+    items = pd.concat([dataset.catalog.items, pd.DataFrame({"item_id": [NEW_ITEM], "text": ["a film nobody saw"]})])
+    items.assign(title=lambda t: "Film " + t["text"].str.title()).to_csv(root / "items.csv", index=False)
     config = generic_config(
         root, interest={"hidden_size": 16, "epochs": 4, "batch_size": 16, "num_negatives": 8, "threads": 1},
         rerank={"candidates": 10, "epochs": 3, "batch_size": 8, "threads": 1},

@@ -98,6 +98,21 @@ def test_id_dropout_makes_dropped_items_look_exactly_cold(cyclic):
     assert bool(same_as_text[~warm].all())  # cold items (and padding) have only their text
 
 
+def test_new_item_boost_adds_to_the_scores_of_items_without_an_id_embedding(cyclic):
+    split, text, inputs = cyclic
+    model = InterestModel(text, inputs, WINDOW, dataclasses.replace(FAST, epochs=1), seed=1).fit(split)
+    users, histories = np.array([0, 1]), [split.train[0], split.train[1]]
+    plain = model.score(users, histories)
+    with torch.no_grad():
+        assert torch.allclose(plain, model.interest(users, histories)[0] @ model.net.items.table().T, atol=1e-5)
+    model.set_new_item_boost(2.5)
+    boosted = model.score(users, histories)
+    new = torch.from_numpy(~model.seen)
+    new[0] = False  # padding
+    assert torch.allclose(boosted - plain, 2.5 * new.float(), atol=1e-5)
+    assert int(new.sum()) == 1
+
+
 def test_text_loss_adds_a_next_item_loss_over_the_text_part_alone(cyclic):
     from llmrec.train.losses import full_softmax_loss
 

@@ -12,7 +12,7 @@ from llmrec.online.hybrid import TAGS, hybrid_list, quotas
 from llmrec.pipeline import Recommender
 from llmrec.rerank.candidates import exact_candidates
 from llmrec.rerank.reranker import Reranker
-from online_fixture import tiny_run
+from online_fixture import NEW_ITEM, tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,23 @@ def test_chroma_retrieval_matches_exact_retrieval(run_dir):
     finally:
         with_index.close()
         exact.close()
+
+
+def test_new_item_boost_lifts_items_without_interactions_in_chroma_and_exact_retrieval(run_dir):
+    plain = Recommender.load(run_dir, ["online.rerank=false", "online.retrieval=exact"])
+    try:
+        before = {r.item_id: r.score for r in plain.recommend("u0", k=len(plain.split.item_ids))}
+    finally:
+        plain.close()
+    for retrieval in ("index", "exact"):
+        boosted = Recommender.load(run_dir, ["online.rerank=false", f"online.retrieval={retrieval}",
+                                             "interest.new_item_boost=100"])
+        try:
+            top = boosted.recommend("u0", k=3)
+        finally:
+            boosted.close()
+        assert top[0].item_id == NEW_ITEM and top[0].score == pytest.approx(before[NEW_ITEM] + 100, abs=1e-3)
+        assert [r.score for r in top[1:]] == pytest.approx([before[r.item_id] for r in top[1:]], abs=1e-3)
 
 
 def test_bad_requests_get_clear_errors(recommender):

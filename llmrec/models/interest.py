@@ -184,9 +184,28 @@ class InterestModel(Recommender):
         return pad_histories(histories, self.max_len), profiles, has_profile, context_ids, times
 
     def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
+        interest, _ = self.interest(users, histories)
+        return self.retrieval_queries(interest) @ self.retrieval_table().T
+
+    def set_new_item_boost(self, boost: float) -> None:
+        """Change `interest.new_item_boost` (a ranking policy: the network is unchanged)."""
+        self.config = dataclasses.replace(self.config, new_item_boost=boost)
+
+    def retrieval_table(self) -> torch.Tensor:
+        """[num_items + 1, d + 1]: the item tower's vectors with one more coordinate, `new_item_boost` for items
+        without an ID embedding and 0 for the rest, so a dot product with `retrieval_queries` (exact or in
+        ChromaDB's inner-product space) is the interest score plus the boost."""
+        self.net.eval()
         with torch.no_grad():
-            vectors, _ = self.interest(users, histories)
-            return vectors @ self.net.items.table().T
+            table = self.net.items.table()
+        new = torch.from_numpy(~self.seen).float()
+        new[0] = 0.0  # padding
+        return torch.cat([table, (self.config.new_item_boost * new).unsqueeze(1)], dim=1)
+
+    @staticmethod
+    def retrieval_queries(interest: torch.Tensor) -> torch.Tensor:
+        """[B, d + 1]: interest vectors [B, d] with the coordinate that picks up `retrieval_table`'s boost."""
+        return torch.cat([interest, torch.ones(len(interest), 1)], dim=1)
 
     def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         params = {"window": self.window, "seed": self.seed, "config": dataclasses.asdict(self.config),

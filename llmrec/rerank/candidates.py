@@ -57,7 +57,8 @@ def describe_queries(model: InterestModel, users: np.ndarray, histories: Sequenc
 
 
 def item_table(model: InterestModel) -> torch.Tensor:
-    """[num_items + 1, d] the interest model's item vectors (text part + IDs), as retrieval scores them."""
+    """[num_items + 1, d] the interest model's item vectors (text part + IDs), which the reranker and
+    explanations compare (retrieval adds the new-item boost coordinate: `InterestModel.retrieval_table`)."""
     model.net.eval()
     with torch.no_grad():
         return model.net.items.table()

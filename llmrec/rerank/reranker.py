@@ -193,11 +193,11 @@ class RerankScorer:
 
     def __init__(self, reranker: Reranker) -> None:
         self.reranker = reranker
-        self.table = item_table(reranker.model)
+        self.table = reranker.model.retrieval_table()
 
     def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
         queries = self.reranker.describe(users, histories)
-        full = queries.interest @ self.table.T
+        full = self.reranker.model.retrieval_queries(queries.interest) @ self.table.T
         candidates = top_candidates(full, histories, self.reranker.config.candidates)
         reranked = self.reranker.rerank(queries, candidates)
         full = full - OUTSIDE_OFFSET

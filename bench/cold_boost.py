@@ -1,0 +1,70 @@
+"""The new-item boost (`interest.new_item_boost`) on the cold-item protocol: one trained cold model, ranked with
+each boost on the validation and test cases, so the trade-off between overall accuracy and cold items reached
+is one table. Writes bench/results/cold_boost.json, records `llmrec-cold5pct<@tag>+boost<b>`.
+
+    LLMREC_DATA_DIR=../shared/datasets python bench/cold_boost.py amazon-beauty --tag idd30 \\
+        --set interest.id_dropout=0.3 --boosts 0 1 2 3
+
+The model is the one `bench/interest.py <dataset> --cold-models llmrec [--tag T --set ...]` trained (same tag and
+overrides, so the same folder and config); the boost changes only the ranking, never the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from llmrec.experiment import Experiment
+from llmrec.models.interest import InterestModel
+
+sys.path.insert(0, str(Path(__file__).parent))
+from interest import COLD, bench_config  # noqa: E402
+from records import make_record, training_metrics, write_records  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "cold_boost.json"
+TEST_METRICS = ["NDCG@10", "HR@10", "NDCG@10-cold-items", "HR@10-cold-items", "cases-cold-items",
+                "HR@10-tail-items", "Coverage@10", "novelty@10"]
+VALID_METRICS = ["NDCG@10", "HR@10-cold-items"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset")
+    parser.add_argument("--tag", help="the tuning run's tag in bench/interest.py (its cold folder is cold@TAG)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="the config overrides the cold model was trained with")
+    parser.add_argument("--boosts", nargs="+", type=float, default=[0, 0.5, 1, 1.5, 2, 2.5, 3, 4])
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    command = "LLMREC_DATA_DIR=../shared/datasets python " + shlex.join(sys.argv)
+    suffix = f"@{args.tag}" if args.tag else ""
+    config = bench_config(args.dataset, [f"run_dir=runs/bench-{args.dataset}/cold{suffix}", *COLD, *args.overrides])
+    experiment = Experiment(config)
+    model_dir = experiment.model_dir(InterestModel.name)
+    if not (model_dir / "model.json").is_file():
+        sys.exit(f"no trained cold model in {model_dir}: run bench/interest.py {args.dataset} --variants "
+                 f"--baselines --cold-models llmrec {'--tag ' + args.tag if args.tag else ''} (same --set) first")
+    model = experiment.model(InterestModel.name)
+    evaluator = experiment.evaluator()
+    cost = training_metrics(model_dir)[0]
+    for boost in args.boosts:
+        started = time.perf_counter()
+        model.set_new_item_boost(boost)
+        test = evaluator.evaluate(model, desc=f"test, boost {boost:g}")
+        valid = evaluator.evaluate(model, experiment.split.valid, desc=f"valid, boost {boost:g}")
+        metrics = {k: test[k] for k in TEST_METRICS if k in test}
+        metrics.update({f"valid-{k}": valid[k] for k in VALID_METRICS if k in valid})
+        metrics.update(cost)
+        name = f"llmrec-cold5pct{suffix}+boost{boost:g}"
+        print(f"{name}: NDCG@10 {metrics['NDCG@10']:.4f} HR@10-cold-items {metrics['HR@10-cold-items']:.4f} "
+              f"valid NDCG@10 {metrics['valid-NDCG@10']:.4f}", flush=True)
+        write_records(RESULTS, [make_record(args.dataset, name, metrics, command, config.seed,
+                                            time.perf_counter() - started)])
+
+
+if __name__ == "__main__":
+    main()
