@@ -146,9 +146,10 @@ class InterestConfig(TrainingConfig):
     new_item_boost: float = 0.0
     """Added to the score of every item without an ID embedding (never interacted with in training), so new
     items reach the top of the list; a ranking policy applied to the exact ranking and to ChromaDB retrieval
-    alike, and changeable on a trained model without retraining (`--set interest.new_item_boost=2`). Scores are
-    unnormalised dot products, so the useful size depends on the model; the trade-off between accuracy and new
-    items reached is measured in `bench/results/cold_boost.json` (README "Cold items on Beauty"). 0 = off."""
+    alike (not to `mode=hybrid` lists, which split the interest into parts), and changeable on a trained model
+    without retraining (`--set interest.new_item_boost=2`). Scores are unnormalised dot products, so the useful
+    size depends on the model; the trade-off between accuracy and new items reached is measured in
+    `bench/results/cold_boost.json` (README "Cold items on Beauty"). 0 = off."""
     text_loss_weight: float = 0.5
     """Weight of a second next-item loss scored against the text part of the item vectors alone, which trains
     the text part to stand on its own (cold items are scored from it); 0 = off."""
