@@ -38,6 +38,7 @@ VARIANTS: dict[str, list[str]] = {
     "llmrec-no-context": ["interest.use_context=false"],
     "llmrec-no-ids": ["interest.use_ids=false"],
     "llmrec-no-text-loss": ["interest.text_loss_weight=0"],
+    "llmrec-profile-dropout": ["interest.profile_dropout=0.5"],
     "llmrec-fusion-sum": ["interest.fusion=sum"],
     "llmrec-fusion-attention": ["interest.fusion=attention"],
     "llmrec-gru": ["interest.short_term=gru"],

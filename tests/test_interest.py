@@ -156,6 +156,16 @@ def test_ablations_switch_parts_off(cyclic):
     assert no_ids.net.items.id_embedding is None
 
 
+@pytest.mark.parametrize("dropout, trained", [(0.0, True), (1.0, False)])
+def test_profile_dropout_hides_the_long_term_input_during_training(cyclic, dropout, trained):
+    split, text, inputs = cyclic
+    model = InterestModel(text, inputs, WINDOW, dataclasses.replace(FAST, profile_dropout=dropout, epochs=1))
+    before = [p.detach().clone() for p in model.net.long_term.parameters()]
+    model.fit(split)
+    changed = [not torch.equal(old, new) for old, new in zip(before, model.net.long_term.parameters())]
+    assert all(changed) if trained else not any(changed)
+
+
 def test_save_and_load_give_the_same_scores(tmp_path, cyclic):
     split, text, inputs = cyclic
     model = InterestModel(text, inputs, WINDOW, dataclasses.replace(FAST, epochs=3), seed=1).fit(split)

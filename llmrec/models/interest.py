@@ -236,8 +236,10 @@ class InterestModel(Recommender):
         profiles, has_profile, context = self.inputs.rows(batch["users"].numpy())
         text_table = self.net.items.text_table()
         table = self.net.items.table(text_table)
-        hidden, _ = net(batch["inputs"], profiles, has_profile.unsqueeze(1) & batch["profile_mask"], context,
-                        times=batch.get("times"), table=table)
+        has_profile = has_profile.unsqueeze(1) & batch["profile_mask"]
+        if self.config.profile_dropout > 0:
+            has_profile = has_profile & (torch.rand(len(has_profile), 1) >= self.config.profile_dropout)
+        hidden, _ = net(batch["inputs"], profiles, has_profile, context, times=batch.get("times"), table=table)
         targets = batch["targets"]
         keep = targets != 0
         hidden, targets = hidden[keep], targets[keep]
