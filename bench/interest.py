@@ -6,6 +6,8 @@ reused); every llmrec variant is trained in its own folder. Writes bench/results
     ... --variants llmrec llmrec-no-profile        only these variants (see VARIANTS)
     ... --tag idd0 --set interest.id_dropout=0      a tuning run: its own folders, records named
                                                     `<variant>@idd0` in bench/results/interest_tuning.json
+    ... --variants --baselines sasrec --tag lr2 --set sasrec.lr=0.002
+                                                    a tuned baseline: record `sasrec@lr2`, its own folder
 
 The `cold` protocol holds 5 % of the items out of training (data.cold_item_fraction=0.05) and trains SASRec,
 text-kNN and llmrec (with template profiles) on that split, reporting HR@10 on test cases whose target is a
@@ -66,14 +68,19 @@ def bench_config(dataset: str, overrides: list[str]) -> RunConfig:
     return load_config(BENCH / "configs" / f"{dataset}.yaml", preload + overrides)
 
 
+def changes_results(overrides: list[str]) -> bool:
+    """Whether `overrides` change what a model learns (a thread count changes only the schedule)."""
+    return not all(o.partition("=")[0].endswith(".threads") for o in overrides)
+
+
 def evaluate(dataset: str, model: str, record_name: str, overrides: list[str], command: str) -> dict:
     """Train (or reuse) `model` under the dataset's benchmark config plus `overrides`; one result record."""
     config = bench_config(dataset, overrides)
     experiment = Experiment(config)
     experiment.save_config()
     committed = BENCH / "models" / dataset / model
-    same_results = all(o.partition("=")[0].endswith(".threads") for o in overrides)
-    if same_results and committed.is_dir() and not (experiment.model_dir(model) / "model.json").is_file():
+    trained = (experiment.model_dir(model) / "model.json").is_file()
+    if not changes_results(overrides) and committed.is_dir() and not trained:
         shutil.copytree(committed, experiment.model_dir(model), dirs_exist_ok=True)
     started = time.perf_counter()
     results = experiment.evaluate([model])[model]
@@ -97,20 +104,25 @@ def main() -> None:
     parser.add_argument("--tag", help="name of a tuning run (see above)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
     args = parser.parse_args()
+    if changes_results([o for o in args.overrides if o.startswith(BASELINE_SECTIONS)]) and not args.tag:
+        parser.error("overrides that change the baselines need --tag, so their records stay apart")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     command = "LLMREC_DATA_DIR=../shared/datasets python " + shlex.join(sys.argv)
     results, suffix = (TUNING, f"@{args.tag}") if args.tag else (RESULTS, "")
     baseline_overrides = [o for o in args.overrides if o.startswith(BASELINE_SECTIONS)]
+    baseline_suffix = suffix if changes_results(baseline_overrides) else ""  # tuned baselines stay apart
     for dataset in args.datasets:
         run_dir = f"runs/bench-{dataset}"
         for model in args.baselines:
-            write_records(results, [evaluate(dataset, model, model, baseline_overrides, command)])
+            folder = [f"run_dir={run_dir}/{model}{baseline_suffix}"] if baseline_suffix else []
+            write_records(results, [evaluate(dataset, model, model + baseline_suffix,
+                                             [*folder, *baseline_overrides], command)])
         for name in args.variants:
             overrides = [f"run_dir={run_dir}/{name}{suffix}", *VARIANTS[name], *args.overrides]
             write_records(results, [evaluate(dataset, "llmrec", name + suffix, overrides, command)])
         if not args.no_cold:
             for model in args.cold_models:
-                folder = f"cold{suffix}" if model == "llmrec" else "cold"
+                folder = f"cold{suffix}" if model == "llmrec" else f"cold{baseline_suffix}"
                 overrides = [f"run_dir={run_dir}/{folder}", *COLD,
                              *(args.overrides if model == "llmrec" else baseline_overrides)]
                 write_records(results, [evaluate(dataset, model, f"{model}-cold5pct{suffix}", overrides,
