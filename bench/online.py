@@ -6,6 +6,8 @@ users. Writes bench/results/online.json.
     LLMREC_DATA_DIR=../shared/datasets python bench/online.py amazon-beauty
     ... --run-dir runs/bench-amazon-beauty/llmrec    the run whose `llmrec` model is served (bench/interest.py
                                                       trains it there); the reranker is trained there if missing
+    ... --run-dir runs/bench-movielens-1m/llmrec@lr2 a tuning run's folder: its tag names the records
+                                                      (`llmrec-rerank@lr2`), so they stay apart
     ... --requests 1000 --explanations 200
 
 The HTTP service has its own load test: bench/service.py.
@@ -135,8 +137,12 @@ def main() -> None:
 
 
 def served(record: dict, run_dir: str) -> dict:
-    """Name, in the record, the trained interest-model variant this run serves (its run folder's name)."""
-    record["metrics"]["served_model"] = Path(run_dir).name
+    """Name, in the record, the trained interest-model variant this run serves (its run folder's name), and
+    suffix the record's name with the folder's tuning tag (`llmrec@lr2` -> `@lr2`) if it has one."""
+    folder = Path(run_dir).name
+    record["metrics"]["served_model"] = folder
+    if "@" in folder:
+        record["model"] += "@" + folder.partition("@")[2]
     return record
 
 
