@@ -104,12 +104,12 @@ def main() -> None:
     parser.add_argument("--tag", help="name of a tuning run (see above)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
     args = parser.parse_args()
-    if changes_results([o for o in args.overrides if o.startswith(BASELINE_SECTIONS)]) and not args.tag:
+    baseline_overrides = [o for o in args.overrides if o.startswith(BASELINE_SECTIONS)]
+    if changes_results(baseline_overrides) and not args.tag:
         parser.error("overrides that change the baselines need --tag, so their records stay apart")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     command = "LLMREC_DATA_DIR=../shared/datasets python " + shlex.join(sys.argv)
     results, suffix = (TUNING, f"@{args.tag}") if args.tag else (RESULTS, "")
-    baseline_overrides = [o for o in args.overrides if o.startswith(BASELINE_SECTIONS)]
     baseline_suffix = suffix if changes_results(baseline_overrides) else ""  # tuned baselines stay apart
     for dataset in args.datasets:
         run_dir = f"runs/bench-{dataset}"
