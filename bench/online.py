@@ -6,8 +6,8 @@ users. Writes bench/results/online.json.
     LLMREC_DATA_DIR=../shared/datasets python bench/online.py amazon-beauty
     ... --run-dir runs/bench-amazon-beauty/llmrec    the run whose `llmrec` model is served (bench/interest.py
                                                       trains it there); the reranker is trained there if missing
-    ... --run-dir runs/bench-movielens-1m/llmrec@lr2 a tuning run's folder: its tag names the records
-                                                      (`llmrec-rerank@lr2`), so they stay apart
+    ... --run-dir runs/bench-movielens-1m/llmrec@lr2 a tuning or variant run's folder: its name names the
+                                                      records (`llmrec-rerank@lr2`), so they stay apart
     ... --requests 1000 --explanations 200
 
 The HTTP service has its own load test: bench/service.py.
@@ -137,12 +137,16 @@ def main() -> None:
 
 
 def served(record: dict, run_dir: str) -> dict:
-    """Name, in the record, the trained interest-model variant this run serves (its run folder's name), and
-    suffix the record's name with the folder's tuning tag (`llmrec@lr2` -> `@lr2`) if it has one."""
+    """Name, in the record, the trained interest-model variant this run serves (its run folder's name), and carry
+    the folder's variant and tuning tag into the record's name: served from `llmrec-graph-longterm@lr2`,
+    `llmrec-rerank` becomes `llmrec-graph-longterm-rerank@lr2`, so records of different runs stay apart."""
     folder = Path(run_dir).name
+    variant, _, tag = folder.partition("@")
     record["metrics"]["served_model"] = folder
-    if "@" in folder:
-        record["model"] += "@" + folder.partition("@")[2]
+    if record["model"].startswith("llmrec") and variant.startswith("llmrec"):
+        record["model"] = variant + record["model"].removeprefix("llmrec")
+    if tag:
+        record["model"] += "@" + tag
     return record
 
 
