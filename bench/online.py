@@ -6,8 +6,8 @@ users. Writes bench/results/online.json.
     LLMREC_DATA_DIR=../shared/datasets python bench/online.py amazon-beauty
     ... --run-dir runs/bench-amazon-beauty/llmrec    the run whose `llmrec` model is served (bench/interest.py
                                                       trains it there); the reranker is trained there if missing
-    ... --run-dir runs/bench-movielens-1m/llmrec@lr2 a tuning or variant run's folder: its name names the
-                                                      records (`llmrec-rerank@lr2`), so they stay apart
+    ... --run-dir runs/bench-movielens-1m/llmrec@lr2 a tuning or variant run's folder, whose name goes
+                                                      into the record names (`llmrec-rerank@lr2`)
     ... --requests 1000 --explanations 200
 
 The HTTP service has its own load test: bench/service.py.
