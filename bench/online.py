@@ -138,13 +138,17 @@ def main() -> None:
 
 def served(record: dict, run_dir: str) -> dict:
     """Name, in the record, the trained interest-model variant this run serves (its run folder's name), and carry
-    the folder's variant and tuning tag into the record's name: served from `llmrec-graph-longterm@lr2`,
-    `llmrec-rerank` becomes `llmrec-graph-longterm-rerank@lr2`, so records of different runs stay apart."""
+    the folder's variant and tuning tag into the record's name, so records of different runs stay apart: served
+    from `llmrec-graph-longterm@lr2`, `llmrec-rerank` becomes `llmrec-graph-longterm-rerank@lr2` and
+    `recommend-latency` becomes `recommend-latency-llmrec-graph-longterm@lr2`."""
     folder = Path(run_dir).name
     variant, _, tag = folder.partition("@")
     record["metrics"]["served_model"] = folder
-    if record["model"].startswith("llmrec") and variant.startswith("llmrec"):
-        record["model"] = variant + record["model"].removeprefix("llmrec")
+    if variant.startswith("llmrec"):
+        if record["model"].startswith("llmrec"):
+            record["model"] = variant + record["model"].removeprefix("llmrec")
+        elif variant != "llmrec":
+            record["model"] += "-" + variant
     if tag:
         record["model"] += "@" + tag
     return record

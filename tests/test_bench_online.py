@@ -23,7 +23,10 @@ def online():
     ("runs/bench-movielens-1m/llmrec@lr2", "llmrec-rerank", "llmrec-rerank@lr2"),
     ("runs/bench-movielens-1m/llmrec-graph-longterm@lr2", "llmrec-rerank", "llmrec-graph-longterm-rerank@lr2"),
     ("runs/bench-movielens-1m/llmrec-graph-longterm@lr2", "llmrec", "llmrec-graph-longterm@lr2"),
-    ("runs/bench-amazon-beauty/llmrec-template-profile", "explain", "explain"),
+    ("runs/bench-movielens-1m/llmrec@lr2", "recommend-latency", "recommend-latency@lr2"),
+    ("runs/bench-movielens-1m/llmrec-gru@lr2", "recommend-latency", "recommend-latency-llmrec-gru@lr2"),
+    ("runs/bench-amazon-beauty/llmrec-template-profile", "explain", "explain-llmrec-template-profile"),
+    ("runs/bench-amazon-beauty/llmrec", "explain", "explain"),
 ])
 def test_records_carry_the_served_variant_and_tag(online, run_dir, model, expected):
     record = online.served({"model": model, "metrics": {}}, run_dir)
