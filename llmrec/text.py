@@ -13,19 +13,35 @@ from typing import Any, Mapping
 
 from llmrec.errors import ConfigError
 
+_ANSI = re.compile(
+    r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC: window titles, hyperlinks; ends with BEL or ESC backslash
+    r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves
+    r"|\x1b[ -/]*[0-~]"  # other escapes
+    r"|\[[0-9;]*m(?![^\[]*\])"  # the residue of a colour code whose ESC was lost (`[31m`), not `[5m]`
+)
+"""ANSI/VT100 escape sequences, removed before control characters so that no `[31m` residue is left."""
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _SPACES = re.compile(r"\s+")
 _TEMPLATE_NAME = re.compile(r"^(?P<name>[\w-]+)\.v(?P<version>\d+)\.txt$")
 
 
 def clean_text(value: Any, max_chars: int = 512) -> str:
-    """Unicode-normalise, drop control and format characters, collapse whitespace and cap the length."""
+    """Unicode-normalise, drop ANSI escape sequences, control and format characters, collapse whitespace and cap
+    the length."""
     if value is None:
         return ""
-    text = unicodedata.normalize("NFKC", str(value))
-    text = "".join(" " if unicodedata.category(c) == "Cf" else c for c in text)  # zero-width, bidi overrides
+    text = _ANSI.sub("", unicodedata.normalize("NFKC", str(value)))
+    text = "".join(_format_character(c) if unicodedata.category(c) == "Cf" else c for c in text)
     text = _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
     return text if len(text) <= max_chars else text[: max_chars - 1].rstrip() + "…"
+
+
+def _format_character(c: str) -> str:
+    """What an invisible format character becomes: a bidi control a space, so it cannot join or reorder words;
+    anything else (zero-width spaces and joiners, soft hyphens, tag characters) nothing, as it shows nothing and
+    must not split a word (a zero-width space inside "Ignore" still reads "Ignore")."""
+    return " " if c in _BIDI_CONTROLS else ""
 
 
 def prompts_dir() -> Path:
