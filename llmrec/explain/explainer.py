@@ -14,7 +14,7 @@ from llmrec.llm.base import GenerationParams, LLMBackend
 from llmrec.profiles.digest import quote_title
 from llmrec.profiles.hygiene import TitleMatcher, clean_output, rejection_reason
 from llmrec.profiles.prompt import ChatTemplate
-from llmrec.text import clean_text
+from llmrec.safety import repeats_instruction
 
 MAX_SENTENCES = 2
 TITLE_CHARS = 80
@@ -22,6 +22,7 @@ TITLE_CHARS = 80
 PROFILE_CHARS = 200
 UNFAITHFUL = "unfaithful"
 REJECTED = "rejected"
+INSTRUCTED = "instructed"
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,9 @@ class Explanation:
     cited_titles: list[str]
     """Catalog titles the text names (all in the user's history or the recommended item itself)."""
     fallback_reason: str | None = None
-    """Why the attribution text replaced the LLM's: `unfaithful` (it named a title outside the history) or
-    `rejected` (empty or degenerate output); None when no fallback happened."""
+    """Why the attribution text replaced the LLM's: `unfaithful` (it named a title outside the history),
+    `rejected` (empty or degenerate output) or `instructed` (it repeated or followed an instruction hidden in item
+    text, `safety.repeats_instruction`); None when no fallback happened."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,18 +71,19 @@ class ExplainerStats:
 def explanation_values(attribution: Attribution, titles: Sequence[str]) -> dict[str, str]:
     """The placeholder values for an attribution: `item`, `because` (one quoted line per history item, with its
     weight) and `profile` (the closest profile sentence, or `none`); every text goes in as quoted data."""
-    because = [f"- {_quoted(titles[item], TITLE_CHARS)} ({weight:.0%})" for item, _, weight in attribution.history]
-    profile = attribution.profile_sentences[0][0] if attribution.profile_sentences else ""
-    return {"item": _quoted(titles[attribution.item], TITLE_CHARS), "because": "\n".join(because) or "none",
-            "profile": _quoted(profile, PROFILE_CHARS) if profile else "none"}
+    because = [f"- {quote_title(titles[item], TITLE_CHARS)} ({weight:.0%})" for item, _, weight in attribution.history]
+    profile = _profile_sentence(attribution)
+    return {"item": quote_title(titles[attribution.item], TITLE_CHARS), "because": "\n".join(because) or "none",
+            "profile": quote_title(profile, PROFILE_CHARS) if profile else "none"}
 
 
 class Explainer:
     """Explains recommendations with an LLM backend (None = the attribution text only).
 
-    LLM output is cleaned, rejected when degenerate (`hygiene.rejection_reason`), then checked for faithfulness:
-    every catalog title it names must be in the user's history or be the recommended item. An output that fails
-    either is replaced by `attribution_text` and the reason counted in `stats.fallbacks`.
+    LLM output is cleaned, rejected when degenerate (`hygiene.rejection_reason`) or when it repeats or follows an
+    instruction hidden in the texts the prompt was built from (`safety.repeats_instruction`), then checked for
+    faithfulness: every catalog title it names must be in the user's history or be the recommended item. An output
+    that fails any check is replaced by `attribution_text` and the reason counted in `stats.fallbacks`.
     """
 
     def __init__(self, titles: Sequence[str], backend: LLMBackend | None, params: GenerationParams,
@@ -115,6 +118,8 @@ class Explainer:
             # naming the titles it was shown is what an explanation should do, so no titles count as echoes
             if rejection_reason(llm_text, []) is not None:
                 reason = REJECTED
+            elif repeats_instruction(llm_text, self._prompt_texts(attribution)):
+                reason = INSTRUCTED
             elif self.matcher.find(llm_text) - allowed:
                 reason = UNFAITHFUL
         self.stats.explanations += 1
@@ -128,12 +133,18 @@ class Explainer:
             text = attribution_text(replace(attribution, profile_sentences=[]))
         return Explanation(item_id, text, "attribution", attribution, self._cited(text), reason)
 
+    def _prompt_texts(self, attribution: Attribution) -> list[str]:
+        """The texts `explanation_values` quotes into the prompt, before neutralising."""
+        items = [attribution.item] + [item for item, _, _ in attribution.history]
+        return [self.titles[i] for i in items] + [_profile_sentence(attribution)]
+
     def _cited(self, text: str) -> list[str]:
         return sorted(self.titles[i] for i in self.matcher.find(text))
 
 
-def _quoted(text: str, max_chars: int) -> str:
-    return quote_title(clean_text(text, max_chars))
+def _profile_sentence(attribution: Attribution) -> str:
+    """The profile sentence closest to the item (empty without one): the one an explanation may use."""
+    return attribution.profile_sentences[0][0] if attribution.profile_sentences else ""
 
 
 def _first_line(text: str) -> str:

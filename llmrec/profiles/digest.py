@@ -10,12 +10,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from llmrec.profiles.facts import CatalogFacts
+from llmrec.safety import neutralise_item_text
 
 _RECENCY_WEIGHT = 0.5
 _POPULARITY_WEIGHT = 0.5
 _REDUNDANCY_PENALTY = 0.6
 _SHIFT_MIN_ITEMS = 6
 _SHIFT_MIN_CHANGE = 0.1
+QUOTED_CHARS = 200
+"""Quoted text is cut to this length unless the caller says otherwise (catalog titles arrive already shorter)."""
 
 
 @dataclass(frozen=True)
@@ -39,9 +42,10 @@ def approx_tokens(text: str) -> int:
     return math.ceil(len(text) / 3.5)
 
 
-def quote_title(title: str) -> str:
-    """A title as quoted data: inner double quotes become single quotes so the quoting cannot be broken."""
-    return '"' + title.replace('"', "'") + '"'
+def quote_title(title: str, max_chars: int = QUOTED_CHARS) -> str:
+    """A title as quoted data: neutralised (`safety.neutralise_item_text`: no markers, no instructions, at most
+    `max_chars`), with inner double quotes made single so the quoting cannot be broken."""
+    return '"' + neutralise_item_text(title, max_chars).replace('"', "'") + '"'
 
 
 def digest_line(item: int, facts: CatalogFacts) -> str:
