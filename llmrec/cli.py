@@ -103,15 +103,23 @@ def evaluate(config: ConfigOption = None, set_: SetOption = None, model: ModelOp
     typer.echo(f"\nfull results: {experiment.run_dir / 'results' / 'evaluation.json'}")
 
 
-@app.command()
-def profile(config: ConfigOption = None, set_: SetOption = None,
+profile_app = typer.Typer(help="Interest profiles: write them (`llmrec profile`), or tune a writer for them "
+                               "(`llmrec profile tune`).", no_args_is_help=False)
+app.add_typer(profile_app, name="profile")
+
+
+@profile_app.callback(invoke_without_command=True)
+def profile(ctx: typer.Context, config: ConfigOption = None, set_: SetOption = None,
             user: Annotated[Optional[str], typer.Option(help="Print this user's profile (written if missing).")] = None,
             limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N users.")] = None,
             load: Annotated[Optional[str], typer.Option(help="First add the profiles of an export file.")] = None,
             export: Annotated[Optional[str], typer.Option(help="Then write all profiles to this .jsonl.gz.")] = None,
             ) -> None:
     """Write every user's long-term interest profile with the configured LLM (resumable: a rerun continues
-    where it stopped and rewrites only users whose history, prompt or model changed)."""
+    where it stopped and rewrites only users whose history, prompt or model changed). A tuned writer is used
+    with `--set profile.adapter=<folder>`."""
+    if ctx.invoked_subcommand is not None:
+        return
     experiment = _experiment(config, set_)
     service = experiment.profiles
     if load:
@@ -131,6 +139,35 @@ def profile(config: ConfigOption = None, set_: SetOption = None,
                f"template fallbacks {stats['fallbacks']}, naming titles outside the history {stats['ungrounded']}")
     if export:
         typer.echo(f"exported {service.store.export(export, experiment.dataset.name)} profiles to {export}")
+
+
+@profile_app.command()
+def tune(config: ConfigOption = None, set_: SetOption = None,
+         stage: Annotated[str, typer.Option(help="`all`, or only `sample` or `train`.")] = "all") -> None:
+    """Tune a profile writer for ranking signal: sample profiles for the tuning users with the base LLM, score
+    each by how well its embedding ranks the user's next (training) items, train a LoRA adapter on each user's
+    best sample, export it for llama.cpp. Every stage resumes where it stopped; settings: `profile_tune.*`."""
+    from llmrec.profiles.tuning import ProfileTuner
+
+    if stage not in ("all", "sample", "train"):
+        raise typer.BadParameter("--stage must be all, sample or train")
+    experiment = _experiment(config, set_)
+    settings = experiment.config.profile_tune
+    out_dir = settings.out_dir or experiment.run_dir / "profile-tune"
+    tuner = ProfileTuner(experiment.config, experiment.split, experiment.profiles, experiment.encoder,
+                         experiment.item_vectors, out_dir)
+    typer.echo(f"{len(tuner.groups.tuning)} tuning users, {len(tuner.groups.check)} check users set aside; "
+               f"samples in {tuner.samples_path}")
+    if stage in ("all", "sample"):
+        rate = tuner.sample()
+        typer.echo(f"sampled {rate['users']} users ({rate['users_per_min']:.1f} users/min)")
+    if stage in ("all", "train"):
+        adapter = tuner.train()
+        manifest = json.loads((adapter / "manifest.json").read_text())
+        rewards = manifest["rewards"]
+        typer.echo(f"adapter: {adapter} ({manifest['examples']} examples, {manifest['steps']} steps; reward of "
+                   f"the chosen samples {rewards['chosen_mean']:.3f}, all accepted {rewards['accepted_mean']:.3f}, "
+                   f"template {rewards['template_mean']:.3f})\nuse it: --set profile.adapter={adapter}")
 
 
 @app.command()

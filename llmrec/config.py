@@ -281,6 +281,45 @@ class ProfileConfig:
     preload: str | None = None
     """An export file (`llmrec profile --export`) whose profiles are added to the store first, keeping stored
     ones; only entries for the same dataset, history, prompt version and model are ever used."""
+    adapter: str | None = None
+    """A tuned writer (`llmrec profile tune`): the adapter folder, loaded on top of `llm.model` (llamacpp and
+    transformers backends). Its prompt replaces `profile.prompt`, and its digest is part of the model id."""
+
+
+@dataclass
+class ProfileTuneConfig:
+    """`llmrec profile tune`: sample profiles, score them by retrieval of held-out items, LoRA on the best."""
+
+    out_dir: str | None = None
+    """Where samples, checkpoints and the adapter go; None = `<run_dir>/profile-tune`."""
+    users: int = 300
+    """Tuning users, drawn (fixed seed) from the users old enough for an LLM profile, minus the check users."""
+    check_users: int = 1000
+    """Users set aside for the intrinsic check (`bench/profiles.py`), never used for tuning."""
+    samples: int = 6
+    """Profiles sampled per tuning user."""
+    temperature: float = 0.8
+    top_p: float = 0.95
+    target_items: int = 5
+    """Held-out items the reward ranks: the first ones after the long-term cut-off (training items only)."""
+    prompt: str = "tuned"
+    """Chat template the tuned writer answers (`prompts/profile/<prompt>.vN.txt`): the adapter learns it, so
+    the tuned writer needs no few-shot prefix. Samples come from the base model with `profile.prompt`."""
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    """Never `lm_head`/`embed_tokens`: SmolLM2 ties them, and llama.cpp's adapter format cannot."""
+    lr: float = 2e-4
+    epochs: int = 2
+    grad_accumulation: int = 8
+    max_length: int = 384
+    """Training sequences (prompt + answer) are cut to this many tokens."""
+    threads: int | None = None
+    """torch CPU threads while training; None = torch default."""
+    device: str = "auto"
+    """Where the LoRA trains: `auto` (CUDA when present), `cpu`, `cuda[:N]`."""
 
 
 @dataclass
@@ -316,6 +355,7 @@ class RunConfig:
     online: OnlineConfig = field(default_factory=OnlineConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
+    profile_tune: ProfileTuneConfig = field(default_factory=ProfileTuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -8,11 +8,11 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
-import torch
 from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 
 from llmrec.config import EncoderConfig
+from llmrec.device import resolve_device
 from llmrec.encoders.cache import EmbeddingCache, cache_key
 from llmrec.errors import ConfigError
 
@@ -43,7 +43,7 @@ class ItemEncoder:
 
     def __init__(self, config: EncoderConfig) -> None:
         self.config = config
-        self.device = _resolve_device(config.device)
+        self.device = str(resolve_device(config.device, "encoder.device"))
         self._model = _load_model(config.model, self.device)
         self._model.max_seq_length = config.max_seq_length
         # older sentence-transformers versions call it get_sentence_embedding_dimension
@@ -103,12 +103,6 @@ class ItemEncoder:
                 encoded.update(zip(chunk_keys, vectors))
                 progress.update(len(vectors))
         return encoded
-
-
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def _load_model(model: str, device: str) -> SentenceTransformer:

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 from llmrec.config import LLMConfig
 from llmrec.errors import ConfigError
+from llmrec.llm.adapter import LoRAAdapter
 from llmrec.llm.base import Generation, GenerationParams, LLMBackend, Message
 
 
-def make_backend(config: LLMConfig) -> LLMBackend:
-    """The backend `config.backend` names, loaded with `config.model`."""
+def make_backend(config: LLMConfig, adapter: LoRAAdapter | None = None) -> LLMBackend:
+    """The backend `config.backend` names, loaded with `config.model` (and a tuned LoRA `adapter` on top)."""
     if config.backend == "llamacpp":
         from llmrec.llm.llamacpp import LlamaCppBackend
 
-        return LlamaCppBackend(config)
+        return LlamaCppBackend(config, adapter)
     if config.backend == "transformers":
         from llmrec.llm.hf import TransformersBackend
 
-        return TransformersBackend(config)
+        return TransformersBackend(config, adapter)
     if config.backend == "openai":
         from llmrec.llm.openai_compat import OpenAICompatibleBackend
 
+        if adapter is not None:
+            raise ConfigError("a LoRA adapter needs llm.backend llamacpp or transformers (an OpenAI-compatible "
+                              "server loads adapters itself: name the adapted model in llm.model)")
         return OpenAICompatibleBackend(config)
     raise ConfigError(f"llm.backend must be llamacpp, transformers or openai, not {config.backend!r}")
 

@@ -9,7 +9,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from llmrec.config import LLMConfig
+from llmrec.device import resolve_device
 from llmrec.errors import ConfigError
+from llmrec.llm.adapter import LoRAAdapter
 from llmrec.llm.base import Generation, GenerationParams, Message
 from llmrec.llm.ids import model_id_for
 
@@ -21,13 +23,17 @@ class TransformersBackend:
     renders the prompts (a plain `role: content` rendering when it has none). Greedy when temperature is 0.
     """
 
-    def __init__(self, config: LLMConfig) -> None:
+    def __init__(self, config: LLMConfig, adapter: LoRAAdapter | None = None) -> None:
         if config.batch_size < 1:
             raise ConfigError(f"llm.batch_size must be >= 1, not {config.batch_size}")
-        self.model_id = model_id_for(config)
-        self.device = _resolve_device(config.device)
+        self.model_id = adapter.model_id(model_id_for(config)) if adapter else model_id_for(config)
+        self.device = resolve_device(config.device, "llm.device")
         self._batch_size = config.batch_size
         self._tokenizer, self._model = _load(config.model, self.device)
+        if adapter is not None:
+            from peft import PeftModel
+
+            self._model = PeftModel.from_pretrained(self._model, str(adapter.path)).merge_and_unload().eval()
         self._tokenizer.padding_side = "left"
         if self._tokenizer.pad_token_id is None:
             if self._tokenizer.eos_token is None:
@@ -88,20 +94,6 @@ def plain_chat(messages: list[Message]) -> str:
 def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
     """`text` up to the earliest occurrence of any stop string."""
     return text[:min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=len(text))]
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"llm.device must be auto, cpu or cuda[:N], not {device!r}") from None
-    if resolved.type not in ("cpu", "cuda"):
-        raise ConfigError(f"llm.device must be auto, cpu or cuda[:N], not {device!r}")
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"llm.device={device!r} but torch sees no CUDA GPU (use auto or cpu)")
-    return resolved
 
 
 def _load(model: str, device: torch.device) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:

@@ -8,6 +8,7 @@ from typing import Sequence
 
 from llmrec.config import LLMConfig
 from llmrec.errors import ConfigError
+from llmrec.llm.adapter import LoRAAdapter
 from llmrec.llm.base import Generation, GenerationParams, Message
 from llmrec.llm.embedded import resolve_gguf
 from llmrec.llm.ids import model_id_for
@@ -20,7 +21,7 @@ class LlamaCppBackend:
     keeps the previous prompt's KV cache and only evaluates the tokens after the longest common prefix.
     """
 
-    def __init__(self, config: LLMConfig) -> None:
+    def __init__(self, config: LLMConfig, adapter: LoRAAdapter | None = None) -> None:
         try:
             from llama_cpp import Llama
         except ImportError as exc:
@@ -30,11 +31,12 @@ class LlamaCppBackend:
             ) from exc
         path = resolve_gguf(config.model)
         threads = config.threads or len(os.sched_getaffinity(0))
-        self.model_id = model_id_for(config)
+        self.model_id = adapter.model_id(model_id_for(config)) if adapter else model_id_for(config)
+        lora = {"lora_path": str(adapter.gguf), "lora_scale": 1.0} if adapter else {}
         # prompt evaluation gets the same threads: llama-cpp-python would otherwise use every core for it, and
         # its spinning OpenMP threads slow everything else on the machine (and themselves) several-fold
         self._llama = Llama(model_path=str(path), n_ctx=config.n_ctx, n_threads=threads, n_threads_batch=threads,
-                            verbose=False)
+                            verbose=False, **lora)
         atexit.register(self.close)  # freed before interpreter teardown, which would make llama.cpp's own cleanup fail
 
     def close(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
+from typing import Sequence
 
 from llmrec.text import clean_text
 
@@ -15,6 +16,8 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _YEAR_SUFFIX = re.compile(r"\s*\(\d{4}\)\s*$")
 _PERCENT = re.compile(r"\d+\s*%")
 MIN_WORDS = 5
+COPY_WORDS = 6
+"""A run of this many words shared with an example answer of the prompt makes a text a few-shot copy."""
 MIN_DISTINCT_WORD_RATIO = 0.5
 _CHARACTER_LOOP = re.compile(r"(.{2,12}?)\1{2,}")
 """A unit of 2-12 characters three or more times in a row ("E.E.S.E.E.S.E.E.S."): a decoding loop."""
@@ -38,18 +41,23 @@ def clean_output(text: str, max_chars: int, max_sentences: int | None = None) ->
     return cut[: sentence_ends[-1]] if sentence_ends else cut[: max_chars - 1].rstrip() + "…"
 
 
-def rejection_reason(text: str, shown_titles: list[str]) -> str | None:
-    """Why `text` is not a usable profile (`empty`, `too-short`, `echo`, `repetitive`), or None when it is.
+def rejection_reason(text: str, shown_titles: Sequence[str], examples: Sequence[str] = ()) -> str | None:
+    """Why `text` is not a usable profile (`empty`, `too-short`, `few-shot-copy`, `echo`, `repetitive`), or None
+    when it is.
 
-    `echo`: the text copies back half or more of the titles it was shown (at least two), or the category
-    shares, instead of describing the person; `repetitive`: a repeated sentence, a low share of distinct
-    words, or a character loop (a short unit with a letter repeated three times in a row).
+    `few-shot-copy`: the text shares a run of `COPY_WORDS` words with one of the prompt's example answers
+    (`examples`), so it describes the example's person, not this one; `echo`: the text copies back half or
+    more of the titles it was shown (at least two), or the category shares, instead of describing the person;
+    `repetitive`: a repeated sentence, a low share of distinct words, or a character loop (a short unit with a
+    letter repeated three times in a row).
     """
     words = _WORD.findall(text.lower())
     if not words:
         return "empty"
     if len(words) < MIN_WORDS:
         return "too-short"
+    if any(copies_example(words, example) for example in examples):
+        return "few-shot-copy"
     lowered = text.lower()
     copied = sum(1 for t in shown_titles if t and t.lower() in lowered)
     if copied >= max(2, math.ceil(len(shown_titles) / 2)) or len(_PERCENT.findall(text)) >= 2:
@@ -62,6 +70,13 @@ def rejection_reason(text: str, shown_titles: list[str]) -> str | None:
     if any(any(c.isalpha() for c in loop.group(1)) for loop in _CHARACTER_LOOP.finditer(text)):
         return "repetitive"  # a unit with a letter: "1,000,000,000" is not a loop
     return None
+
+
+def copies_example(words: Sequence[str], example: str) -> bool:
+    """Whether the lower-cased `words` contain a run of `COPY_WORDS` consecutive words of `example`."""
+    example_words = _WORD.findall(example.lower())
+    runs = {tuple(example_words[i:i + COPY_WORDS]) for i in range(len(example_words) - COPY_WORDS + 1)}
+    return any(tuple(words[i:i + COPY_WORDS]) in runs for i in range(len(words) - COPY_WORDS + 1))
 
 
 class TitleMatcher:

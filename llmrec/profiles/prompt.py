@@ -36,6 +36,11 @@ class ChatTemplate:
             raise ConfigError(f"{template.key}: the last section must be `### user`")
         return cls(template.key, turns)
 
+    @property
+    def examples(self) -> list[str]:
+        """The example answers (few-shot `### assistant` turns) the template shows the model."""
+        return [text for role, text in self.turns if role == "assistant"]
+
     def render(self, values: dict[str, str]) -> list[Message]:
         """The chat with the last turn's placeholders filled (earlier turns are fixed, so they form a shared,
         cacheable prefix)."""

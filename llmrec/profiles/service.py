@@ -8,11 +8,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
-from llmrec.config import RunConfig
+from llmrec.config import ProfileConfig, RunConfig
 from llmrec.data.schema import Dataset
 from llmrec.data.split import Split
 from llmrec.errors import ConfigError
 from llmrec.llm import GenerationParams, make_backend
+from llmrec.llm.adapter import LoRAAdapter
 from llmrec.llm.ids import model_id_for
 from llmrec.profiles.facts import CatalogFacts
 from llmrec.profiles.job import JobReport, long_term_request, run_profile_job
@@ -40,25 +41,41 @@ class ProfileService:
             log.info("preloaded %d profiles from %s", self.store.load_export(preload, replace=False), preload)
 
     @cached_property
+    def adapter(self) -> LoRAAdapter | None:
+        """The tuned writer's adapter (`profile.adapter`), None for the base model or the template writer."""
+        settings = self.config.profile
+        return LoRAAdapter.load(settings.adapter) if settings.adapter and settings.writer == "llm" else None
+
+    @cached_property
+    def settings(self) -> ProfileConfig:
+        """`config.profile`, with the prompt a tuned writer's adapter was trained on."""
+        if self.adapter is None:
+            return self.config.profile
+        _, name, version = self.adapter.prompt_template
+        return dataclasses.replace(self.config.profile, prompt=name, prompt_version=version)
+
+    @cached_property
     def model_id(self) -> str:
         """The writer's model id (`template` for the template writer), known without loading the LLM."""
-        return model_id_for(self.config.llm) if self.config.profile.writer == "llm" else TEMPLATE_MODEL_ID
+        if self.config.profile.writer != "llm":
+            return TEMPLATE_MODEL_ID
+        base = model_id_for(self.config.llm)
+        return self.adapter.model_id(base) if self.adapter else base
 
     @cached_property
     def prompt_version(self) -> str:
         """The key of the prompt (or template) the writer uses, e.g. `profile/llm.v1`."""
-        settings = self.config.profile
-        if settings.writer == "llm":
-            return ChatTemplate.load("profile", settings.prompt, settings.prompt_version).key
+        if self.settings.writer == "llm":
+            return ChatTemplate.load("profile", self.settings.prompt, self.settings.prompt_version).key
         return TemplateProfileText().key
 
     @cached_property
     def writer(self) -> ProfileWriter:
         """The configured writer; building it loads the LLM when `profile.writer` is `llm`."""
-        settings = self.config.profile
+        settings = self.settings
         facts = CatalogFacts.from_catalog(self.dataset.catalog, self.split, settings.category_column,
                                           settings.title_chars)
-        backend = make_backend(self.config.llm) if settings.writer == "llm" else None
+        backend = make_backend(self.config.llm, self.adapter) if settings.writer == "llm" else None
         params = GenerationParams(max_tokens=settings.max_tokens, temperature=self.config.llm.temperature,
                                   seed=self.config.seed)
         return ProfileWriter(facts, self.dataset.name, settings, backend, params)
@@ -79,9 +96,10 @@ class ProfileService:
         requests = [long_term_request(self.split, u, self.config.profile.recent_items) for u in users]
         return run_profile_job(self.writer, self.store, requests, self.config.llm.batch_size, progress)
 
-    def with_writer(self, writer: str) -> "ProfileService":
-        """The same run's profiles written by another writer (`llm` or `template`), in the same store."""
-        settings = dataclasses.replace(self.config.profile, writer=writer, preload=None)
+    def with_writer(self, writer: str, adapter: str | None = None) -> "ProfileService":
+        """The same run's profiles written by another writer (`llm` or `template`; with `adapter`, the tuned
+        LLM writer), in the same store."""
+        settings = dataclasses.replace(self.config.profile, writer=writer, preload=None, adapter=adapter)
         return ProfileService(dataclasses.replace(self.config, profile=settings), self.dataset, self.split,
                               self.store.path.parent, self.store)
 

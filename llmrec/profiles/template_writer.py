@@ -1,5 +1,6 @@
-"""The deterministic profile: a sentence built from the digest by a template, no LLM. It is the ablation baseline
-and the fallback whenever the LLM's output is rejected or the history is too short."""
+"""The deterministic profile: sentences built from the digest by a template, no LLM. It is the ablation baseline
+and the fallback whenever the LLM's output is rejected or the history is too short. It always says something
+about the user's own items: a history of one item gives a sentence about that item, never a placeholder."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ class TemplateProfileText:
         return self.template.key
 
     def render(self, digest: HistoryDigest, facts: CatalogFacts, max_chars: int = 400) -> str:
+        """The profile of a non-empty digest (ValueError for an empty one: there is nothing to say)."""
+        if not digest.representative:
+            raise ValueError("a template profile needs at least one item")
         categories = _join([f"{name} ({share:.0%})" for name, share in digest.top_categories[:3]])
         items = [quote_title(facts.titles[i]) for i in digest.representative[-TEMPLATE_ITEMS:]]
         shift = ""
@@ -28,7 +32,7 @@ class TemplateProfileText:
             shift += f"Lately more {_join(digest.rising)}. "
         if digest.fading:
             shift += f"Lately less {_join(digest.fading)}."
-        values = {"categories": categories or "a mix of items", "items": ", ".join(items) or "none yet",
+        values = {"interests": f"Enjoys {categories}. " if categories else "", "items": ", ".join(items),
                   "shift": shift}
         return self.template.render(values, max_chars)
 

@@ -76,6 +76,14 @@ class Profile:
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One cleaned LLM answer and why it was rejected (None = usable)."""
+
+    text: str
+    reason: str | None
+
+
 @dataclass
 class WriterStats:
     """Counters over everything a writer produced: the numbers behind fallback and grounding rates."""
@@ -154,24 +162,38 @@ class ProfileWriter:
             if not pending:
                 break
             self.stats.retries += len(pending) if attempt else 0
-            prompts = [self.chat.render(digest_values(digests[i], self.facts)) for i in pending]
-            started = time.perf_counter()
-            generations = self.backend.generate(prompts, replace(self.params, seed=self.params.seed + attempt))
-            self.stats.llm_seconds += time.perf_counter() - started
+            candidates = self._generate([digests[i] for i in pending], replace(self.params, seed=self.params.seed + attempt))
             rejected = []
-            for i, generation in zip(pending, generations):
-                self.stats.prompt_tokens += generation.prompt_tokens
-                self.stats.output_tokens += generation.output_tokens
-                text = clean_output(generation.text, self.config.max_chars, self.config.max_sentences)
-                shown = [self.facts.titles[item] for item in digests[i].representative]
-                reason = rejection_reason(text, shown)
-                if reason is None:
-                    texts[i] = text
+            for i, candidate in zip(pending, candidates):
+                if candidate.reason is None:
+                    texts[i] = candidate.text
                 else:
-                    reasons[i] = reason
+                    reasons[i] = candidate.reason
                     rejected.append(i)
             pending = rejected
         return texts, {i: r for i, r in reasons.items() if i not in texts}
+
+    def sample(self, request: ProfileRequest, n: int, params: GenerationParams) -> list[Candidate]:
+        """`n` LLM answers for one user (seeds `params.seed` to `params.seed + n - 1`), each cleaned and checked;
+        nothing is stored. The material a tuned writer learns from (`llmrec.profiles.tuning`)."""
+        digest = self.digest(request.long_term)
+        return [self._generate([digest], replace(params, seed=params.seed + k))[0] for k in range(n)]
+
+    def _generate(self, digests: list[HistoryDigest], params: GenerationParams) -> list[Candidate]:
+        """One LLM answer per digest, cleaned and checked (`hygiene.rejection_reason`)."""
+        assert self.backend is not None and self.chat is not None
+        prompts = [self.chat.render(digest_values(d, self.facts)) for d in digests]
+        started = time.perf_counter()
+        generations = self.backend.generate(prompts, params)
+        self.stats.llm_seconds += time.perf_counter() - started
+        candidates = []
+        for digest, generation in zip(digests, generations):
+            self.stats.prompt_tokens += generation.prompt_tokens
+            self.stats.output_tokens += generation.output_tokens
+            text = clean_output(generation.text, self.config.max_chars, self.config.max_sentences)
+            shown = [self.facts.titles[item] for item in digest.representative]
+            candidates.append(Candidate(text, rejection_reason(text, shown, self.chat.examples)))
+        return candidates
 
     def _profile(self, request: ProfileRequest, digest: HistoryDigest, llm_text: str | None,
                  fallback_reason: str | None) -> Profile:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from llmrec.config import RerankConfig
 from llmrec.data.split import EvalCases, Split
+from llmrec.device import resolve_device
 from llmrec.errors import DataError
 from llmrec.models.interest import InterestModel
 from llmrec.rerank.candidates import (Candidates, Queries, describe_queries, exact_candidates, item_table,
@@ -33,13 +34,6 @@ _CHUNK = 256
 """Queries per chunk when preparing candidates and text features."""
 OUTSIDE_OFFSET = 1e6
 """Full-catalog scores put every non-candidate this far below the candidates (keeping retrieval's order)."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` -> CUDA when available, else CPU; anything else as torch reads it."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _take(batch: Any, rows: torch.Tensor | slice) -> Any:
@@ -80,7 +74,7 @@ class Reranker:
         self.config = config or RerankConfig()
         self.seed = seed
         self.checkpoint_dir = checkpoint_dir
-        self.device = resolve_device(self.config.device)
+        self.device = resolve_device(self.config.device, "rerank.device")
         self.report: TrainingReport | None = None
         seed_everything(seed)
         self.net = RerankNet(item_table(model), torch.as_tensor(np.asarray(text_vectors)),

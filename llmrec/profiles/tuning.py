@@ -1,0 +1,177 @@
+"""`llmrec profile tune`: a profile writer tuned for ranking signal (expert iteration on a retrieval reward).
+
+1. Users: `profile_tune.check_users` of the users old enough for an LLM profile are set aside for the intrinsic
+   check (`bench/profiles.py`); `profile_tune.users` others, drawn with the run's seed, are the tuning users.
+2. Sample: the base LLM answers the configured profile prompt `profile_tune.samples` times per tuning user;
+   each answer is cleaned and checked like any profile (`samples.jsonl`, one line a user: resumable).
+3. Score: `RetrievalReward` — how well the answer's embedding ranks the user's next training items (the first
+   `profile_tune.target_items` after the long-term cut-off; never a validation or test item) in the catalog.
+4. Train: each user's best accepted answer becomes the target of the tuned prompt (no few-shot prefix), and a
+   LoRA adapter learns it (`llmrec.llm.lora`); exported to GGUF so llama.cpp loads it (`profile.adapter`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from llmrec.config import RunConfig
+from llmrec.data.split import Split
+from llmrec.encoders.item_encoder import ItemEncoder
+from llmrec.llm import GenerationParams
+from llmrec.llm.adapter import AdapterManifest, file_sha256
+from llmrec.profiles.job import long_term_request
+from llmrec.profiles.prompt import ChatTemplate, digest_values
+from llmrec.profiles.reward import RetrievalReward
+from llmrec.profiles.service import ProfileService
+from llmrec.profiles.writer import ProfileRequest
+
+log = logging.getLogger(__name__)
+SAMPLES_FILE = "samples.jsonl"
+REWARD = "retrieval-auc"
+"""The reward's name in adapter manifests: AUC of the next training items under the profile embedding."""
+
+
+@dataclass(frozen=True)
+class UserGroups:
+    """User indices set aside for the intrinsic check and those the writer is tuned on (disjoint)."""
+
+    check: np.ndarray
+    tuning: np.ndarray
+
+
+def user_groups(config: RunConfig, split: Split) -> UserGroups:
+    """Check and tuning users among those with an LLM-length long-term part and at least one later training
+    item (the reward's target), drawn with `config.seed`."""
+    settings, tune = config.profile, config.profile_tune
+    eligible = [u for u in range(split.num_users)
+                if len(long_term_request(split, u, settings.recent_items).long_term) >= settings.min_long_term
+                and len(split.train[u]) > len(long_term_request(split, u, settings.recent_items).long_term)]
+    order = np.random.default_rng(config.seed).permutation(np.array(eligible, dtype=np.int64))
+    check = np.sort(order[:tune.check_users])
+    return UserGroups(check, np.sort(order[tune.check_users:tune.check_users + tune.users]))
+
+
+def reward_targets(split: Split, user: int, request: ProfileRequest, count: int) -> np.ndarray:
+    """The user's first `count` training items after the long-term cut-off (never validation or test)."""
+    return np.asarray(split.train[user][request.cutoff:request.cutoff + count], dtype=np.int64)
+
+
+class ProfileTuner:
+    """Runs the stages of the module docstring over one run's data; every stage resumes where it stopped."""
+
+    def __init__(self, config: RunConfig, split: Split, profiles: ProfileService, encoder: ItemEncoder,
+                 item_vectors: np.ndarray, out_dir: Path) -> None:
+        self.config = config
+        self.split = split
+        self.profiles = profiles
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.reward = RetrievalReward(encoder, item_vectors, f"profile-text/{REWARD}")
+        self.groups = user_groups(config, split)
+
+    @property
+    def samples_path(self) -> Path:
+        return self.out_dir / SAMPLES_FILE
+
+    def sample(self, progress: bool = True) -> dict[str, float]:
+        """Stage 2 and 3 for the tuning users not yet in `samples.jsonl`; returns the sampler's throughput."""
+        done = {line["user_id"] for line in self.read_samples()}
+        todo = [u for u in self.groups.tuning if str(self.split.user_ids[u]) not in done]
+        tune = self.config.profile_tune
+        params = GenerationParams(max_tokens=self.config.profile.max_tokens, temperature=tune.temperature,
+                                  top_p=tune.top_p, seed=self.config.seed)
+        writer, template = self.profiles.writer, self.profiles.with_writer("template").writer
+        started = time.perf_counter()
+        with open(self.samples_path, "a", encoding="utf-8") as out, \
+                tqdm(total=len(todo), unit="user", desc="sampling profiles", disable=not progress) as bar:
+            for user in todo:
+                request = long_term_request(self.split, int(user), self.config.profile.recent_items)
+                candidates = writer.sample(request, tune.samples, params)
+                (template_profile,) = template.write([request])
+                targets = reward_targets(self.split, int(user), request, tune.target_items)
+                texts = [c.text for c in candidates] + [template_profile.text]
+                rewards = self.reward(texts, [targets] * len(texts), [request.long_term] * len(texts))
+                out.write(json.dumps({
+                    "user_id": request.user_id, "cutoff": request.cutoff, "history_hash": request.history_hash,
+                    "samples": [{"text": c.text, "reason": c.reason, "reward": float(r)}
+                                for c, r in zip(candidates, rewards)],
+                    "template": template_profile.text, "template_reward": float(rewards[-1]),
+                }, ensure_ascii=False) + "\n")
+                out.flush()
+                bar.update(1)
+        stats = writer.stats
+        seconds = time.perf_counter() - started
+        return {"users": len(todo), "seconds": seconds,
+                "users_per_min": 60 * len(todo) / seconds if todo else 0.0,
+                "prompt_tok_per_s": stats.prompt_tokens / stats.llm_seconds if stats.llm_seconds else 0.0,
+                "output_tok_per_s": stats.output_tokens / stats.llm_seconds if stats.llm_seconds else 0.0}
+
+    def read_samples(self) -> Iterator[dict[str, Any]]:
+        """The lines of `samples.jsonl` (a line cut short by a kill is skipped)."""
+        if not self.samples_path.is_file():
+            return
+        with open(self.samples_path, encoding="utf-8") as lines:
+            for line in lines:
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    log.warning("skipping a truncated line of %s", self.samples_path)
+
+    def training_examples(self) -> tuple[list[tuple[list[dict[str, str]], str]], dict[str, float]]:
+        """(tuned prompt, best accepted sample) per sampled user whose history is unchanged, and the mean
+        rewards of all accepted samples, the chosen ones and the template profile."""
+        tune, settings = self.config.profile_tune, self.config.profile
+        student = ChatTemplate.load("profile", tune.prompt)
+        writer = self.profiles.with_writer("template").writer
+        examples, chosen, accepted, template = [], [], [], []
+        for line in self.read_samples():
+            user = self.split.user_index(line["user_id"])
+            request = long_term_request(self.split, user, settings.recent_items)
+            usable = [s for s in line["samples"] if s["reason"] is None]
+            if request.history_hash != line["history_hash"] or not usable:
+                continue
+            best = max(usable, key=lambda s: s["reward"])
+            examples.append((student.render(digest_values(writer.digest(request.long_term), writer.facts)),
+                             best["text"]))
+            chosen.append(best["reward"])
+            accepted.extend(s["reward"] for s in usable)
+            template.append(line["template_reward"])
+        rewards = {"accepted_mean": float(np.mean(accepted)) if accepted else 0.0,
+                   "chosen_mean": float(np.mean(chosen)) if chosen else 0.0,
+                   "template_mean": float(np.mean(template)) if template else 0.0}
+        return examples, rewards
+
+    def train(self, progress: bool = True) -> Path:
+        """Stage 4: train (or resume) the LoRA adapter on the best samples and export it; returns its folder."""
+        from llmrec.llm.embedded import resolve_gguf
+        from llmrec.llm.ids import model_id_for
+        from llmrec.llm.lora import export_gguf, load_gguf_model, train_lora
+
+        tune = self.config.profile_tune
+        examples, rewards = self.training_examples()
+        if not examples:
+            raise ValueError(f"no usable samples in {self.samples_path}; run the sampling stage first")
+        self.profiles.release_llm()  # llama.cpp's idle threads would slow training several-fold
+        gguf = resolve_gguf(self.config.llm.model)
+        tokenizer, model = load_gguf_model(gguf, tune.device)
+        adapter_dir = self.out_dir / "adapter"
+        steps = train_lora(model, tokenizer, examples, tune, self.out_dir / "checkpoint", self.config.seed,
+                           progress)
+        manifest = AdapterManifest(
+            base_model=model_id_for(self.config.llm), base_sha256=file_sha256(gguf), dataset=self.profiles.dataset.name,
+            prompt=ChatTemplate.load("profile", tune.prompt).key, reward=REWARD,
+            teacher_prompt=self.profiles.prompt_version, tuning_users=len(self.groups.tuning),
+            samples_per_user=tune.samples, examples=len(examples), steps=steps,
+            lora={"r": tune.lora_r, "alpha": tune.lora_alpha, "dropout": tune.lora_dropout,
+                  "target_modules": list(tune.target_modules), "lr": tune.lr, "epochs": tune.epochs},
+            rewards=rewards, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        export_gguf(model, adapter_dir, manifest)
+        return adapter_dir
