@@ -87,7 +87,9 @@ def test_hybrid_mode(client: TestClient, known: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("body, message", [
     ({"user_id": "u1", "k": 0}, "k: Input should be greater than or equal to 1"),
-    ({"user_id": "u1", "k": 101}, "k: Input should be less than or equal to 100"),
+    ({"user_id": "u1", "k": 1001}, "k: Input should be less than or equal to 1000"),
+    ({"user_id": "u1", "k": True}, "k: Input should be a valid integer"),
+    ({"user_id": "u1", "k": "5"}, "k: Input should be a valid integer"),
     ({"user_id": "u1", "history": ["i1"]}, "exactly one of user_id and history"),
     ({"k": 3}, "exactly one of user_id and history"),
     ({"history": ["i1"] * 1001}, "history: List should have at most 1000 items"),
