@@ -113,6 +113,9 @@ class DataConfig(Validated):
     measure recommendation of items known only by their text (the `cold-items` metrics); 0 <= f < 1, 0 = off."""
     on_unknown_items: Literal["error", "drop"] = "error"
     """What to do with interactions whose item is not in the catalog (`drop` logs how many were dropped)."""
+    on_bad_timestamps: Literal["error", "drop"] = "error"
+    """What to do with interactions timestamped before 1970-01-01 or more than a day ahead of the clock
+    (`llmrec.data.schema.plausible_timestamps`); `drop` logs how many were dropped."""
     generic: dict[str, Any] = field(default_factory=dict)
     """For `name = "generic"`: interactions/items file paths and the column mapping (see README)."""
 

@@ -160,6 +160,8 @@ def test_an_event_is_acknowledged_and_changes_the_next_recommendations(client: T
 @pytest.mark.parametrize("body, message", [
     ({"user_id": "u1"}, "item_id: Field required"),
     ({"user_id": "u1", "item_id": "i1", "timestamp": "soon"}, "timestamp: Input should be a valid number"),
+    ({"user_id": "u1", "item_id": "i1", "timestamp": -1}, "timestamp: Input should be greater than or equal to 0"),
+    ({"user_id": "u1", "item_id": "i1", "timestamp": 4e9}, "timestamp must be unix seconds between 1970-01-01"),
     ({"user_id": "u1", "item_id": "i1", "context": ["a"]}, "context: Input should be a valid dictionary"),
 ])
 def test_invalid_events_get_422(client: TestClient, body: dict[str, Any], message: str) -> None:

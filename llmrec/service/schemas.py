@@ -65,8 +65,9 @@ class EventRequest(BaseModel):
 
     user_id: Id
     item_id: Id
-    timestamp: float | None = Field(None, allow_inf_nan=False,
-                                    description="Seconds since the epoch; default: when the service receives it.")
+    timestamp: float | None = Field(None, ge=0, allow_inf_nan=False,
+                                    description="Seconds since the epoch, at most a day ahead of the server's clock; "
+                                                "default: when the service receives it.")
     context: Context | None = Field(None, description=CONTEXT_HELP)
 
 
