@@ -56,7 +56,7 @@ def load_dataset(config: DataConfig) -> Dataset:
     """Load the configured dataset, drop/raise on implausible timestamps and unknown items, keep only interacted
     items of built-in catalogs (as the published protocol ranks them) and apply k-core filtering."""
     if config.name == "generic":
-        dataset = load_generic(config.generic, Path(config.path) if config.path else None)
+        dataset = load_generic(config.generic, config.path)
         default_k = 0
     elif config.name in BUILTIN:
         spec = BUILTIN[config.name]
@@ -76,7 +76,7 @@ def load_dataset(config: DataConfig) -> Dataset:
     return dataset
 
 
-def dataset_folder(name: str, path: str | None = None, base_url: str | None = None) -> Path:
+def dataset_folder(name: str, path: str | Path | None = None, base_url: str | None = None) -> Path:
     """The folder holding a built-in dataset: `path`, else `$LLMREC_DATA_DIR/<name>`, downloading when empty."""
     spec = BUILTIN[name]
     folder = Path(path) if path else default_data_root() / name
@@ -89,8 +89,9 @@ def dataset_folder(name: str, path: str | None = None, base_url: str | None = No
     return folder
 
 
-def fetch_dataset(name: str, folder: Path, base_url: str | None = None) -> Path:
+def fetch_dataset(name: str, folder: str | Path, base_url: str | None = None) -> Path:
     """Download a built-in dataset's original files into `folder` (zips are extracted)."""
+    folder = Path(folder)
     spec = BUILTIN[name]
     base = base_url or os.environ.get(DOWNLOAD_BASE_ENV) or spec.base_url
     folder.mkdir(parents=True, exist_ok=True)
