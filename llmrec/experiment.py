@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from llmrec.config import RunConfig, save_config
+from llmrec.config import RunConfig, check_k, save_config
 from llmrec.data.registry import load_dataset
 from llmrec.data.schema import Dataset
 from llmrec.data.split import Split, hold_out_items, make_split
@@ -196,6 +196,7 @@ class Experiment:
 
     def recommend(self, user_id: str, k: int = 10, model_name: str = "sasrec") -> list[dict[str, Any]]:
         """Top-k unseen items for a known user, from everything the user has interacted with."""
+        check_k(k)
         user = self.split.user_index(user_id)
         history = self.split.sequences[user]
         scores = self.model(model_name).score(np.array([user]), [history])[0].clone()

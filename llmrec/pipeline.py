@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from llmrec.config import load_config, save_config
+from llmrec.config import check_k, load_config, save_config
 from llmrec.errors import ConfigError, DataError
 from llmrec.experiment import Experiment, collection_name
 from llmrec.explain import Explainer, attribute
@@ -48,7 +48,6 @@ from llmrec.rerank.reranker import Reranker
 log = logging.getLogger(__name__)
 
 MODES = ("default", "hybrid")
-MAX_K = 1000
 
 
 @dataclass(frozen=True)
@@ -131,8 +130,7 @@ class Recommender:
         interests in `online.hybrid_mix` shares and tags each item."""
         if (user_id is None) == (history is None):
             raise DataError("pass exactly one of user_id and history")
-        if not 1 <= k <= MAX_K:
-            raise DataError(f"k must be between 1 and {MAX_K}, got {k}")
+        check_k(k)
         if mode not in MODES:
             raise DataError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if user_id is not None:

@@ -9,13 +9,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+import llmrec
 from synthetic import cyclic_dataset
 
 LLMREC = [sys.executable, "-m", "llmrec"]
+SOURCE_ROOT = str(Path(llmrec.__file__).resolve().parents[1])
+"""The folder holding the llmrec package under test, put first on the subprocess's path (the installed llmrec
+may be another checkout's)."""
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1"}
+    path = os.pathsep.join(filter(None, [SOURCE_ROOT, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": path}
     return subprocess.run([*LLMREC, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 

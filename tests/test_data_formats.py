@@ -218,7 +218,8 @@ def test_generic_through_load_dataset_with_relative_paths(tmp_path, suffix):
                         generic={**GENERIC_OPTIONS, "interactions": f"events{suffix}", "items": f"items{suffix}"})
     dataset = load_dataset(config)
     _check_generic(dataset)
-    assert dataset.notes == {"unknown_item_rows_dropped": 0}  # generic data: no k-core by default
+    # generic data: no k-core by default
+    assert dataset.notes == {"bad_timestamp_rows_dropped": 0, "unknown_item_rows_dropped": 0}
     split = make_split(dataset)
     assert split.num_items == 4  # the cold item is rankable
 

@@ -87,7 +87,9 @@ def test_hybrid_mode(client: TestClient, known: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("body, message", [
     ({"user_id": "u1", "k": 0}, "k: Input should be greater than or equal to 1"),
-    ({"user_id": "u1", "k": 101}, "k: Input should be less than or equal to 100"),
+    ({"user_id": "u1", "k": 1001}, "k: Input should be less than or equal to 1000"),
+    ({"user_id": "u1", "k": True}, "k: Input should be a valid integer"),
+    ({"user_id": "u1", "k": "5"}, "k: Input should be a valid integer"),
     ({"user_id": "u1", "history": ["i1"]}, "exactly one of user_id and history"),
     ({"k": 3}, "exactly one of user_id and history"),
     ({"history": ["i1"] * 1001}, "history: List should have at most 1000 items"),
@@ -158,6 +160,8 @@ def test_an_event_is_acknowledged_and_changes_the_next_recommendations(client: T
 @pytest.mark.parametrize("body, message", [
     ({"user_id": "u1"}, "item_id: Field required"),
     ({"user_id": "u1", "item_id": "i1", "timestamp": "soon"}, "timestamp: Input should be a valid number"),
+    ({"user_id": "u1", "item_id": "i1", "timestamp": -1}, "timestamp: Input should be greater than or equal to 0"),
+    ({"user_id": "u1", "item_id": "i1", "timestamp": 4e9}, "timestamp must be unix seconds between 1970-01-01"),
     ({"user_id": "u1", "item_id": "i1", "context": ["a"]}, "context: Input should be a valid dictionary"),
 ])
 def test_invalid_events_get_422(client: TestClient, body: dict[str, Any], message: str) -> None:

@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 _ROOT_CATEGORIES = {"Beauty"}
 
 
-def load_amazon(folder: Path, name: str = "amazon-beauty", category: str = "Beauty") -> Dataset:
+def load_amazon(folder: str | Path, name: str = "amazon-beauty", category: str = "Beauty") -> Dataset:
     """Load the processed version when present, else the original review + metadata dumps."""
+    folder = Path(folder)
     if (folder / "interactions.tsv").is_file():
         return _load_processed(folder, name)
     reviews = _first_existing(folder, [f"reviews_{category}_5.json.gz", f"reviews_{category}_5.json"])

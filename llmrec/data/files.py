@@ -18,11 +18,12 @@ from llmrec.errors import DataError
 log = logging.getLogger(__name__)
 
 
-def read_text(path: Path, encoding: str = "auto") -> str:
+def read_text(path: str | Path, encoding: str = "auto") -> str:
     """Read a text file. `auto`: UTF-8 when the bytes are valid UTF-8, else Latin-1 (as MovieLens publishes).
 
     An explicit encoding that does not fit the bytes raises a DataError naming the byte offset.
     """
+    path = Path(path)
     if not path.is_file():
         raise DataError(f"file not found: {path}")
     raw = path.read_bytes()
@@ -45,8 +46,9 @@ def read_text(path: Path, encoding: str = "auto") -> str:
         raise DataError(f"unknown encoding {encoding!r} for {path}") from exc
 
 
-def download(url: str, dest: Path, timeout_s: float = 60.0) -> Path:
+def download(url: str, dest: str | Path, timeout_s: float = 60.0) -> Path:
     """Download `url` to `dest` atomically (a partial file never takes the final name)."""
+    dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     log.info("downloading %s -> %s", url, dest)
     part = None
@@ -74,8 +76,9 @@ def download(url: str, dest: Path, timeout_s: float = 60.0) -> Path:
     return dest
 
 
-def extract_zip(archive: Path, dest: Path, strip_top_folder: bool = True) -> None:
+def extract_zip(archive: str | Path, dest: str | Path, strip_top_folder: bool = True) -> None:
     """Extract a zip into `dest`, optionally dropping its single top-level folder (ml-100k/u.data -> u.data)."""
+    dest = Path(dest)
     try:
         with zipfile.ZipFile(archive) as zf, tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
             zf.extractall(tmp)

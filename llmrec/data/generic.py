@@ -31,7 +31,7 @@ _KNOWN_KEYS = {"interactions", "items", "columns", "item_columns", "text_templat
                "encoding", "hf_split", "users"}
 
 
-def load_generic(options: dict[str, Any], base: Path | None = None, name: str = "generic") -> Dataset:
+def load_generic(options: dict[str, Any], base: str | Path | None = None, name: str = "generic") -> Dataset:
     """Build a Dataset from the `[data.generic]` options; relative paths resolve against `base`."""
     unknown = set(options) - _KNOWN_KEYS
     if unknown:
@@ -59,13 +59,14 @@ def load_generic(options: dict[str, Any], base: Path | None = None, name: str = 
                    Interactions(events, context_columns=context, source=str(options["interactions"])))
 
 
-def read_table(spec: str, base: Path | None = None, encoding: str = "auto", hf_split: str = "train") -> pd.DataFrame:
+def read_table(spec: str | Path, base: str | Path | None = None, encoding: str = "auto",
+               hf_split: str = "train") -> pd.DataFrame:
     """Read a table from a file (by suffix) or from Hugging Face `datasets` (`hf:<name or saved folder>`)."""
-    if spec.startswith(HF_PREFIX):
-        return _read_hf(spec[len(HF_PREFIX):], hf_split)
+    if str(spec).startswith(HF_PREFIX):
+        return _read_hf(str(spec)[len(HF_PREFIX):], hf_split)
     path = Path(spec)
     if base is not None and not path.is_absolute():
-        path = base / path
+        path = Path(base) / path
     suffix = "".join(path.suffixes[-1:]).lower()
     if suffix in (".csv", ".tsv"):
         return read_delimited(path, "\t" if suffix == ".tsv" else ",", None, encoding, header=True, quoted=True)

@@ -18,8 +18,9 @@ ML1M_FILES = ("movies.dat", "users.dat")
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
 
 
-def load_movielens_100k(folder: Path) -> Dataset:
+def load_movielens_100k(folder: str | Path) -> Dataset:
     """Read `u.data`, `u.item`, `u.genre` and `u.user` from an extracted ml-100k folder."""
+    folder = Path(folder)
     _require_files(folder, ML100K_FILES)
     genre_names = read_delimited(folder / "u.genre", "|", ["name", "index"])
     genre_names = genre_names[genre_names["name"] != ""]
@@ -37,8 +38,9 @@ def load_movielens_100k(folder: Path) -> Dataset:
     return Dataset("movielens-100k", catalog, Interactions(events, source="u.data"), users.set_index("user_id"))
 
 
-def load_movielens_1m(folder: Path) -> Dataset:
+def load_movielens_1m(folder: str | Path) -> Dataset:
     """ML-1M: `sequences.tsv` (SASRec version, order only) when present, else GroupLens `ratings.dat`."""
+    folder = Path(folder)
     _require_files(folder, ML1M_FILES)
     movies = read_delimited(folder / "movies.dat", "::", ["item_id", "title", "genres"])
     movies["genres"] = movies["genres"].str.split("|")

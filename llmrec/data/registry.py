@@ -14,7 +14,7 @@ from llmrec.data.files import download, extract_zip
 from llmrec.data.filtering import k_core
 from llmrec.data.generic import load_generic
 from llmrec.data.movielens import load_movielens_1m, load_movielens_100k
-from llmrec.data.schema import ITEM_ID, Dataset, check_items_known
+from llmrec.data.schema import ITEM_ID, Dataset, check_items_known, check_timestamps
 from llmrec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -53,10 +53,10 @@ def default_data_root() -> Path:
 
 
 def load_dataset(config: DataConfig) -> Dataset:
-    """Load the configured dataset, drop/raise on unknown items, keep only interacted items of built-in
-    catalogs (as the published protocol ranks them) and apply k-core filtering."""
+    """Load the configured dataset, drop/raise on implausible timestamps and unknown items, keep only interacted
+    items of built-in catalogs (as the published protocol ranks them) and apply k-core filtering."""
     if config.name == "generic":
-        dataset = load_generic(config.generic, Path(config.path) if config.path else None)
+        dataset = load_generic(config.generic, config.path)
         default_k = 0
     elif config.name in BUILTIN:
         spec = BUILTIN[config.name]
@@ -64,8 +64,10 @@ def load_dataset(config: DataConfig) -> Dataset:
         default_k = spec.default_k_core
     else:
         raise ConfigError(f"unknown dataset {config.name!r}; built-in: {', '.join(BUILTIN)}, or `generic`")
-    interactions, n_dropped = check_items_known(dataset.interactions, dataset.catalog, config.on_unknown_items)
-    dataset = replace(dataset, interactions=interactions, notes={**dataset.notes, "unknown_item_rows_dropped": n_dropped})
+    interactions, n_bad_time = check_timestamps(dataset.interactions, config.on_bad_timestamps)
+    interactions, n_unknown = check_items_known(interactions, dataset.catalog, config.on_unknown_items)
+    notes = {**dataset.notes, "bad_timestamp_rows_dropped": n_bad_time, "unknown_item_rows_dropped": n_unknown}
+    dataset = replace(dataset, interactions=interactions, notes=notes)
     if config.name in BUILTIN:
         dataset = _only_interacted_items(dataset)
     dataset = k_core(dataset, default_k if config.k_core is None else config.k_core)
@@ -74,7 +76,7 @@ def load_dataset(config: DataConfig) -> Dataset:
     return dataset
 
 
-def dataset_folder(name: str, path: str | None = None, base_url: str | None = None) -> Path:
+def dataset_folder(name: str, path: str | Path | None = None, base_url: str | None = None) -> Path:
     """The folder holding a built-in dataset: `path`, else `$LLMREC_DATA_DIR/<name>`, downloading when empty."""
     spec = BUILTIN[name]
     folder = Path(path) if path else default_data_root() / name
@@ -87,8 +89,9 @@ def dataset_folder(name: str, path: str | None = None, base_url: str | None = No
     return folder
 
 
-def fetch_dataset(name: str, folder: Path, base_url: str | None = None) -> Path:
+def fetch_dataset(name: str, folder: str | Path, base_url: str | None = None) -> Path:
     """Download a built-in dataset's original files into `folder` (zips are extracted)."""
+    folder = Path(folder)
     spec = BUILTIN[name]
     base = base_url or os.environ.get(DOWNLOAD_BASE_ENV) or spec.base_url
     folder.mkdir(parents=True, exist_ok=True)

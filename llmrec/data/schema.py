@@ -7,6 +7,7 @@ appear only in the modelling view built by `llmrec.data.split`.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +26,16 @@ POSITION = "position"
 RATING = "rating"
 CATALOG_REQUIRED = (ITEM_ID, TEXT)
 INTERACTIONS_REQUIRED = (USER_ID, ITEM_ID)
+FUTURE_SLACK_S = 86_400
+"""How far ahead of this machine's clock a timestamp may be (for clocks that disagree a little)."""
+PLAUSIBLE_TIMESTAMPS = "between 1970-01-01 (0) and a day ahead of now"
+"""The unix timestamps data loading and `/events` accept (`plausible_timestamps`)."""
+
+
+def plausible_timestamps(seconds: pd.Series | float) -> pd.Series | bool:
+    """Where unix timestamps are neither before 1970-01-01 nor more than FUTURE_SLACK_S ahead of the clock
+    (earlier ones are mostly sign or unit mistakes, later ones milliseconds read as seconds)."""
+    return (seconds >= 0) & (seconds <= time.time() + FUTURE_SLACK_S)
 
 
 @dataclass(frozen=True)
@@ -145,6 +156,26 @@ def check_items_known(
     log.warning("dropped %d interaction(s) with item ids missing from the catalog (e.g. %s)", n_unknown, examples)
     kept = Interactions(interactions.events[known], interactions.context_columns, interactions.source)
     return kept, n_unknown
+
+
+def check_timestamps(interactions: Interactions, on_bad: str = "error") -> tuple[Interactions, int]:
+    """Make sure every timestamp is plausible (`plausible_timestamps`); return (interactions, number of rows
+    dropped). `on_bad="drop"` drops the other rows, else they raise DataError naming a few of them."""
+    events = interactions.events
+    if TIMESTAMP not in events.columns:
+        return interactions, 0
+    bad = ~plausible_timestamps(events[TIMESTAMP])
+    n_bad = int(bad.sum())
+    if n_bad == 0:
+        return interactions, 0
+    rows = events.loc[bad, [USER_ID, ITEM_ID, TIMESTAMP]].head(3).itertuples(index=False)
+    examples = "; ".join(f"user {u!r} item {i!r} at {t}" for u, i, t in rows) + ("; ..." if n_bad > 3 else "")
+    if on_bad != "drop":
+        raise DataError(f"{interactions.source}: {n_bad} timestamp(s) not {PLAUSIBLE_TIMESTAMPS} (unix seconds), "
+                        f"e.g. {examples}. Fix the files or set data.on_bad_timestamps=drop.")
+    log.warning("dropped %d interaction(s) with timestamps not %s (e.g. %s)", n_bad, PLAUSIBLE_TIMESTAMPS,
+                examples)
+    return Interactions(events[~bad], interactions.context_columns, interactions.source), n_bad
 
 
 def _require_columns(frame: pd.DataFrame, required: tuple[str, ...], source: str) -> None:

@@ -14,11 +14,12 @@ from llmrec.errors import DataError
 
 
 def read_delimited(
-    path: Path, sep: str, names: list[str] | None, encoding: str = "auto", header: bool = False,
+    path: str | Path, sep: str, names: list[str] | None, encoding: str = "auto", header: bool = False,
     quoted: bool = False,
 ) -> pd.DataFrame:
     """Read a delimited text file as strings. Multi-character separators (MovieLens `::`) are supported;
     `quoted` honours CSV double quotes (MovieLens files have none: a quote there is part of a title)."""
+    path = Path(path)
     text = read_text(path, encoding)
     if len(sep) > 1:
         if "\t" in text:

@@ -55,7 +55,7 @@ class ItemIndex:
         name: the collection name (3-512 characters of [a-zA-Z0-9._-]).
     """
 
-    def __init__(self, config: IndexConfig, path: Path | None, name: str) -> None:
+    def __init__(self, config: IndexConfig, path: str | Path | None, name: str) -> None:
         self.config = config
         self.name = name
         self._hnsw = {"space": config.space, "ef_search": config.ef_search,

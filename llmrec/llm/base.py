@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Annotated, Protocol, Sequence
+
+from llmrec.config import NonNegativeFloat, NonNegativeInt, PositiveInt, Range, Validated
 
 Message = dict[str, str]
 """One chat turn: {"role": "system" | "user" | "assistant", "content": "..."}."""
 
 
 @dataclass(frozen=True)
-class GenerationParams:
-    """Sampling settings shared by all backends."""
+class GenerationParams(Validated):
+    """Sampling settings shared by all backends (checked like the config: ConfigError for a value out of range)."""
 
-    max_tokens: int = 80
-    temperature: float = 0.3
-    top_p: float = 0.9
-    seed: int = 42
+    max_tokens: PositiveInt = 80
+    temperature: NonNegativeFloat = 0.3
+    """0 = greedy."""
+    top_p: Annotated[float, Range(gt=0, le=1)] = 0.9
+    """Nucleus sampling: the smallest set of tokens whose probabilities reach top_p (0 < top_p <= 1)."""
+    seed: NonNegativeInt = 42
     stop: tuple[str, ...] = ()
 
 

@@ -49,8 +49,9 @@ class Recommender(ABC):
     def from_state(cls, params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "Recommender":
         """Rebuild a fitted model from `state()`."""
 
-    def save(self, folder: Path) -> Path:
+    def save(self, folder: str | Path) -> Path:
         """Write `model.json` and `weights.pt` into `folder`."""
+        folder = Path(folder)
         params, tensors = self.state()
         folder.mkdir(parents=True, exist_ok=True)
         torch.save(tensors, folder / "weights.pt")
@@ -58,8 +59,9 @@ class Recommender(ABC):
         return folder
 
     @staticmethod
-    def read_saved(folder: Path) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
+    def read_saved(folder: str | Path) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
         """(model name, params, tensors) from a folder written by `save`."""
+        folder = Path(folder)
         meta_path = folder / "model.json"
         if not meta_path.is_file():
             raise DataError(f"no saved model in {folder} (model.json missing); train it first")

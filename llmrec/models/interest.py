@@ -103,7 +103,7 @@ class InterestModel(Recommender):
     name = "llmrec"
 
     def __init__(self, item_vectors: np.ndarray, inputs: UserInputs, window: int,
-                 config: InterestConfig | None = None, seed: int = 42, checkpoint_dir: Path | None = None,
+                 config: InterestConfig | None = None, seed: int = 42, checkpoint_dir: str | Path | None = None,
                  seen: np.ndarray | None = None) -> None:
         self.item_vectors = np.asarray(item_vectors, dtype=np.float32)
         self.inputs = inputs

@@ -60,7 +60,7 @@ class LightGCN(Recommender):
     name = "lightgcn"
 
     def __init__(self, config: LightGCNConfig | None = None, seed: int = 42,
-                 checkpoint_dir: Path | None = None) -> None:
+                 checkpoint_dir: str | Path | None = None) -> None:
         self.config = config or LightGCNConfig()
         self.seed = seed
         self.checkpoint_dir = checkpoint_dir

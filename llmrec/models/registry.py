@@ -26,7 +26,7 @@ def model_class(name: str) -> type[Recommender]:
         raise ConfigError(f"unknown model {name!r}; available: {', '.join(MODELS)}") from None
 
 
-def load_model(folder: Path) -> Recommender:
-    """Load a model written by `Recommender.save`."""
+def load_model(folder: str | Path) -> Recommender:
+    """Load a model written by `Recommender.save` (`folder` as a str or Path)."""
     name, params, tensors = Recommender.read_saved(folder)
     return model_class(name).from_state(params, tensors)

@@ -69,7 +69,7 @@ class SASRec(Recommender):
     name = "sasrec"
 
     def __init__(self, num_items: int, config: SASRecConfig | None = None, seed: int = 42,
-                 checkpoint_dir: Path | None = None, device: str = "cpu") -> None:
+                 checkpoint_dir: str | Path | None = None, device: str = "cpu") -> None:
         self.num_items = num_items
         self.config = config or SASRecConfig()
         self.seed = seed

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from llmrec.data.schema import PLAUSIBLE_TIMESTAMPS, plausible_timestamps
 from llmrec.errors import DataError
 
 MAX_ID_CHARS = 256
@@ -59,8 +60,9 @@ class EventStore:
                context: dict[str, str] | None = None) -> Event:
         """Validate and store one interaction (`timestamp` defaults to now); returns once it is committed.
 
-        Raises DataError for an empty, over-long or control-character id, a timestamp that is not a finite
-        number, or a context that is not a flat str -> str mapping within the size limits."""
+        Raises DataError for an empty, over-long or control-character id, a timestamp that is not a number of
+        seconds from 1970-01-01 to a day ahead of now (`llmrec.data.schema.plausible_timestamps`), or a context
+        that is not a flat str -> str mapping within the size limits."""
         user = _clean_id(user_id, "user_id")
         item = _clean_id(item_id, "item_id")
         when = _clean_timestamp(time.time() if timestamp is None else timestamp)
@@ -121,6 +123,8 @@ def _clean_timestamp(value: Any) -> float:
         raise DataError(f"timestamp must be a number of seconds since the epoch, got {type(value).__name__}")
     if not math.isfinite(value):
         raise DataError(f"timestamp must be finite, got {value}")
+    if not plausible_timestamps(value):
+        raise DataError(f"timestamp must be unix seconds {PLAUSIBLE_TIMESTAMPS}, got {value}")
     return float(value)
 
 

@@ -9,10 +9,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from llmrec.config import INTEREST_PARTS
 from llmrec.models.interest import InterestModel
 from llmrec.rerank.candidates import item_table
 
-TAGS = ("short-term", "long-term", "context")
+TAGS = INTEREST_PARTS
 """The interest components, in the order `InterestModel.components` returns them."""
 
 

@@ -28,12 +28,12 @@ log = logging.getLogger(__name__)
 class ProfileService:
     """Writes and serves the long-term profiles of a run's users (`config.profile` says how)."""
 
-    def __init__(self, config: RunConfig, dataset: Dataset, split: Split, run_dir: Path,
+    def __init__(self, config: RunConfig, dataset: Dataset, split: Split, run_dir: str | Path,
                  store: ProfileStore | None = None) -> None:
         self.config = config
         self.dataset = dataset
         self.split = split
-        self.store = store or ProfileStore(Path(config.profile.store or run_dir / "profiles.sqlite"))
+        self.store = store or ProfileStore(Path(config.profile.store or Path(run_dir) / "profiles.sqlite"))
         preload = config.profile.preload
         if preload:
             if not Path(preload).is_file():

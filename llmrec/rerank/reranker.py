@@ -69,7 +69,7 @@ class Reranker:
     name = "rerank"
 
     def __init__(self, model: InterestModel, text_vectors: np.ndarray, popularity: np.ndarray,
-                 config: RerankConfig | None = None, seed: int = 42, checkpoint_dir: Path | None = None) -> None:
+                 config: RerankConfig | None = None, seed: int = 42, checkpoint_dir: str | Path | None = None) -> None:
         self.model = model
         self.config = config or RerankConfig()
         self.seed = seed
@@ -156,9 +156,10 @@ class Reranker:
         items = hashlib.sha256(self.net.item_table.cpu().numpy().tobytes()).hexdigest()
         return checkpoint_fingerprint(self.name, self.config, self.seed, split, items)
 
-    def save(self, folder: Path) -> Path:
+    def save(self, folder: str | Path) -> Path:
         """Write `model.json` and the reranker's own weights (its item-side inputs come from the interest model
         and the catalog, so `load` takes those again)."""
+        folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         torch.save({k: v.cpu() for k, v in self.net.state_dict().items()}, folder / "weights.pt")
         meta = {"model": self.name, "config": dataclasses.asdict(self.config), "seed": self.seed}
@@ -166,9 +167,10 @@ class Reranker:
         return folder
 
     @classmethod
-    def load(cls, folder: Path, model: InterestModel, text_vectors: np.ndarray, popularity: np.ndarray,
+    def load(cls, folder: str | Path, model: InterestModel, text_vectors: np.ndarray, popularity: np.ndarray,
              device: str | None = None) -> "Reranker":
         """A reranker written by `save`, on `device` (default: the saved config's)."""
+        folder = Path(folder)
         if not (folder / "model.json").is_file():
             raise DataError(f"no saved reranker in {folder}; train it first (`llmrec rerank`)")
         meta = json.loads((folder / "model.json").read_text())

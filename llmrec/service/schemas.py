@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from llmrec.config import MAX_K
+
 MAX_LIST_ITEMS = 1000
 MAX_CONTEXT_KEYS = 32
 
@@ -24,7 +26,7 @@ class RecommendRequest(BaseModel):
     user_id: Id | None = Field(None, description="A known user; their history, with events posted since, is used.")
     history: list[Id] | None = Field(None, max_length=MAX_LIST_ITEMS,
                                      description="Item ids, oldest first, for a user the service does not know.")
-    k: int = Field(10, ge=1, le=100, description="How many items to return.")
+    k: int = Field(10, ge=1, le=MAX_K, strict=True, description=f"How many items to return (1 to {MAX_K}).")
     context: Context | None = Field(None, description=CONTEXT_HELP)
     exclude: list[Id] = Field(default_factory=list, max_length=MAX_LIST_ITEMS,
                               description="Item ids never to return (items in the history are never returned).")
@@ -63,8 +65,9 @@ class EventRequest(BaseModel):
 
     user_id: Id
     item_id: Id
-    timestamp: float | None = Field(None, allow_inf_nan=False,
-                                    description="Seconds since the epoch; default: when the service receives it.")
+    timestamp: float | None = Field(None, ge=0, allow_inf_nan=False,
+                                    description="Seconds since the epoch, at most a day ahead of the server's clock; "
+                                                "default: when the service receives it.")
     context: Context | None = Field(None, description=CONTEXT_HELP)
 
 

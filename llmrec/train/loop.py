@@ -95,7 +95,7 @@ class Trainer:
         batches: Callable[[int], Iterable[Any]],
         validate: Callable[[], float],
         schedule: TrainingConfig,
-        checkpoint_dir: Path | None = None,
+        checkpoint_dir: str | Path | None = None,
         fingerprint: str = "",
         validate_first: bool = False,
     ) -> None:
@@ -104,7 +104,7 @@ class Trainer:
         self.batches = batches
         self.validate = validate
         self.schedule = schedule
-        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.fingerprint = fingerprint
         self.validate_first = validate_first
         """Validate the starting weights too, so they are kept when no epoch beats them (fine-tuning)."""

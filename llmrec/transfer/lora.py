@@ -95,14 +95,15 @@ def finetune(transferred: Transferred, split: Split, fraction: float = 1.0, *fin
     return adapted
 
 
-def save_adapter(adapted: PeftModel, folder: Path, meta: dict[str, Any]) -> float:
+def save_adapter(adapted: PeftModel, folder: str | Path, meta: dict[str, Any]) -> float:
     """Write the adapter weights and `meta` (as transfer.json) into `folder`; returns the folder's size in MB."""
+    folder = Path(folder)
     adapted.save_pretrained(folder)
     (folder / META).write_text(json.dumps(meta, indent=2))
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2 ** 20
 
 
-def apply_adapter(transferred: Transferred, folder: Path, merge: bool = False) -> InterestModel:
+def apply_adapter(transferred: Transferred, folder: str | Path, merge: bool = False) -> InterestModel:
     """`transferred.model` with the adapter saved in `folder`, merged into the weights or kept beside them (the
     scores are the same either way)."""
     model = transferred.model

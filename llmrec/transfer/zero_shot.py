@@ -86,7 +86,7 @@ class Transferred:
 
 
 def transfer(base: InterestModel, item_vectors: np.ndarray, inputs: UserInputs, window: int,
-             config: InterestConfig, seed: int = 42, checkpoint_dir: Path | None = None) -> Transferred:
+             config: InterestConfig, seed: int = 42, checkpoint_dir: str | Path | None = None) -> Transferred:
     """A model of the target's items (`item_vectors` [num_items + 1, dim]) and users (`inputs`, profile cut-off
     `window`) with `config`'s training settings and the base's architecture, whose network holds the base's
     weights as the module docstring says; ready to score (zero-shot) or to fine-tune."""
@@ -112,7 +112,7 @@ def transfer(base: InterestModel, item_vectors: np.ndarray, inputs: UserInputs, 
     return Transferred(model, copied, fresh)
 
 
-def transfer_to(base: BaseRun, target: Experiment, checkpoint_dir: Path | None = None) -> Transferred:
+def transfer_to(base: BaseRun, target: Experiment, checkpoint_dir: str | Path | None = None) -> Transferred:
     """`transfer` onto the target run: its item text vectors, and its user inputs as its own `llmrec` model
     would get them (`Experiment.interest_inputs`: profiles from its store and `profile.preload`, context)."""
     if base.config.encoder.model != target.config.encoder.model:
