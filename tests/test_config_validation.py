@@ -78,8 +78,8 @@ def test_ranges(override, message):
     ("interest.profile_source=gpt", "interest.profile_source must be one of llm, template, mean-items, graph, "
                                     "graph+profile, got 'gpt'"),
     ("data.on_bad_timestamps=ignore", "data.on_bad_timestamps must be one of error, drop, got 'ignore'"),
-    ("llm.device=tpu", "llm.device must be auto, cpu, mps, cuda or cuda:N, got 'tpu'"),
-    ("rerank.device=cuda:x", "rerank.device must be auto, cpu, mps, cuda or cuda:N, got 'cuda:x'"),
+    ("llm.device=tpu", "llm.device must be auto, cpu, cuda or cuda:N, got 'tpu'"),
+    ("rerank.device=cuda:x", "rerank.device must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
     ('online.hybrid_mix={"novelty": 1}', "online.hybrid_mix keys must be among short-term, long-term, context, "
                                          "got 'novelty'"),
 ])
