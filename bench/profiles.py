@@ -1,18 +1,25 @@
-"""LLM interest profiles on the benchmark datasets: write them (resumably, exported to bench/profiles/ after
-every chunk so later sessions and training runs reuse them), measure the writer's throughput, and check profile
-quality intrinsically — retrieve each user's test item from the profile embedding alone (LLM profile vs template
-profile vs mean of the long-term items' embeddings), on the users old enough to get an LLM profile.
+"""Interest profiles on the benchmark datasets: what each writer says and how much ranking signal it carries.
 
-    LLMREC_DATA_DIR=../shared/datasets python bench/profiles.py movielens-1m amazon-beauty
-    ... --minutes 60        stop writing after an hour (rerun to continue); evaluation runs on what exists
-    ... --evaluate-only     no writing, just the checks and records
-    ... --measure-limit     also measure llama.cpp's raw speed on this machine first (idle machine!)
-    ... --shard 0/2         write only every 2nd user, from the first (run 0/2 and 1/2 side by side with
-                            --set llm.threads=1, one per core); no checks: run --evaluate-only when all are done
+Writers: `template` (no LLM), `llm` (the embedded SmolLM2 with the few-shot prompt) and, with --adapter,
+`llm-tuned` (the same model with a LoRA adapter from `llmrec profile tune`, no few-shot prefix). On the check
+users (`profile_tune.check_users` of the users old enough for an LLM profile, drawn with the seed; never tuning
+users):
 
-Results: bench/results/profiles.json (records profile-llm, profile-template, profile-mean-items,
-profile-writer-llamacpp, llamacpp-limit); example profiles: bench/results/profile_examples.json. The writer's
-prompt tokens/s counts the shared prompt prefix that llama.cpp reuses, so it can exceed the raw limit.
+- `profile-quality-<writer>`: placeholder and few-shot copy shares, distinct ratio, grounded rate, category
+  precision/recall, words per profile, fallbacks (`llmrec.profiles.quality.profile_quality`);
+- `profile-template`, `profile-llm`, `profile-llm-tuned`, `profile-mean-items`: the intrinsic check, each user's
+  test item retrieved from the profile embedding alone (full ranking; same users and input history for all);
+- `profile-writer-llm`, `profile-writer-llm-tuned` (with --adapter): throughput of both writers in one run;
+- bench/results/profile_examples.json: the same seeded users' profiles from every writer.
+
+    LLMREC_DATA_DIR=../shared/datasets python bench/profiles.py movielens-1m amazon-beauty \
+        --adapter 'bench/adapters/{dataset}' --set profile_tune.check_users=500
+    ... --write-store [--minutes 60] [--shard 0/2]   write every user's profile with the default writer into
+                                                     bench/profiles/<dataset>.jsonl.gz (resumable), no checks
+    ... --measure-limit                              first measure llama.cpp's raw speed (idle machine!)
+
+Stored profiles (the committed stores are preloaded) are reused when their history, prompt and model match and
+they pass today's output checks.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import os
 import shlex
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +42,11 @@ from llmrec.experiment import Experiment
 from llmrec.llm import GenerationParams
 from llmrec.llm.llamacpp import LlamaCppBackend
 from llmrec.models.text_knn import TextKNN
-from llmrec.profiles import Profile, long_term_request
-from llmrec.profiles.quality import UserVectorScorer, profile_text_vectors
+from llmrec.profiles import CatalogFacts, Profile, ProfileService, long_term_request
+from llmrec.profiles.hygiene import rejection_reason
+from llmrec.profiles.prompt import ChatTemplate
+from llmrec.profiles.quality import UserVectorScorer, profile_quality, profile_text_vectors
+from llmrec.profiles.tuning import user_groups
 
 sys.path.insert(0, str(Path(__file__).parent))
 from records import make_record, write_records  # noqa: E402
@@ -43,7 +54,7 @@ from records import make_record, write_records  # noqa: E402
 BENCH = Path(__file__).parent
 RESULTS = BENCH / "results"
 CHUNK_USERS = 200
-EXAMPLES = 5
+EXAMPLES = 10
 
 
 def export_path(dataset: str) -> Path:
@@ -95,79 +106,113 @@ def llamacpp_limit(config: LLMConfig) -> dict[str, float]:
             "output_tokens": written.output_tokens}
 
 
-def llm_eligible_profiles(experiment: Experiment) -> dict[str, Profile]:
-    """Stored LLM-writer profiles of users whose long-term part is long enough for the LLM."""
-    service, settings = experiment.profiles, experiment.config.profile
-    profiles = {}
-    for user in range(experiment.split.num_users):
-        request = long_term_request(experiment.split, user, settings.recent_items)
-        if len(request.long_term) < settings.min_long_term:
-            continue
-        stored = service.store.get(experiment.dataset.name, request.user_id, service.prompt_version,
-                                   service.model_id, request.cutoff)
-        if stored is not None and stored.provenance.history_hash == request.history_hash:
-            profiles[request.user_id] = stored
-    return profiles
+WRITERS = {"template": "profile-template", "llm": "profile-llm", "llm-tuned": "profile-llm-tuned"}
+"""Writer name -> the name of its intrinsic-check record (its quality record is `profile-quality-<writer>`)."""
 
 
-def intrinsic_check(experiment: Experiment, llm: dict[str, Profile], command: str) -> list[dict]:
-    """profile-llm / profile-template / profile-mean-items retrieval metrics on the same users."""
+def writer_services(experiment: Experiment, adapter: Path | None) -> dict[str, ProfileService]:
+    """The writers compared: template, the base LLM, and the tuned LLM when an adapter is given."""
+    services = {"template": experiment.profiles.with_writer("template"), "llm": experiment.profiles.with_writer("llm")}
+    if adapter is not None:
+        services["llm-tuned"] = experiment.profiles.with_writer("llm", str(adapter))
+        tuned_with = services["llm-tuned"].adapter.manifest.check_users
+        if tuned_with != experiment.config.profile_tune.check_users:
+            raise SystemExit(f"{adapter} was tuned with {tuned_with} check users set aside: run with --set "
+                             f"profile_tune.check_users={tuned_with}, so check and tuning users stay disjoint")
+    return services
+
+
+def check_profiles(service: ProfileService, users: np.ndarray) -> list[Profile]:
+    """Every check user's profile by this writer: stored ones are re-checked with today's output checks (a
+    stored LLM text that would now be rejected is written again), missing ones are written."""
+    requests = [service.request(str(service.split.user_ids[u])) for u in users]
+    if service.settings.writer == "llm":
+        examples = ChatTemplate.load("profile", service.settings.prompt, service.settings.prompt_version).examples
+        service.store.delete([p for p in service.lookup(requests) if p is not None and p.source == "llm"
+                              and rejection_reason(p.text, [], examples) is not None])
+    service.write_all(users)
+    found = service.stored(requests)
+    service.release_llm()
+    return [p for p in found if p is not None]
+
+
+def evaluate_writers(experiment: Experiment, adapter: Path | None, command: str) -> tuple[list[dict], list[dict]]:
+    """Quality and intrinsic-check records of every writer, and their example profiles, on the check users."""
     split, config = experiment.split, experiment.config
-    users = np.array([split.user_index(u) for u in llm])
-    template_service = experiment.profiles.with_writer("template")
-    started = time.perf_counter()
-    template_service.write_all(users, progress=False)
-    template = {u: template_service.profile(u) for u in llm}
-    long_terms = [long_term_request(split, u, config.profile.recent_items).long_term for u in users]
-    encoder, items = experiment.encoder, experiment.item_vectors
-    vectors = {
-        "profile-llm": profile_text_vectors([p.text for p in llm.values()], encoder,
-                                            experiment.profiles.prompt_version),
-        "profile-template": profile_text_vectors([p.text for p in template.values()], encoder,
-                                                 template_service.prompt_version),
-        "profile-mean-items": TextKNN(items).user_vectors(long_terms).numpy(),
-    }
-    test_rows = np.flatnonzero(np.isin(split.test.users, users))
-    cases = split.test.subset(test_rows)
+    users = user_groups(config, split).check
+    requests = [long_term_request(split, int(u), config.profile.recent_items) for u in users]
+    services = writer_services(experiment, adapter)
+    teacher_examples = ChatTemplate.load("profile", config.profile.prompt, config.profile.prompt_version).examples
+    facts = services["template"].writer.facts
+    records, examples = [], []
     evaluator = FullRankingEvaluator(split, config.eval)
-    records = []
+    cases = split.test.subset(np.flatnonzero(np.isin(split.test.users, users)))
+    long_terms = [r.long_term for r in requests]
+    vectors = {"profile-mean-items": TextKNN(experiment.item_vectors).user_vectors(long_terms).numpy()}
+    for writer, service in services.items():
+        started = time.perf_counter()
+        profiles = check_profiles(service, users)
+        quality = profile_quality(profiles, long_terms, facts, teacher_examples)
+        quality.update(fallbacks=dict(Counter(p.fallback_reason for p in profiles if p.fallback_reason)),
+                       model_id=service.model_id, prompt=service.prompt_version)
+        records.append(make_record(experiment.dataset.name, f"profile-quality-{writer}", quality, command,
+                                   config.seed, time.perf_counter() - started))
+        vectors[WRITERS[writer]] = profile_text_vectors([p.text for p in profiles], experiment.encoder,
+                                                        service.prompt_version)
+        examples += example_profiles(experiment, writer, profiles, facts)
     for name, user_vectors in vectors.items():
-        table = np.zeros((split.num_users, items.shape[1]), dtype=np.float32)
+        started = time.perf_counter()
+        table = np.zeros((split.num_users, experiment.item_vectors.shape[1]), dtype=np.float32)
         table[users] = user_vectors
-        metrics = evaluator.evaluate(UserVectorScorer(table, items), cases, desc=name)
+        metrics = evaluator.evaluate(UserVectorScorer(table, experiment.item_vectors), cases, desc=name)
         kept = {k: metrics[k] for k in ("HR@10", "NDCG@10", "HR@20", "NDCG@20", "MRR", "NDCG@10-tail-items")}
-        kept["users"] = len(cases)
-        if name == "profile-llm":
-            kept.update(_llm_rates(list(llm.values())))
+        kept.update(users=len(cases), user_set=f"check users: {len(users)} drawn with seed {config.seed} "
+                    "(llmrec.profiles.tuning.user_groups), disjoint from the tuning users")
         records.append(make_record(experiment.dataset.name, name, kept, command, config.seed,
                                    time.perf_counter() - started))
         print(f"{experiment.dataset.name} {name}: HR@10 {kept['HR@10']:.4f} NDCG@10 {kept['NDCG@10']:.4f} "
               f"({len(cases)} users)", flush=True)
+    return records, examples
+
+
+def writer_throughput(experiment: Experiment, adapter: Path, users: int, command: str) -> list[dict]:
+    """Base and tuned writer on the same users, one after the other in this run, nothing stored."""
+    split, config = experiment.split, experiment.config
+    chosen = user_groups(config, split).check[:users]
+    requests = [long_term_request(split, int(u), config.profile.recent_items) for u in chosen]
+    records = []
+    for writer, service in writer_services(experiment, adapter).items():
+        if writer == "template":
+            continue
+        started = time.perf_counter()
+        service.writer.write(requests)
+        stats, seconds = service.writer.stats, time.perf_counter() - started
+        service.release_llm()
+        records.append(make_record(experiment.dataset.name, f"profile-writer-{writer}", {
+            "users": len(requests), "users_per_min": 60 * len(requests) / seconds,
+            "prompt_tok_per_s": stats.prompt_tokens / stats.llm_seconds,
+            "output_tok_per_s": stats.output_tokens / stats.llm_seconds,
+            "prompt_tokens_per_user": stats.prompt_tokens / len(requests),
+            "output_tokens_per_user": stats.output_tokens / len(requests),
+            "threads": config.llm.threads or len(os.sched_getaffinity(0)), "model_id": service.model_id,
+        }, command, config.seed, seconds))
     return records
 
 
-def _llm_rates(profiles: list[Profile]) -> dict[str, float]:
-    by_llm = [p for p in profiles if p.source == "llm"]
-    fallbacks: dict[str, int] = {}
-    for p in profiles:
-        if p.fallback_reason:
-            fallbacks[p.fallback_reason] = fallbacks.get(p.fallback_reason, 0) + 1
-    return {"grounded_rate": 1 - sum(bool(p.ungrounded_titles) for p in by_llm) / max(1, len(by_llm)),
-            "fallback_rate": 1 - len(by_llm) / max(1, len(profiles)), "fallbacks": fallbacks}
-
-
-def examples(experiment: Experiment, llm: dict[str, Profile]) -> list[dict]:
-    """A few users' digests (what the LLM was shown) and profiles, for the README."""
+def example_profiles(experiment: Experiment, writer: str, profiles: list[Profile],
+                     facts: CatalogFacts) -> list[dict]:
+    """`EXAMPLES` profiles of this writer, for users drawn with the run's seed (the same users for every writer)."""
     rng = np.random.default_rng(experiment.config.seed)
-    chosen = rng.choice(sorted(llm), size=min(EXAMPLES, len(llm)), replace=False)
-    facts = experiment.profiles.with_writer("template").writer.facts  # titles, without loading the LLM again
+    by_user = {p.user_id: p for p in profiles}
+    chosen = rng.choice(sorted(by_user), size=min(EXAMPLES, len(by_user)), replace=False)
     out = []
-    for user in chosen:
-        profile = llm[user]
+    for user in sorted(chosen):
+        profile = by_user[user]
         shown = [facts.titles[experiment.split.item_index(i)] for i in profile.representative_items]
-        out.append({"dataset": experiment.dataset.name, "user": user, "long_term_items": profile.n_long_term,
-                    "shown_titles": shown, "top_categories": profile.top_categories, "profile": profile.text,
-                    "source": profile.source, "fallback_reason": profile.fallback_reason})
+        out.append({"dataset": experiment.dataset.name, "writer": writer, "user": user,
+                    "long_term_items": profile.n_long_term, "shown_titles": shown,
+                    "top_categories": profile.top_categories, "profile": profile.text, "source": profile.source,
+                    "fallback_reason": profile.fallback_reason})
     return out
 
 
@@ -182,12 +227,17 @@ def parse_shard(text: str) -> tuple[int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("datasets", nargs="+", choices=[p.stem for p in (BENCH / "configs").glob("*.yaml")])
-    parser.add_argument("--minutes", type=float, help="stop writing profiles after this long (per dataset)")
-    parser.add_argument("--evaluate-only", action="store_true")
+    parser.add_argument("--write-store", action="store_true",
+                        help="write the default writer's profiles of every user into bench/profiles/ (resumable)")
+    parser.add_argument("--minutes", type=float, help="with --write-store: stop writing after this long")
+    parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N",
+                        help="with --write-store: only users whose index is K modulo N")
+    parser.add_argument("--adapter", metavar="DIR",
+                        help="also check the tuned writer of this adapter folder ({dataset} is filled in)")
+    parser.add_argument("--throughput-users", type=int, default=40,
+                        help="users the base and tuned writers each write, unstored, for the throughput records")
     parser.add_argument("--measure-limit", action="store_true",
                         help="first measure llama.cpp's raw prompt and generation speed (run on an idle machine)")
-    parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N",
-                        help="write only users whose index is K modulo N, and skip the checks")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -204,21 +254,22 @@ def main() -> None:
         config = load_config(BENCH / "configs" / f"{dataset}.yaml", preload + args.overrides)
         experiment = Experiment(config)
         started = time.perf_counter()
-        if not args.evaluate_only:
+        if args.write_store:
             throughput = write_llm_profiles(experiment, args.minutes, args.shard)
             if throughput and args.shard[0] == 0:  # one record per dataset: the first shard's
                 throughput["writers_side_by_side"] = args.shard[1]
                 write_records(RESULTS / "profiles.json", [make_record(
                     dataset, "profile-writer-llamacpp", throughput, command, config.seed,
                     time.perf_counter() - started)])
-            if args.shard != (0, 1):
-                continue
-        llm = llm_eligible_profiles(experiment)
-        experiment.profiles.release_llm()
-        write_records(RESULTS / "profiles.json", intrinsic_check(experiment, llm, command))
+            continue
+        adapter = Path(args.adapter.format(dataset=dataset)) if args.adapter else None
+        records, examples = evaluate_writers(experiment, adapter, command)
+        if adapter is not None and args.throughput_users:
+            records += writer_throughput(experiment, adapter, args.throughput_users, command)
+        write_records(RESULTS / "profiles.json", records)
         path = RESULTS / "profile_examples.json"
         stored = [e for e in (json.loads(path.read_text()) if path.is_file() else []) if e["dataset"] != dataset]
-        path.write_text(json.dumps(stored + examples(experiment, llm), indent=1, ensure_ascii=False) + "\n")
+        path.write_text(json.dumps(stored + examples, indent=1, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

@@ -110,7 +110,8 @@ app.add_typer(profile_app, name="profile")
 
 @profile_app.callback(invoke_without_command=True)
 def profile(ctx: typer.Context, config: ConfigOption = None, set_: SetOption = None,
-            user: Annotated[Optional[str], typer.Option(help="Print this user's profile (written if missing).")] = None,
+            user: Annotated[Optional[str], typer.Option(
+                help="Print this user's interest summary, from their whole history (written if missing).")] = None,
             limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N users.")] = None,
             load: Annotated[Optional[str], typer.Option(help="First add the profiles of an export file.")] = None,
             export: Annotated[Optional[str], typer.Option(help="Then write all profiles to this .jsonl.gz.")] = None,
@@ -125,7 +126,7 @@ def profile(ctx: typer.Context, config: ConfigOption = None, set_: SetOption = N
     if load:
         typer.echo(f"loaded {service.store.load_export(load)} profiles from {load}")
     if user is not None:
-        typer.echo(json.dumps(service.profile(user).to_dict(), indent=2, ensure_ascii=False))
+        typer.echo(json.dumps(service.summary(user).to_dict(), indent=2, ensure_ascii=False))
         return
     users = range(min(limit, experiment.split.num_users)) if limit else None
     report = service.write_all(users).to_dict()

@@ -92,6 +92,7 @@ class Recommender:
         self._llm_lock = threading.Lock()
         self._refresher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="profile-refresh")
         self._refreshes: list[Future] = []
+        self._summaries_queued: set[int] = set()
         self._facts = CatalogFacts.from_catalog(experiment.dataset.catalog, self.split,
                                                 config.profile.category_column, config.profile.title_chars)
         self._texts = [""] + [str(t) for t in experiment.dataset.catalog.items.set_index("item_id")
@@ -148,14 +149,15 @@ class Recommender:
             return self._ranked(user, items, context_ids, blocked, k)
 
     def profile(self, user_id: str) -> dict[str, Any]:
-        """What the user likes: the long-term profile (text, top categories, representative items, provenance;
-        None before one is written) and the weights the model gives long- and short-term interest now."""
+        """What the user likes: the interest summary of their whole known history (text, top categories,
+        representative items, provenance; None for a user without interactions) and the weights the model gives
+        long- and short-term interest now."""
         user = self.users.index(user_id)
         history = self.users.history(user)
-        stored = self._stored_profile(str(user_id))
+        summary = self._summary(user, str(user_id), history)
         return {"user_id": str(user_id), "history_length": int(len(history)),
                 "interest_weights": self._interest_weights(user, history),
-                "profile": stored.to_dict() if stored else None}
+                "profile": summary.to_dict() if summary else None}
 
     def explain(self, user_id: str, item_id: str) -> dict[str, Any]:
         """Why `item_id` suits the user: the history items and profile sentences behind the score, with weights
@@ -164,8 +166,8 @@ class Recommender:
         user = self.users.index(user_id)
         item = self.split.item_index(item_id)
         history = self.users.history(user)
-        stored = self._stored_profile(str(user_id))
-        profile_text = stored.text if stored else ""
+        summary = self._summary(user, str(user_id), history)
+        profile_text = summary.text if summary else ""
         sentences = split_sentences(profile_text)
         sentence_vectors = self.experiment.encoder.encode(sentences, "explain-sentences/v1") if sentences else None
         weights = self._interest_weights(user, history)
@@ -295,6 +297,37 @@ class Recommender:
             return None
         return service.store.get(self.experiment.dataset.name, user_id, service.prompt_version, service.model_id)
 
+    def _summary(self, user: int, user_id: str, history: np.ndarray) -> Profile | None:
+        """The user's interest summary without waiting for the LLM: the stored one of this history; else the
+        latest stored one (or, for a user without one, the template summary) while the LLM writes the new one in
+        the background."""
+        if not len(history):
+            return None
+        service = self.experiment.profiles
+        request = service.summary_request(user_id, history)
+        stored = service.stored_summary(request)
+        if stored is not None and stored.provenance.history_hash == request.history_hash:
+            return stored
+        if service.config.profile.writer == "template":
+            return service.summary(user_id, history)
+        with self._lock:
+            if user not in self._summaries_queued:
+                self._summaries_queued.add(user)
+                self._refreshes.append(self._refresher.submit(self._write_summary, user, user_id, history))
+        return stored or service.with_writer("template").summary(user_id, history)
+
+    def _write_summary(self, user: int, user_id: str, history: np.ndarray) -> None:
+        """Write (and store) the user's interest summary with the LLM; a background job."""
+        try:
+            with self._llm_lock:
+                self.experiment.profiles.summary(user_id, history)
+        except Exception:  # a background job: log it, the user keeps the previous summary
+            log.exception("summary failed for user %s", user_id)
+            raise
+        finally:
+            with self._lock:
+                self._summaries_queued.discard(user)
+
     def _schedule_refresh(self, user: int, user_id: str) -> None:
         """Queue a rewrite of the user's profile (one worker, in order: a later one reads a newer history)."""
         self.users.profile_written(user)
@@ -303,17 +336,19 @@ class Recommender:
             self._refreshes.append(self._refresher.submit(self._refresh_profile, user, user_id))
 
     def _refresh_profile(self, user: int, user_id: str) -> None:
-        """Rewrite one user's long-term profile from their current history and swap its vector in."""
+        """Rewrite one user's long-term profile from their current history, swap its vector in, and rewrite the
+        interest summary."""
         try:
             history = self.users.history(user)
             cutoff = max(0, len(history) - self.config.profile.recent_items)
             service = self._profile_service()
             profile = None
-            if service is not None:
+            if service is not None and cutoff:
                 with self._llm_lock:
                     (profile,) = service.writer.write([ProfileRequest(user_id, history[:cutoff], cutoff)])
                 service.store.put([profile])
             self._set_long_term(user, history[:cutoff], profile)
+            self._write_summary(user, user_id, history)
         except Exception:  # a background job: log it, the user keeps the previous profile
             log.exception("profile refresh failed for user %s", user_id)
             raise

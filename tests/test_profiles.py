@@ -148,13 +148,43 @@ def test_template_writer_structured_parts_and_short_histories(movies):
     config = ProfileConfig(writer="template", recent_items=2, min_long_term=3)
     writer = ProfileWriter(facts, dataset.name, config)
     requests = [long_term_request(split, split.user_index(u), config.recent_items) for u in ("crime", "short")]
-    crime, short = writer.write(requests)
+    (crime,) = writer.write(requests[:1])
     assert crime.source == "template" and crime.fallback_reason is None
     assert crime.text.startswith("Enjoys Crime") and '"' in crime.text
-    assert crime.provenance.model_id == "template" and crime.provenance.prompt_version == "profile/template.v1"
+    assert crime.provenance.model_id == "template" and crime.provenance.prompt_version == "profile/template.v2"
     assert set(crime.representative_items) <= {f"m{i}" for i in HISTORIES["crime"]}
-    assert short.n_long_term == 0 and short.text  # 4 events: 2 train - 2 recent = nothing long-term
-    assert writer.stats.profiles == 2 and writer.stats.llm == 0
+    assert writer.stats.profiles == 1 and writer.stats.llm == 0
+    assert len(requests[1].long_term) == 0  # 4 events: 2 train - 2 recent = nothing long-term: no profile at all
+    with pytest.raises(ValueError, match="at least one item"):
+        writer.write(requests[1:])
+
+
+def test_a_one_item_history_gets_a_sentence_about_that_item_never_a_placeholder():
+    dataset = movie_dataset({"one": [0, 1, 2]})  # leave-one-out: one training item
+    split = make_split(dataset)
+    facts = CatalogFacts.from_catalog(dataset.catalog, split)
+    writer = ProfileWriter(facts, dataset.name, ProfileConfig(writer="template"))
+    (profile,) = writer.write([long_term_request(split, 0, 0)])
+    assert profile.text == 'Enjoys Action (33%), Crime (33%) and Thriller (33%). Typical picks: "Heat (1995)".'
+    items = pd.DataFrame({"item_id": ["a"], "title": ["Lash Serum"], "text": ["Lash Serum"]})
+    bare = Dataset("bare", Catalog(items), Interactions(pd.DataFrame(
+        [{"user_id": "u", "item_id": "a", "timestamp": t} for t in range(3)])))
+    bare_split = make_split(bare)
+    bare_facts = CatalogFacts.from_catalog(bare.catalog, bare_split)  # no category column at all
+    (plain,) = ProfileWriter(bare_facts, "bare", ProfileConfig(writer="template")).write(
+        [long_term_request(bare_split, 0, 0)])
+    assert plain.text == 'Typical picks: "Lash Serum".'
+
+
+def test_nested_category_lists_become_category_paths():
+    dataset = movie_dataset({"u": [0, 1, 2]})
+    dataset.catalog.items["genres"] = [[["Beauty", "Skin Care"], ["Beauty", "Makeup"]]] + [["Drama"]] * 9
+    split = make_split(dataset)
+    facts = CatalogFacts.from_catalog(dataset.catalog, split)
+    assert facts.categories[split.item_index("m0")] == ("Beauty > Skin Care", "Beauty > Makeup")
+    text = ProfileWriter(facts, "movies", ProfileConfig(writer="template")).write(
+        [long_term_request(split, 0, 0)])[0].text
+    assert "Beauty > Skin Care (50%)" in text and "[" not in text
 
 
 def test_long_term_part_excludes_recent_and_held_out_items(movies):
@@ -174,7 +204,8 @@ def test_llm_writer_retries_then_falls_back_and_counts(movies):
     good = "This person enjoys tense crime dramas and some light comedy."
     backend = ScriptedBackend(replies=[["", good], [""]])  # crime: empty then empty; tricky: fine at once
     writer = ProfileWriter(facts, dataset.name, config, backend)
-    requests = [long_term_request(split, split.user_index(u), 2) for u in ("crime", "tricky", "short")]
+    requests = [long_term_request(split, split.user_index(u), recent) for u, recent in
+                (("crime", 2), ("tricky", 2), ("short", 1))]  # short: one long-term item, too few for the LLM
     crime, tricky, short = writer.write(requests)
     assert len(backend.calls) == 2 and len(backend.calls[0]) == 2 and len(backend.calls[1]) == 1
     assert tricky.source == "llm" and tricky.text == good and tricky.fallback_reason is None
@@ -203,17 +234,17 @@ def test_job_resumes_after_a_kill_and_rewrites_only_changed_users(tmp_path, movi
     killed = ProfileWriter(facts, dataset.name, config, ScriptedBackend(fail_on_call=2))
     with pytest.raises(KeyboardInterrupt):
         run_profile_job(killed, store, requests, batch_size=1, progress=False)
-    assert len(store) == 2
+    assert len(store) == 1  # short has no long-term part: no profile, never a placeholder
     backend = ScriptedBackend()
     report = run_profile_job(ProfileWriter(facts, dataset.name, config, backend), store, requests, 1, False)
-    assert (report.written, report.skipped, len(store)) == (1, 2, 3)
+    assert (report.written, report.skipped, len(store)) == (1, 2, 2)
     assert [len(call) for call in backend.calls] == [1]
     again = run_profile_job(ProfileWriter(facts, dataset.name, config, backend), store, requests, 1, False)
     assert again.written == 0 and again.skipped == 3 and len(backend.calls) == 1
     changed = [requests[0].__class__(requests[0].user_id, requests[0].long_term[::-1], requests[0].cutoff)]
     after_change = run_profile_job(ProfileWriter(facts, dataset.name, config, backend), store,
                                    changed + requests[1:], 1, False)
-    assert after_change.written == 1 and len(store) == 3 and len(backend.calls) == 2
+    assert after_change.written == 1 and len(store) == 2 and len(backend.calls) == 2
     assert report.to_dict()["users_per_min"] > 0
 
 
@@ -221,11 +252,11 @@ def test_store_export_roundtrip_and_bad_export(tmp_path, movies):
     dataset, split, facts = movies
     store = ProfileStore(tmp_path / "a.sqlite")
     writer = ProfileWriter(facts, dataset.name, ProfileConfig(writer="template", recent_items=2))
-    profiles = writer.write([long_term_request(split, u, 2) for u in range(split.num_users)])
+    profiles = writer.write([long_term_request(split, split.user_index(u), 2) for u in ("crime", "tricky")])
     store.put(profiles)
-    assert store.export(tmp_path / "profiles.jsonl.gz") == 3
+    assert store.export(tmp_path / "profiles.jsonl.gz") == 2
     copy = ProfileStore(tmp_path / "b.sqlite")
-    assert copy.load_export(tmp_path / "profiles.jsonl.gz") == 3
+    assert copy.load_export(tmp_path / "profiles.jsonl.gz") == 2
     first = profiles[0]
     assert copy.get(dataset.name, first.user_id, first.provenance.prompt_version, "template") == first
     (tmp_path / "broken.jsonl.gz").write_bytes(gzip.compress(b"{not json\n"))
@@ -243,7 +274,29 @@ def test_service_profile_is_stored_and_reused(tmp_path, movies):
     with pytest.raises(UnknownIdError):
         service.profile("nobody")
     report = service.write_all(progress=False)
-    assert (report.written, report.skipped) == (2, 1)
+    assert (report.written, report.skipped) == (1, 2)  # tricky written; crime stored, short has no long-term part
+    assert service.profile("short") is None
+
+
+def test_the_interest_summary_covers_the_whole_history_of_every_user(tmp_path, movies):
+    dataset, split, _ = movies
+    config = load_config(None, [f"run_dir={tmp_path}", "profile.writer=template", "profile.recent_items=2"])
+    service = ProfileService(config, dataset, split, tmp_path)
+    short = service.summary("short")  # no long-term part, but four items: the summary names them
+    assert short.n_long_term == len(HISTORIES["short"]) and short.provenance.cutoff == 4
+    assert "Toy Story" in short.text or "Babe" in short.text or "Annie Hall" in short.text
+    assert service.summary("short") == short and len(service.summaries) == 1 and len(service.store) == 0
+    newer = service.summary("short", np.append(split.sequences[split.user_index("short")], index_of(split, "Heat (1995)")))
+    assert newer.provenance.cutoff == 5 and service.stored_summary(service.summary_request("short")) == short
+    with pytest.raises(ValueError, match="nothing to summarise"):
+        service.summary("short", np.array([], dtype=np.int64))
+
+
+def test_few_shot_copies_are_rejected():
+    examples = ChatTemplate.load("profile", "llm").examples
+    copied = "This person buys everyday makeup, especially for the eyes and nails. They like red lipstick."
+    assert rejection_reason(copied, [], examples) == "few-shot-copy"
+    assert rejection_reason("This person buys everyday makeup and bright red nail polish.", [], examples) is None
 
 
 def test_release_llm_frees_the_backend_and_reloads_on_demand(tmp_path, movies):

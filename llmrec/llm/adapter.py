@@ -34,6 +34,9 @@ class AdapterManifest:
     teacher_prompt: str
     """The template the base model answered when the training samples were drawn."""
     tuning_users: int
+    check_users: int
+    """How many users were set aside for checks when the tuning users were drawn (`profile_tune.check_users`):
+    a check of this adapter must use the same number, or its users could overlap the tuning users."""
     samples_per_user: int
     examples: int
     steps: int

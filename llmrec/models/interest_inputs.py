@@ -37,7 +37,8 @@ def build_user_inputs(config: RunConfig, dataset: Dataset, split: Split, item_ve
         service = profiles if writer == profiles.config.profile.writer else profiles.with_writer(writer)
         if writer == "template":
             service.write_all(progress=False)  # deterministic and fast: written on demand
-        texts, prompt_version = [p.text for p in service.stored(requests)], service.prompt_version
+        texts = [p.text if p else "" for p in service.stored(requests)]  # no profile: masked below
+        prompt_version = service.prompt_version
     vectors = long_term_vectors(source, [r.long_term for r in requests], np.arange(split.num_users), texts,
                                 prompt_version, encoder, item_vectors, graph)
     context, names, values = user_context(dataset, split)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,12 +52,26 @@ class CatalogFacts:
 
 
 def _as_categories(value: object) -> tuple[str, ...]:
-    """A list/array of names, or one string split on `|` or `,`; blanks dropped."""
+    """Category names from a list, from nested lists of category paths (Amazon style: `[["Beauty", "Skin Care"]]`
+    gives `Beauty > Skin Care`), or from one string split on `|` or `,` (a string holding a JSON list is read as
+    that list); blanks and repeats dropped."""
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass
     if isinstance(value, (list, tuple, np.ndarray)):
-        names = [str(v) for v in value]
+        names = [_category_path(v) for v in value]
     elif value is None or (isinstance(value, float) and pd.isna(value)):
         names = []
     else:
         text = str(value)
         names = text.split("|") if "|" in text else text.split(",")
     return tuple(dict.fromkeys(clean_text(n, 40) for n in names if clean_text(n, 40)))
+
+
+def _category_path(value: object) -> str:
+    """One category, or a path of them (a nested list) joined with ` > `."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return " > ".join(clean_text(v, 40) for v in value if clean_text(v, 40))
+    return str(value)

@@ -23,6 +23,11 @@ _CHARACTER_LOOP = re.compile(r"(.{2,12}?)\1{2,}")
 """A unit of 2-12 characters three or more times in a row ("E.E.S.E.E.S.E.E.S."): a decoding loop."""
 
 
+def words(text: str) -> list[str]:
+    """The lower-cased words of `text`."""
+    return _WORD.findall(text.lower())
+
+
 def split_sentences(text: str) -> list[str]:
     """The non-blank sentences of `text` (split after `.`, `!` or `?` followed by whitespace), stripped."""
     return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]

@@ -49,12 +49,13 @@ class JobReport:
 
 def run_profile_job(writer: ProfileWriter, store: ProfileStore, requests: Sequence[ProfileRequest],
                     batch_size: int, progress: bool = True) -> JobReport:
-    """Write the profiles `store` lacks (or holds for a different history), a batch per transaction.
+    """Write the profiles `store` lacks (or holds for a different history), a batch per transaction. Requests
+    with an empty history get no profile (there is nothing to say) and count as skipped.
 
     Killed and restarted, the job skips what was stored and continues; nothing is written twice.
     """
     stored = store.history_hashes(writer.dataset, writer.prompt_version, writer.model_id)
-    todo = [r for r in requests if stored.get((r.user_id, r.cutoff)) != r.history_hash]
+    todo = [r for r in requests if len(r.long_term) and stored.get((r.user_id, r.cutoff)) != r.history_hash]
     started = time.perf_counter()
     with tqdm(total=len(todo), unit="user", desc=f"profiles ({writer.model_id})", disable=not progress) as bar:
         for batch in _batches(todo, batch_size):

@@ -8,6 +8,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from llmrec.config import ProfileConfig, RunConfig
 from llmrec.data.schema import Dataset
 from llmrec.data.split import Split
@@ -103,25 +105,69 @@ class ProfileService:
         return ProfileService(dataclasses.replace(self.config, profile=settings), self.dataset, self.split,
                               self.store.path.parent, self.store)
 
-    def stored(self, requests: Sequence[ProfileRequest]) -> list[Profile]:
-        """The stored profile of each request; ConfigError naming how many are missing (or stale) otherwise."""
+    def lookup(self, requests: Sequence[ProfileRequest]) -> list[Profile | None]:
+        """The stored profile of each request's history by this writer, None where there is none."""
         found = [self.store.get(self.dataset.name, r.user_id, self.prompt_version, self.model_id, r.cutoff)
-                 for r in requests]
-        missing = [r for r, p in zip(requests, found) if p is None or p.provenance.history_hash != r.history_hash]
+                 if len(r.long_term) else None for r in requests]
+        return [p if p is not None and p.provenance.history_hash == r.history_hash else None
+                for p, r in zip(found, requests)]
+
+    def stored(self, requests: Sequence[ProfileRequest]) -> list[Profile | None]:
+        """The stored profile of each request (None for an empty long-term part, which gets none); ConfigError
+        naming how many are missing (or stale) otherwise."""
+        found = self.lookup(requests)
+        missing = [r for r, p in zip(requests, found) if len(r.long_term) and p is None]
         if missing:
             raise ConfigError(
                 f"{len(missing)} of {len(requests)} users have no stored profile by {self.model_id} with "
                 f"{self.prompt_version} for their current history (e.g. user {missing[0].user_id}); run "
                 "`llmrec profile` first"
             )
-        return found  # type: ignore[return-value]
+        return found
 
-    def profile(self, user_id: str) -> Profile:
-        """A user's profile: the stored one when it matches the current history, else written (and stored) now."""
+    def profile(self, user_id: str) -> Profile | None:
+        """A user's long-term model input: the stored one when it matches the current history, else written (and
+        stored) now; None when the long-term part is empty (every item is a recent one)."""
         request = self.request(user_id)
+        if not len(request.long_term):
+            return None
         stored = self.store.get(self.dataset.name, user_id, self.prompt_version, self.model_id, request.cutoff)
         if stored is not None and stored.provenance.history_hash == request.history_hash:
             return stored
         (profile,) = self.writer.write([request])
         self.store.put([profile])
+        return profile
+
+    @cached_property
+    def summaries(self) -> ProfileStore:
+        """The interest summaries (`summary`), in their own store beside the long-term inputs' store."""
+        return ProfileStore(self.store.path.with_name("summaries.sqlite"))
+
+    def summary_request(self, user_id: str, history: np.ndarray | None = None) -> ProfileRequest:
+        """The interest summary's input: the user's whole known history (default: the full sequence of a user of
+        the split, validation and test items included; the summary is shown to people, never fed to the model)."""
+        if history is None:
+            history = self.split.sequences[self.split.user_index(user_id)]
+        history = np.asarray(history, dtype=np.int64)
+        if not len(history):
+            raise ValueError(f"user {user_id} has no interactions yet: there is nothing to summarise")
+        return ProfileRequest(str(user_id), history, len(history))
+
+    def stored_summary(self, request: ProfileRequest) -> Profile | None:
+        """The stored summary of this request's history, else the user's latest one (of an older history), else
+        None."""
+        stored = self.summaries.get(self.dataset.name, request.user_id, self.prompt_version, self.model_id,
+                                    request.cutoff)
+        if stored is not None and stored.provenance.history_hash == request.history_hash:
+            return stored
+        return self.summaries.get(self.dataset.name, request.user_id, self.prompt_version, self.model_id)
+
+    def summary(self, user_id: str, history: np.ndarray | None = None) -> Profile:
+        """What the user likes, from their whole known history: stored, or written (and stored) now."""
+        request = self.summary_request(user_id, history)
+        stored = self.stored_summary(request)
+        if stored is not None and stored.provenance.history_hash == request.history_hash:
+            return stored
+        (profile,) = self.writer.write([request])
+        self.summaries.put([profile])
         return profile

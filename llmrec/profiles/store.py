@@ -45,6 +45,14 @@ class ProfileStore:
             db.executemany(f"{verb} INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         return len(rows)
 
+    def delete(self, profiles: Iterable[Profile]) -> int:
+        """Remove these profiles (by key) in one transaction; returns how many were given."""
+        keys = [_row(p)[:5] for p in profiles]
+        with self._connect() as db:
+            db.executemany("DELETE FROM profiles WHERE dataset=? AND user_id=? AND cutoff=? AND prompt_version=? "
+                           "AND model_id=?", keys)
+        return len(keys)
+
     def get(self, dataset: str, user_id: str, prompt_version: str, model_id: str,
             cutoff: int | None = None) -> Profile | None:
         """The stored profile for this key; with `cutoff` None, the one with the latest cut-off."""

@@ -32,7 +32,7 @@ class TemplateProfileText:
             shift += f"Lately more {_join(digest.rising)}. "
         if digest.fading:
             shift += f"Lately less {_join(digest.fading)}."
-        values = {"interests": f"Enjoys {categories}. " if categories else "", "items": ", ".join(items),
+        values = {"interests": f"Enjoys {categories}." if categories else "", "items": ", ".join(items),
                   "shift": shift}
         return self.template.render(values, max_chars)
 

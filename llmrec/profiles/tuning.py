@@ -35,6 +35,7 @@ from llmrec.profiles.writer import ProfileRequest
 
 log = logging.getLogger(__name__)
 SAMPLES_FILE = "samples.jsonl"
+_SENTENCE_ENDS = (".", "!", "?")
 REWARD = "retrieval-auc"
 """The reward's name in adapter manifests: AUC of the next training items under the profile embedding."""
 
@@ -127,7 +128,8 @@ class ProfileTuner:
 
     def training_examples(self) -> tuple[list[tuple[list[dict[str, str]], str]], dict[str, float]]:
         """(tuned prompt, best accepted sample) per sampled user whose history is unchanged, and the mean
-        rewards of all accepted samples, the chosen ones and the template profile."""
+        rewards of all accepted samples, the chosen ones and the template profile. A sample cut off by the token
+        limit (not ending a sentence) is never a target: the tuned writer should learn to finish."""
         tune, settings = self.config.profile_tune, self.config.profile
         student = ChatTemplate.load("profile", tune.prompt)
         writer = self.profiles.with_writer("template").writer
@@ -135,7 +137,7 @@ class ProfileTuner:
         for line in self.read_samples():
             user = self.split.user_index(line["user_id"])
             request = long_term_request(self.split, user, settings.recent_items)
-            usable = [s for s in line["samples"] if s["reason"] is None]
+            usable = [s for s in line["samples"] if s["reason"] is None and s["text"].endswith(_SENTENCE_ENDS)]
             if request.history_hash != line["history_hash"] or not usable:
                 continue
             best = max(usable, key=lambda s: s["reward"])
@@ -169,6 +171,7 @@ class ProfileTuner:
             base_model=model_id_for(self.config.llm), base_sha256=file_sha256(gguf), dataset=self.profiles.dataset.name,
             prompt=ChatTemplate.load("profile", tune.prompt).key, reward=REWARD,
             teacher_prompt=self.profiles.prompt_version, tuning_users=len(self.groups.tuning),
+            check_users=len(self.groups.check),
             samples_per_user=tune.samples, examples=len(examples), steps=steps,
             lora={"r": tune.lora_r, "alpha": tune.lora_alpha, "dropout": tune.lora_dropout,
                   "target_modules": list(tune.target_modules), "lr": tune.lr, "epochs": tune.epochs},
