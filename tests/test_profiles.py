@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -51,6 +52,10 @@ def index_of(split, title: str) -> int:
     return split.item_index(f"m{[t for t, _ in MOVIES].index(title)}")
 
 
+ANSWERS = itertools.count()
+"""Numbers the default answers, so no two are the same text (the writer rejects a text another user has)."""
+
+
 class ScriptedBackend:
     """A backend that answers from a script: a list of replies per call (for the writer's retry logic)."""
 
@@ -70,7 +75,8 @@ class ScriptedBackend:
         if self.fail_on_call is not None and len(self.calls) == self.fail_on_call:
             raise KeyboardInterrupt  # what a kill looks like to the job
         texts = (self.replies[len(self.calls) - 1] if self.replies
-                 else ["This person enjoys tense crime dramas and some light comedy."] * len(prompts))
+                 else [f"This person enjoys tense crime dramas and light comedy (answer {next(ANSWERS)})."
+                       for _ in prompts])
         return [Generation(t, 50, 12) for t in texts]
 
 
@@ -290,6 +296,16 @@ def test_the_interest_summary_covers_the_whole_history_of_every_user(tmp_path, m
     assert newer.provenance.cutoff == 5 and service.stored_summary(service.summary_request("short")) == short
     with pytest.raises(ValueError, match="nothing to summarise"):
         service.summary("short", np.array([], dtype=np.int64))
+
+
+def test_a_text_another_user_already_has_is_retried_as_a_duplicate(movies):
+    dataset, split, facts = movies
+    same = "This person enjoys tense crime dramas and some light comedy."
+    other = "Loves gangster epics and witty romantic comedies alike."
+    backend = ScriptedBackend(replies=[[same, same], [other]])
+    writer = ProfileWriter(facts, dataset.name, ProfileConfig(recent_items=2, attempts=2), backend)
+    crime, tricky = writer.write([long_term_request(split, split.user_index(u), 2) for u in ("crime", "tricky")])
+    assert (crime.text, tricky.text) == (same, other) and writer.stats.retries == 1
 
 
 def test_few_shot_copies_are_rejected():

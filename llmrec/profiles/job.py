@@ -56,6 +56,8 @@ def run_profile_job(writer: ProfileWriter, store: ProfileStore, requests: Sequen
     """
     stored = store.history_hashes(writer.dataset, writer.prompt_version, writer.model_id)
     todo = [r for r in requests if len(r.long_term) and stored.get((r.user_id, r.cutoff)) != r.history_hash]
+    if todo and writer.backend is not None:
+        writer.taken |= store.llm_texts(writer.dataset, writer.prompt_version, writer.model_id)
     started = time.perf_counter()
     with tqdm(total=len(todo), unit="user", desc=f"profiles ({writer.model_id})", disable=not progress) as bar:
         for batch in _batches(todo, batch_size):

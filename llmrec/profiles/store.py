@@ -71,6 +71,14 @@ class ProfileStore:
                               (dataset, prompt_version, model_id)).fetchall()
         return {(user, cutoff): digest for user, cutoff, digest in rows}
 
+    def llm_texts(self, dataset: str, prompt_version: str, model_id: str) -> set[str]:
+        """The distinct LLM-written texts stored for this dataset, prompt and model."""
+        with self._connect() as db:
+            rows = db.execute("SELECT profile FROM profiles WHERE dataset=? AND prompt_version=? AND model_id=?",
+                              (dataset, prompt_version, model_id)).fetchall()
+        profiles = (json.loads(text) for (text,) in rows)
+        return {p["text"] for p in profiles if p["source"] == "llm"}
+
     def profiles(self, dataset: str | None = None) -> Iterator[Profile]:
         """Every stored profile (of one dataset, when given)."""
         query = "SELECT profile FROM profiles" + (" WHERE dataset=?" if dataset else "") + " ORDER BY rowid"

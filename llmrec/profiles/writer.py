@@ -107,8 +107,9 @@ class ProfileWriter:
     """Writes profiles with an LLM backend (None = template profiles only).
 
     Users whose long-term history is shorter than `config.min_long_term` get the template profile. LLM output is
-    cleaned and checked (`hygiene.rejection_reason`); a rejected output is retried with another seed, up to
-    `config.attempts` tries, then the template profile is used and the reason counted in `stats.fallbacks`.
+    cleaned and checked (`hygiene.rejection_reason`, and `duplicate`: a text another user already has); a rejected
+    output is retried with another seed, up to `config.attempts` tries, then the template profile is used and the
+    reason counted in `stats.fallbacks`.
     """
 
     def __init__(self, facts: CatalogFacts, dataset: str, config: ProfileConfig,
@@ -122,6 +123,9 @@ class ProfileWriter:
         self.chat = ChatTemplate.load("profile", config.prompt, config.prompt_version) if backend else None
         self.matcher = TitleMatcher(facts.titles) if backend else None
         self.stats = WriterStats()
+        self.taken: set[str] = set()
+        """LLM texts already given to other users: a text repeated word for word says nothing about this user
+        (rejected as `duplicate`). Accepted texts join it; the profile job adds the stored ones."""
 
     @property
     def model_id(self) -> str:
@@ -165,10 +169,12 @@ class ProfileWriter:
             candidates = self._generate([digests[i] for i in pending], replace(self.params, seed=self.params.seed + attempt))
             rejected = []
             for i, candidate in zip(pending, candidates):
-                if candidate.reason is None:
+                reason = candidate.reason or ("duplicate" if candidate.text in self.taken else None)
+                if reason is None:
                     texts[i] = candidate.text
+                    self.taken.add(candidate.text)
                 else:
-                    reasons[i] = candidate.reason
+                    reasons[i] = reason
                     rejected.append(i)
             pending = rejected
         return texts, {i: r for i, r in reasons.items() if i not in texts}
