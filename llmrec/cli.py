@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import time
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
@@ -144,14 +144,14 @@ def profile(ctx: typer.Context, config: ConfigOption = None, set_: SetOption = N
 
 @profile_app.command()
 def tune(config: ConfigOption = None, set_: SetOption = None,
-         stage: Annotated[str, typer.Option(help="`all`, or only `sample` or `train`.")] = "all") -> None:
+         stage: Annotated[Literal["all", "sample", "train"], typer.Option(
+             help="Run every stage, or only sampling (and scoring), or only training (and export).")] = "all",
+         ) -> None:
     """Tune a profile writer for ranking signal: sample profiles for the tuning users with the base LLM, score
     each by how well its embedding ranks the user's next (training) items, train a LoRA adapter on each user's
     best sample, export it for llama.cpp. Every stage resumes where it stopped; settings: `profile_tune.*`."""
     from llmrec.profiles.tuning import ProfileTuner
 
-    if stage not in ("all", "sample", "train"):
-        raise typer.BadParameter("--stage must be all, sample or train")
     experiment = _experiment(config, set_)
     settings = experiment.config.profile_tune
     out_dir = settings.out_dir or experiment.run_dir / "profile-tune"

@@ -92,7 +92,7 @@ class ItemEncoder:
         encoded: dict[str, np.ndarray] = {}
         if not texts:
             return encoded
-        with tqdm(total=len(texts), desc="encode items", unit="text") as progress:
+        with tqdm(total=len(texts), desc="encode items", unit="text", disable=len(texts) < chunk) as progress:
             for start in range(0, len(texts), chunk):
                 vectors = self._model.encode(texts[start:start + chunk], batch_size=self.config.batch_size,
                                              convert_to_numpy=True, normalize_embeddings=True,

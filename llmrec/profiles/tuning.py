@@ -91,6 +91,7 @@ class ProfileTuner:
                                   top_p=tune.top_p, seed=self.config.seed)
         writer, template = self.profiles.writer, self.profiles.with_writer("template").writer
         started = time.perf_counter()
+        self._end_last_line()
         with open(self.samples_path, "a", encoding="utf-8") as out, \
                 tqdm(total=len(todo), unit="user", desc="sampling profiles", disable=not progress) as bar:
             for user in todo:
@@ -114,6 +115,14 @@ class ProfileTuner:
                 "users_per_min": 60 * len(todo) / seconds if todo else 0.0,
                 "prompt_tok_per_s": stats.prompt_tokens / stats.llm_seconds if stats.llm_seconds else 0.0,
                 "output_tok_per_s": stats.output_tokens / stats.llm_seconds if stats.llm_seconds else 0.0}
+
+    def _end_last_line(self) -> None:
+        """Close a line a kill cut short, so the next sample starts on a line of its own."""
+        if self.samples_path.is_file() and self.samples_path.stat().st_size:
+            with open(self.samples_path, "rb+") as stream:
+                stream.seek(-1, 2)
+                if stream.read(1) != b"\n":
+                    stream.write(b"\n")
 
     def read_samples(self) -> Iterator[dict[str, Any]]:
         """The lines of `samples.jsonl` (a line cut short by a kill is skipped)."""
