@@ -73,6 +73,8 @@ PositiveFloat = Annotated[float, Range(gt=0)]
 NonNegativeFloat = Annotated[float, Range(ge=0)]
 Fraction = Annotated[float, Range(ge=0, lt=1)]
 """A share or a probability that leaves something out: 0 <= value < 1 (dropout, held-out parts)."""
+Probability = Annotated[float, Range(ge=0, le=1)]
+"""How often something happens to a training example: 0 (never) to 1 (always)."""
 OpenFraction = Annotated[float, Range(gt=0, lt=1)]
 """A share that must leave something on both sides: 0 < value < 1."""
 Device = Annotated[str, Matches(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")]
@@ -242,11 +244,11 @@ class InterestConfig(TrainingConfig):
     time_features: bool = False
     """Where interactions have timestamps: the bucketed gap between consecutive items in the short-term
     encoder, and the hour of day and day of week of each item as context (`llmrec.models.time_features`)."""
-    id_dropout: Fraction = 0.0
+    id_dropout: Probability = 0.0
     """Probability (0 <= p < 1) of hiding an item's ID part in a training step (in the scored table and in the
     recent items), so the network learns to rank items that have only their text among warm ones, as cold items
     need (on Beauty 0.3 moved few cold items into the top 10, see README "Cold items on Beauty"). 0 = off."""
-    profile_dropout: Fraction = 0.0
+    profile_dropout: Probability = 0.0
     """Probability (0 <= p < 1) of hiding a training example's long-term input (as for a user without a
     profile), so the network cannot lean on a per-user vector to memorise training users and learns to rank
     without it too (on Beauty 0.5 lifted `llmrec` to within noise of no profile at all; README "Ablations on

@@ -354,15 +354,18 @@ class Recommender:
             raise
 
     def _set_long_term(self, user: int, long_term: np.ndarray, profile: Profile | None) -> None:
-        """Swap in the user's long-term vector (the graph folds the user in from the long-term items)."""
-        service = self._profile_service()
-        source = self._profile_source
-        graph = self.experiment.long_term_graph() if source in GRAPH_SOURCES else None
-        vector = long_term_vectors(source, [long_term], np.array([-1]), [profile.text] if profile else None,
-                                   service.prompt_version if service else None, self.experiment.encoder,
-                                   self.experiment.item_vectors, graph)[0]
+        """Swap in the user's long-term vector (the graph folds the user in from the long-term items); an empty
+        long-term part has none."""
+        vector: np.ndarray | float = 0.0
+        if len(long_term):
+            service = self._profile_service()
+            source = self._profile_source
+            graph = self.experiment.long_term_graph() if source in GRAPH_SOURCES else None
+            vector = long_term_vectors(source, [long_term], np.array([-1]), [profile.text] if profile else None,
+                                       service.prompt_version if service else None, self.experiment.encoder,
+                                       self.experiment.item_vectors, graph)[0]
         with self._lock:
-            self.model.inputs.profiles[user] = vector if len(long_term) else 0.0
+            self.model.inputs.profiles[user] = vector
             self.model.inputs.has_profile[user] = len(long_term) > 0
 
     def _replay_events(self) -> None:
