@@ -13,9 +13,7 @@ import pytest
 
 from llmrec.config import DataConfig
 from llmrec.data.files import download
-from llmrec.data.registry import (
-    DATA_DIR_ENV, DOWNLOAD_BASE_ENV, SHA256, dataset_folder, fetch_dataset, load_dataset,
-)
+from llmrec.data.registry import DATA_DIR_ENV, DOWNLOAD_BASE_ENV, SHA256, dataset_folder, fetch_dataset, load_dataset
 from llmrec.errors import DataError
 
 
@@ -198,11 +196,6 @@ def test_bad_zip(server, tmp_path):
     server.publish("/ml-100k.zip", b"this is not a zip archive")
     with pytest.raises(DataError, match=r"ml-100k\.zip is not a valid zip archive"):
         fetch_dataset("movielens-100k", tmp_path / "data", base_url=server.url)
-
-
-def test_grouplens_archives_have_their_published_hashes():
-    assert SHA256["ml-100k.zip"] == "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229"
-    assert SHA256["ml-1m.zip"] == "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20"
 
 
 def test_corrupted_download_is_refused_and_leaves_nothing(server, ml100k_zip, tmp_path):
