@@ -1,8 +1,9 @@
 """Downloading built-in datasets from a real HTTP server on 127.0.0.1 (a mirror set by base_url or
-LLMREC_DOWNLOAD_BASE_URL), with atomic writes and clear errors."""
+LLMREC_DOWNLOAD_BASE_URL), with atomic writes, SHA-256 checks and clear errors."""
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import threading
 import zipfile
@@ -12,15 +13,16 @@ import pytest
 
 from llmrec.config import DataConfig
 from llmrec.data.files import download
-from llmrec.data.registry import DATA_DIR_ENV, DOWNLOAD_BASE_ENV, dataset_folder, fetch_dataset, load_dataset
+from llmrec.data.registry import DATA_DIR_ENV, DOWNLOAD_BASE_ENV, SHA256, dataset_folder, fetch_dataset, load_dataset
 from llmrec.errors import DataError
 
 
 class FileServer:
     """Serves `files` (URL path -> bytes); `truncate` paths announce more bytes than they send."""
 
-    def __init__(self) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.files: dict[str, bytes] = {}
+        self.monkeypatch = monkeypatch
         self.truncate: set[str] = set()
         self.requests: list[str] = []
         server = self
@@ -50,6 +52,12 @@ class FileServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
+    def publish(self, path: str, body: bytes) -> None:
+        """Serve `body` at `path` as the published file of that name: its SHA-256 is pinned for this test (the
+        fixtures are small stand-ins for the GroupLens archives, whose real hashes are pinned in llmrec)."""
+        self.files[path] = body
+        self.monkeypatch.setitem(SHA256, path.rsplit("/", 1)[-1], hashlib.sha256(body).hexdigest())
+
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
@@ -57,8 +65,8 @@ class FileServer:
 
 
 @pytest.fixture
-def server():
-    srv = FileServer()
+def server(monkeypatch):
+    srv = FileServer(monkeypatch)
     yield srv
     srv.close()
 
@@ -81,7 +89,7 @@ def _leftovers(folder: Path) -> list[str]:
 
 
 def test_fetch_dataset_with_base_url(server, ml100k_zip, tmp_path):
-    server.files["/mirror/ml-100k.zip"] = ml100k_zip
+    server.publish("/mirror/ml-100k.zip", ml100k_zip)
     folder = fetch_dataset("movielens-100k", tmp_path / "data", base_url=server.url + "/mirror/")
     assert server.requests == ["/mirror/ml-100k.zip"]
     # the zip's top-level ml-100k/ folder is dropped and the archive removed
@@ -91,7 +99,7 @@ def test_fetch_dataset_with_base_url(server, ml100k_zip, tmp_path):
 
 
 def test_load_dataset_downloads_into_data_dir_once(server, ml100k_zip, tmp_path, monkeypatch):
-    server.files["/ml/ml-100k.zip"] = ml100k_zip
+    server.publish("/ml/ml-100k.zip", ml100k_zip)
     monkeypatch.setenv(DOWNLOAD_BASE_ENV, server.url + "/ml")
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "cache"))
     dataset = load_dataset(DataConfig(name="movielens-100k", k_core=0))
@@ -104,7 +112,7 @@ def test_load_dataset_downloads_into_data_dir_once(server, ml100k_zip, tmp_path,
 
 
 def test_ml1m_download_reads_ratings_dat(server, write_ml1m, tmp_path, monkeypatch):
-    server.files["/ml-1m.zip"] = _zip_folder(write_ml1m(tmp_path / "src" / "ml-1m"), "ml-1m")
+    server.publish("/ml-1m.zip", _zip_folder(write_ml1m(tmp_path / "src" / "ml-1m"), "ml-1m"))
     monkeypatch.setenv(DOWNLOAD_BASE_ENV, server.url)
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "cache"))
     dataset = load_dataset(DataConfig(name="movielens-1m", k_core=0))
@@ -152,7 +160,7 @@ def test_404_through_load_dataset(server, tmp_path, monkeypatch):
 
 
 def test_partial_download_never_takes_the_final_name(server, ml100k_zip, tmp_path):
-    server.files["/ml-100k.zip"] = ml100k_zip
+    server.publish("/ml-100k.zip", ml100k_zip)
     server.truncate.add("/ml-100k.zip")
     dest = tmp_path / "dl" / "ml-100k.zip"
     with pytest.raises(DataError, match=rf"cannot download {server.url}/ml-100k\.zip: connection closed after "
@@ -185,6 +193,28 @@ def test_unreachable_server(tmp_path):
 
 
 def test_bad_zip(server, tmp_path):
-    server.files["/ml-100k.zip"] = b"this is not a zip archive"
+    server.publish("/ml-100k.zip", b"this is not a zip archive")
     with pytest.raises(DataError, match=r"ml-100k\.zip is not a valid zip archive"):
         fetch_dataset("movielens-100k", tmp_path / "data", base_url=server.url)
+
+
+def test_corrupted_download_is_refused_and_leaves_nothing(server, ml100k_zip, tmp_path):
+    """A mirror serving other bytes than the published archive: nothing is written, the message names both hashes."""
+    server.files["/ml-100k.zip"] = ml100k_zip  # not GroupLens' archive: its hash differs from the pinned one
+    got = hashlib.sha256(ml100k_zip).hexdigest()
+    with pytest.raises(DataError, match=rf"cannot download {server.url}/ml-100k\.zip: SHA256 hash .* does not match"
+                                        rf" .*expected sha256:{SHA256['ml-100k.zip']} but got {got}") as info:
+        fetch_dataset("movielens-100k", tmp_path / "data", base_url=server.url)
+    assert "\n" not in str(info.value)
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_download_checks_the_given_hash_and_keeps_the_old_file_on_mismatch(server, tmp_path):
+    server.files["/f.bin"] = b"new content"
+    dest = tmp_path / "f.bin"
+    dest.write_bytes(b"old")
+    with pytest.raises(DataError, match="does not match the known hash"):
+        download(server.url + "/f.bin", dest, sha256=hashlib.sha256(b"other content").hexdigest())
+    assert dest.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+    assert download(server.url + "/f.bin", dest, sha256=hashlib.sha256(b"new content").hexdigest()) == dest
+    assert dest.read_bytes() == b"new content" and sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]

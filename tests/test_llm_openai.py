@@ -23,9 +23,6 @@ from llmrec.errors import ConfigError, LlmrecError
 from llmrec.llm.base import GenerationParams
 from llmrec.llm.openai_compat import OpenAICompatibleBackend
 
-FAST_BACKOFF = {"backoff_s": 0.01, "max_backoff_s": 0.05}
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -41,8 +38,8 @@ def _completion(text: str, prompt_tokens: int = 7, completion_tokens: int = 3) -
     }
 
 
-Reply = tuple[int, dict[str, Any] | str]
-"""HTTP status and a JSON body (or raw text)."""
+Reply = tuple[int, dict[str, Any] | str] | tuple[int, dict[str, Any] | str, dict[str, str]]
+"""HTTP status and a JSON body (or raw text), optionally with response headers."""
 
 
 @dataclass
@@ -53,6 +50,8 @@ class StubServer:
     delay_s: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)
+    """`time.monotonic()` at each chat request."""
     in_flight: int = 0
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -71,15 +70,16 @@ class StubServer:
                     n = len(stub.requests)
                     stub.requests.append(body)
                     stub.headers.append(dict(self.headers))
+                    stub.arrivals.append(time.monotonic())
                     stub.in_flight += 1
                     stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
                 try:
                     time.sleep(stub.delay_s)
-                    status, payload = stub.reply(n, body)
+                    reply = stub.reply(n, body)
                 finally:
                     with stub.lock:
                         stub.in_flight -= 1
-                self._send(status, payload)
+                self._send(*reply)
 
             def do_GET(self) -> None:  # noqa: N802
                 if self.path == "/v1/models":
@@ -87,9 +87,11 @@ class StubServer:
                 else:
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
 
-            def _send(self, status: int, payload: dict[str, Any] | str) -> None:
+            def _send(self, status: int, payload: dict[str, Any] | str, headers: dict[str, str] | None = None) -> None:
                 data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "text/plain" if isinstance(payload, str) else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -132,7 +134,7 @@ def _echo(n: int, body: dict[str, Any]) -> Reply:
 def _backend(base_url: str, **config: Any) -> OpenAICompatibleBackend:
     defaults: dict[str, Any] = {"backend": "openai", "model": "stub-model", "base_url": base_url,
                                 "api_key_env": "LLMREC_TEST_NO_SUCH_KEY", "timeout_s": 5.0, "retries": 3}
-    return OpenAICompatibleBackend(LLMConfig(**(defaults | config)), **FAST_BACKOFF)
+    return OpenAICompatibleBackend(LLMConfig(**(defaults | config)))
 
 
 def _prompt(text: str) -> list[dict[str, str]]:
@@ -194,6 +196,20 @@ def test_transient_errors_are_retried_until_success(stub_server: Callable[..., S
     [generation] = _backend(server.base_url, retries=3).generate([_prompt("hello")], GenerationParams())
     assert generation.text == "echo: hello"
     assert len(server.requests) == 3
+
+
+def test_429_waits_as_long_as_retry_after_asks(stub_server: Callable[..., StubServer]) -> None:
+    """Without the header the first retry comes after at most 0.5 s (the SDK's backoff); `Retry-After: 1` waits 1 s."""
+    def rate_limited_once(n: int, body: dict[str, Any]) -> Reply:
+        if n == 0:
+            return 429, {"error": {"message": "slow down"}}, {"Retry-After": "1"}
+        return _echo(n, body)
+
+    server = stub_server(rate_limited_once)
+    [generation] = _backend(server.base_url, retries=1).generate([_prompt("hello")], GenerationParams())
+    assert generation.text == "echo: hello"
+    assert len(server.arrivals) == 2
+    assert 0.95 <= server.arrivals[1] - server.arrivals[0] < 2.0
 
 
 def test_server_that_keeps_failing_raises_after_all_retries(stub_server: Callable[..., StubServer]) -> None:

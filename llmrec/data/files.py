@@ -1,21 +1,23 @@
-"""Reading raw files: encoding detection with clear errors, and atomic downloads with a progress bar."""
+"""Reading raw files: encoding detection with clear errors, and atomic, checksummed downloads with a progress
+bar."""
 
 from __future__ import annotations
 
-import http.client
 import logging
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
+from functools import partial
 from pathlib import Path
 
+import httpx
+import pooch
 from tqdm.auto import tqdm
 
 from llmrec.errors import DataError
 
 log = logging.getLogger(__name__)
+pooch.get_logger().setLevel(logging.WARNING)  # pooch prints each download to stderr itself; llmrec logs them here
 
 
 def read_text(path: str | Path, encoding: str = "auto") -> str:
@@ -46,34 +48,51 @@ def read_text(path: str | Path, encoding: str = "auto") -> str:
         raise DataError(f"unknown encoding {encoding!r} for {path}") from exc
 
 
-def download(url: str, dest: str | Path, timeout_s: float = 60.0) -> Path:
-    """Download `url` to `dest` atomically (a partial file never takes the final name)."""
+def download(url: str, dest: str | Path, sha256: str | None = None, timeout_s: float = 60.0) -> Path:
+    """Download `url` to `dest`, replacing it atomically: pooch streams the file to a temporary name, checks its
+    SHA-256 when `sha256` is known, and only a complete, matching file takes the final name."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     log.info("downloading %s -> %s", url, dest)
-    part = None
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False, suffix=".part") as tmp:
-                part = Path(tmp.name)
-                received = 0
-                with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}") as bar:
-                    while chunk := response.read(1 << 20):
-                        tmp.write(chunk)
-                        received += len(chunk)
-                        bar.update(len(chunk))
-            if total is not None and received != total:  # urllib returns a cut-off body without an error
-                raise DataError(f"cannot download {url}: connection closed after {received} of {total} bytes. "
-                                f"Try again, or download it yourself and set data.path.")
-        part.replace(dest)
-        part = None
-    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError) as exc:
-        raise DataError(f"cannot download {url}: {exc}. Download it yourself and set data.path.") from exc
-    finally:
-        if part is not None:
-            part.unlink(missing_ok=True)
+        # a private folder: pooch would keep an existing file of that name instead of downloading it again
+        with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+            fetched = pooch.retrieve(url, f"sha256:{sha256}" if sha256 else None, fname=dest.name, path=tmp,
+                                     downloader=partial(_http_get, timeout_s=timeout_s))
+            if sha256 is None:
+                log.info("%s has SHA-256 %s (no published hash to check)", dest.name, pooch.file_hash(fetched))
+            Path(fetched).replace(dest)
+    except ValueError as exc:  # pooch: the hash does not match
+        raise DataError(f"cannot download {url}: {exc} Try again, or download it yourself and set data.path.") from None
+    except httpx.HTTPStatusError as exc:
+        raise DataError(f"cannot download {url}: HTTP Error {exc.response.status_code} "
+                        f"({exc.response.reason_phrase}). Download it yourself and set data.path.") from None
+    except (httpx.HTTPError, OSError) as exc:
+        raise DataError(f"cannot download {url}: {type(exc).__name__}: {exc}. "
+                        f"Download it yourself and set data.path.") from None
     return dest
+
+
+def _http_get(url: str, output_file: str, _pooch: object, timeout_s: float) -> None:
+    """Stream `url` into `output_file` with a progress bar (pooch's downloader interface); DataError when the
+    connection closes before the length the server announced."""
+    received, total = 0, None
+    try:
+        with httpx.stream("GET", url, timeout=timeout_s, follow_redirects=True) as response:
+            response.raise_for_status()
+            total = int(response.headers.get("Content-Length") or 0) or None
+            name = url.rsplit("/", 1)[-1]
+            with open(output_file, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=name) as bar:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+    except httpx.RemoteProtocolError:
+        if total is None or received >= total:
+            raise
+    if total is not None and received != total:
+        raise DataError(f"cannot download {url}: connection closed after {received} of {total} bytes. "
+                        f"Try again, or download it yourself and set data.path.")
 
 
 def extract_zip(archive: str | Path, dest: str | Path, strip_top_folder: bool = True) -> None:

@@ -23,6 +23,14 @@ DATA_DIR_ENV = "LLMREC_DATA_DIR"
 """A folder holding one sub-folder per built-in dataset (e.g. `$LLMREC_DATA_DIR/movielens-100k/u.data`)."""
 DOWNLOAD_BASE_ENV = "LLMREC_DOWNLOAD_BASE_URL"
 """Replaces the scheme+host+path prefix of every download URL (a mirror, or a local server in tests)."""
+SHA256: dict[str, str] = {
+    # GroupLens publishes only MD5s; these are the SHA-256s TensorFlow Datasets pins for the same URLs
+    # (tensorflow_datasets/url_checksums/movielens.txt: ml-100k.zip 4,924,029 bytes, ml-1m.zip 5,917,549 bytes).
+    "ml-100k.zip": "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
+    "ml-1m.zip": "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+}
+"""The published SHA-256 of a download, by file name: checked whatever the base URL (a mirror serves the same files).
+Files without one (the Amazon dumps) are not checked; the download logs their hash, to pin here."""
 
 
 @dataclass(frozen=True)
@@ -90,13 +98,14 @@ def dataset_folder(name: str, path: str | Path | None = None, base_url: str | No
 
 
 def fetch_dataset(name: str, folder: str | Path, base_url: str | None = None) -> Path:
-    """Download a built-in dataset's original files into `folder` (zips are extracted)."""
+    """Download a built-in dataset's original files into `folder`, checking their SHA-256 when it is known (zips
+    are extracted)."""
     folder = Path(folder)
     spec = BUILTIN[name]
     base = base_url or os.environ.get(DOWNLOAD_BASE_ENV) or spec.base_url
     folder.mkdir(parents=True, exist_ok=True)
     for filename in spec.downloads:
-        target = download(base.rstrip("/") + "/" + filename, folder / filename)
+        target = download(base.rstrip("/") + "/" + filename, folder / filename, SHA256.get(filename))
         if filename.endswith(".zip"):
             extract_zip(target, folder)
             target.unlink()

@@ -1,19 +1,20 @@
 """On-disk embedding cache: one SQLite table `key -> float32 vector`, shared by runs and processes.
 
 A key is `<namespace>|<template key>|<sha256 of the text>`, where the namespace names the encoder (model and
-settings that change its output). Writes are transactions in WAL mode, so a process killed mid-write loses at
-most the batch it was writing and never corrupts what is already stored.
+settings that change its output). Writes are transactions in WAL mode (`llmrec.sqlite`), so a process killed
+mid-write loses at most the batch it was writing and never corrupts what is already stored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sqlite3
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
+
+from llmrec.sqlite import connect
 
 _FILENAME = "embeddings.sqlite"
 _LOOKUP_CHUNK = 500  # well below SQLite's limit on bound parameters per statement
@@ -32,7 +33,6 @@ class EmbeddingCache:
         self.path = Path(cache_dir) / _FILENAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
             db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
 
     def get(self, keys: list[str]) -> dict[str, np.ndarray]:
@@ -59,10 +59,7 @@ class EmbeddingCache:
         with self._connect() as db:
             return db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        """A short-lived connection whose block is one transaction (committed on success, else rolled back)."""
-        with closing(sqlite3.connect(self.path, timeout=60)) as db:
-            db.execute("PRAGMA synchronous=NORMAL")
-            with db:
-                yield db
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A connection whose block is one transaction; a lost cache write costs only a recomputation, so commits
+        are not synced to disk one by one."""
+        return connect(self.path, synchronous="NORMAL", busy_timeout_s=60.0)

@@ -1,36 +1,34 @@
-"""Backend for any OpenAI-compatible chat-completions server (vLLM, llama.cpp server, Ollama) over HTTP."""
+"""Backend for any OpenAI-compatible chat-completions server (vLLM, llama.cpp server, Ollama), through the official
+`openai` SDK: it retries connection errors, timeouts, HTTP 408, 409, 429 and 5xx with exponential backoff and
+jitter, and waits as long as a `Retry-After` header asks (up to two minutes)."""
 
 from __future__ import annotations
 
-import logging
 import os
-import random
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
-import httpx
+import openai
 
 from llmrec.config import LLMConfig
 from llmrec.errors import ConfigError, LlmrecError
 from llmrec.llm.base import Generation, GenerationParams, Message
 from llmrec.llm.ids import model_id_for
 
-log = logging.getLogger(__name__)
-
 _MAX_ERROR_CHARS = 300
+_NO_KEY = "no-key"
+"""The SDK insists on a key; without one, every request omits the Authorization header instead."""
 
 
 class OpenAICompatibleBackend:
     """Sends each prompt as one `POST {base_url}/chat/completions`, at most `config.concurrency` at a time.
 
-    Connection errors, timeouts, HTTP 429 and 5xx are retried `config.retries` times with exponential backoff and
-    jitter; any other error status fails at once with the server's message. Results keep the input order.
+    Transient failures are retried `config.retries` times by the SDK; any other error status fails at once with
+    the server's message. Results keep the input order.
     """
 
-    def __init__(self, config: LLMConfig, *, backoff_s: float = 0.5, max_backoff_s: float = 8.0) -> None:
-        """`backoff_s` is the wait before the first retry; it doubles per retry up to `max_backoff_s`."""
+    def __init__(self, config: LLMConfig) -> None:
         self.base_url = checked_base_url(config.base_url)
         if config.concurrency < 1 or config.retries < 0 or config.timeout_s <= 0:
             raise ConfigError(
@@ -40,21 +38,17 @@ class OpenAICompatibleBackend:
         self.model_id = model_id_for(config)
         self._model = config.model
         self._concurrency = config.concurrency
-        self._retries = config.retries
-        self._timeout = httpx.Timeout(config.timeout_s)
-        self._backoff_s = backoff_s
-        self._max_backoff_s = max_backoff_s
         key = os.environ.get(config.api_key_env) if config.api_key_env else None
-        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._headers: dict[str, Any] = {} if key else {"Authorization": openai.omit}
+        self._client = openai.OpenAI(base_url=self.base_url, api_key=key or _NO_KEY, timeout=config.timeout_s,
+                                     max_retries=config.retries)
 
     def generate(self, prompts: Sequence[list[Message]], params: GenerationParams) -> list[Generation]:
         """One completion per prompt, in order; raises LlmrecError as soon as one prompt fails for good."""
         if not prompts:
             return []
-        limits = httpx.Limits(max_connections=self._concurrency, max_keepalive_connections=self._concurrency)
-        with httpx.Client(headers=self._headers, timeout=self._timeout, limits=limits) as client, \
-                ThreadPoolExecutor(max_workers=min(self._concurrency, len(prompts))) as pool:
-            futures = [pool.submit(self._complete, client, messages, params) for messages in prompts]
+        with ThreadPoolExecutor(max_workers=min(self._concurrency, len(prompts))) as pool:
+            futures = [pool.submit(self._complete, messages, params) for messages in prompts]
             try:
                 return [future.result() for future in futures]
             except BaseException:
@@ -63,57 +57,53 @@ class OpenAICompatibleBackend:
                 raise
 
     def close(self) -> None:
-        """Nothing to free: each `generate` call opens and closes its own connection pool."""
+        """Close the SDK's connection pool."""
+        self._client.close()
 
     def health(self) -> list[str]:
-        """The model ids the server lists at `GET {base_url}/models`; LlmrecError when it does not answer."""
+        """The model ids the server lists at `GET {base_url}/models` (asked once, without retries); LlmrecError
+        when it does not answer."""
         url = f"{self.base_url}/models"
         try:
-            response = httpx.get(url, headers=self._headers, timeout=self._timeout)
-        except httpx.HTTPError as exc:
+            raw = self._client.with_options(max_retries=0).models.with_raw_response.list(extra_headers=self._headers)
+        except openai.APIStatusError as exc:
+            raise LlmrecError(f"LLM server {url} answered HTTP {exc.status_code}: {_server_message(exc)}") from None
+        except openai.APIConnectionError as exc:
             raise LlmrecError(f"LLM server {url} is unreachable: {_describe(exc)}") from None
-        if response.status_code != 200:
-            raise LlmrecError(f"LLM server {url} answered HTTP {response.status_code}: {_server_message(response)}")
         try:
-            return [str(model["id"]) for model in response.json().get("data", [])]
-        except (ValueError, TypeError, KeyError, AttributeError):
-            raise LlmrecError(f"LLM server {url} answered a malformed model list: "
-                              f"{_one_line(response.text)}") from None
+            ids = [model.id for model in raw.parse().data]
+            if all(isinstance(model_id, str) for model_id in ids):
+                return ids
+        except (ValueError, TypeError, AttributeError):
+            pass
+        raise LlmrecError(f"LLM server {url} answered a malformed model list: {_one_line(raw.text)}")
 
-    def _complete(self, client: httpx.Client, messages: list[Message], params: GenerationParams) -> Generation:
+    def _complete(self, messages: list[Message], params: GenerationParams) -> Generation:
         url = f"{self.base_url}/chat/completions"
-        body = self._request_body(messages, params)
-        last_error = ""
-        for attempt in range(self._retries + 1):
-            if attempt:
-                delay = min(self._max_backoff_s, self._backoff_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-                log.warning("LLM request to %s failed (%s); retry %d/%d in %.1f s",
-                            url, last_error, attempt, self._retries, delay)
-                time.sleep(delay)
-            try:
-                response = client.post(url, json=body)
-            except httpx.TransportError as exc:
-                last_error = _describe(exc)
-                continue
-            if response.status_code == 429 or response.status_code >= 500:
-                last_error = f"HTTP {response.status_code}: {_server_message(response)}"
-                continue
-            if response.status_code != 200:
-                raise LlmrecError(
-                    f"LLM server {url} rejected the request with HTTP {response.status_code}: "
-                    f"{_server_message(response)}"
-                )
-            return _parse_generation(url, response)
-        raise LlmrecError(f"LLM server {url} failed after {self._retries + 1} attempts; last error: {last_error}")
-
-    def _request_body(self, messages: list[Message], params: GenerationParams) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self._model, "messages": messages, "max_tokens": params.max_tokens,
-            "temperature": params.temperature, "top_p": params.top_p, "seed": params.seed,
-        }
-        if params.stop:
-            body["stop"] = list(params.stop)
-        return body
+        try:
+            raw = self._client.chat.completions.with_raw_response.create(
+                model=self._model, messages=messages, max_tokens=params.max_tokens,  # type: ignore[arg-type]
+                temperature=params.temperature, top_p=params.top_p, seed=params.seed,
+                stop=list(params.stop) if params.stop else openai.omit, extra_headers=self._headers,
+            )
+        except openai.APIStatusError as exc:
+            error = f"HTTP {exc.status_code}: {_server_message(exc)}"
+            attempts = _attempts(exc)
+            if attempts == 1:
+                raise LlmrecError(f"LLM server {url} rejected the request with {error}") from None
+            raise LlmrecError(f"LLM server {url} failed after {attempts} attempts; last error: {error}") from None
+        except openai.APIConnectionError as exc:
+            raise LlmrecError(f"LLM server {url} failed after {_attempts(exc)} attempts; "
+                              f"last error: {_describe(exc)}") from None
+        try:
+            completion = raw.parse()
+            text = completion.choices[0].message.content or ""
+            usage = completion.usage
+            return Generation(text=str(text), prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                              output_tokens=int(getattr(usage, "completion_tokens", 0) or 0))
+        except (ValueError, TypeError, IndexError, AttributeError):
+            raise LlmrecError(f"LLM server {url} answered a malformed chat completion: "
+                              f"{_one_line(raw.text)}") from None
 
 
 def checked_base_url(base_url: str | None) -> str:
@@ -126,21 +116,15 @@ def checked_base_url(base_url: str | None) -> str:
     return base_url.rstrip("/")
 
 
-def _parse_generation(url: str, response: httpx.Response) -> Generation:
-    """The text and token counts of a chat-completion response; LlmrecError when it has no message."""
-    try:
-        payload = response.json()
-        text = payload["choices"][0]["message"]["content"] or ""
-        usage = payload.get("usage") or {}
-        return Generation(text=str(text), prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                          output_tokens=int(usage.get("completion_tokens") or 0))
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-        raise LlmrecError(f"LLM server {url} answered a malformed chat completion: "
-                          f"{_one_line(response.text)}") from None
+def _attempts(exc: openai.APIError) -> int:
+    """How many times the SDK sent the failed request: it numbers retries in the `x-stainless-retry-count` header."""
+    retries = exc.request.headers.get("x-stainless-retry-count", "0")
+    return int(retries) + 1 if retries.isdigit() else 1
 
 
-def _server_message(response: httpx.Response) -> str:
+def _server_message(exc: openai.APIStatusError) -> str:
     """The error message in an OpenAI-style error body ({"error": {"message": ...}}), else the body itself."""
+    response = exc.response
     try:
         payload = response.json()
     except ValueError:
@@ -151,9 +135,10 @@ def _server_message(response: httpx.Response) -> str:
     return _one_line(str(error if error is not None else payload))
 
 
-def _describe(exc: httpx.HTTPError) -> str:
-    """An exception as `TypeName: message` (httpx timeouts often carry no message)."""
-    return _one_line(f"{type(exc).__name__}: {exc}".rstrip(": "))
+def _describe(exc: openai.APIConnectionError) -> str:
+    """The transport error behind an SDK connection error as `TypeName: message` (e.g. `ReadTimeout`)."""
+    cause = exc.__cause__ or exc
+    return _one_line(f"{type(cause).__name__}: {cause}".rstrip(": "))
 
 
 def _one_line(text: str) -> str:

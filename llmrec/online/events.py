@@ -1,4 +1,4 @@
-"""EventStore: the durable log of user-item interactions, in SQLite (WAL, `synchronous=FULL`).
+"""EventStore: the durable log of user-item interactions, in SQLite (`llmrec.sqlite`: WAL, `synchronous=FULL`).
 
 `append` returns only after its transaction is committed and synced, so an acknowledged event survives a
 killed process (and a power loss, as far as SQLite promises). Every call opens its own connection, so one store
@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 import time
 import unicodedata
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from llmrec.data.schema import PLAUSIBLE_TIMESTAMPS, plausible_timestamps
 from llmrec.errors import DataError
+from llmrec.sqlite import connect
 
 MAX_ID_CHARS = 256
 MAX_CONTEXT_KEYS = 32
 MAX_CONTEXT_VALUE_CHARS = 256
-BUSY_TIMEOUT_S = 30.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -52,8 +50,7 @@ class EventStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
+        with connect(self.path) as db:
             db.executescript(_SCHEMA)
 
     def append(self, user_id: str, item_id: str, timestamp: float | None = None,
@@ -67,7 +64,7 @@ class EventStore:
         item = _clean_id(item_id, "item_id")
         when = _clean_timestamp(time.time() if timestamp is None else timestamp)
         extra = _clean_context(context)
-        with self._connect() as db:
+        with connect(self.path) as db:
             cursor = db.execute("INSERT INTO events (user_id, item_id, timestamp, context) VALUES (?, ?, ?, ?)",
                                 (user, item, when, json.dumps(extra, ensure_ascii=False, sort_keys=True)))
             event_id = int(cursor.lastrowid)
@@ -79,13 +76,13 @@ class EventStore:
 
     def users(self) -> list[str]:
         """Every user with at least one event, sorted."""
-        with self._connect() as db:
+        with connect(self.path) as db:
             return [row[0] for row in db.execute("SELECT DISTINCT user_id FROM events ORDER BY user_id")]
 
     def count(self, user_id: str | None = None) -> int:
         """How many events are stored (for one user, when given)."""
         query = "SELECT COUNT(*) FROM events" + (" WHERE user_id=?" if user_id is not None else "")
-        with self._connect() as db:
+        with connect(self.path) as db:
             return int(db.execute(query, (user_id,) if user_id is not None else ()).fetchone()[0])
 
     def events_since(self, event_id: int) -> list[Event]:
@@ -93,19 +90,9 @@ class EventStore:
         return self._select("WHERE event_id>? ORDER BY event_id", (int(event_id),))
 
     def _select(self, where: str, args: tuple[Any, ...]) -> list[Event]:
-        with self._connect() as db:
+        with connect(self.path) as db:
             rows = db.execute(f"SELECT {_COLUMNS} FROM events {where}", args).fetchall()
         return [Event(int(e), u, i, float(t), json.loads(c)) for e, u, i, t, c in rows]
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
-        try:
-            db.execute("PRAGMA synchronous=FULL")  # per connection: fsync the WAL at every commit
-            with db:
-                yield db
-        finally:
-            db.close()
 
 
 def _clean_id(value: Any, name: str) -> str:

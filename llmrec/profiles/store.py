@@ -10,12 +10,13 @@ import gzip
 import json
 import os
 import sqlite3
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from llmrec.errors import DataError
 from llmrec.profiles.writer import Profile
+from llmrec.sqlite import connect
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS profiles (
@@ -112,14 +113,8 @@ class ProfileStore:
             raise DataError(f"{path}: not a profile export ({exc})") from exc
         return self.put(profiles, replace)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
-        try:
-            with db:
-                yield db
-        finally:
-            db.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path)
 
 
 def _row(profile: Profile) -> tuple:
