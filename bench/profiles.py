@@ -16,6 +16,7 @@ users):
         --adapter 'bench/adapters/{dataset}' --set profile_tune.check_users=500
     ... --write-store [--minutes 60] [--shard 0/2]   write every user's profile with the default writer into
                                                      bench/profiles/<dataset>.jsonl.gz (resumable), no checks
+    ... --store-quality                              profile-store-quality: the committed store, measured
     ... --measure-limit                              first measure llama.cpp's raw speed (idle machine!)
 
 Stored profiles (the committed stores are preloaded) are reused when their history, prompt and model match and
@@ -175,6 +176,23 @@ def evaluate_writers(experiment: Experiment, adapter: Path | None, command: str)
     return records, examples
 
 
+def store_quality(experiment: Experiment, command: str) -> dict:
+    """`profile-store-quality`: `profile_quality` over every profile of the committed store of this dataset."""
+    started = time.perf_counter()
+    service = experiment.profiles
+    facts = service.with_writer("template").writer.facts
+    profiles = [p for p in service.store.profiles(experiment.dataset.name)
+                if p.provenance.prompt_version == service.prompt_version and p.provenance.model_id == service.model_id]
+    histories = [long_term_request(experiment.split, experiment.split.user_index(p.user_id),
+                                   experiment.config.profile.recent_items).long_term for p in profiles]
+    examples = ChatTemplate.load("profile", service.settings.prompt, service.settings.prompt_version).examples
+    quality = profile_quality(profiles, histories, facts, examples)
+    quality.update(users=experiment.split.num_users, store=f"bench/profiles/{experiment.dataset.name}.jsonl.gz",
+                   model_id=service.model_id, prompt=service.prompt_version)
+    return make_record(experiment.dataset.name, "profile-store-quality", quality, command, experiment.config.seed,
+                       time.perf_counter() - started)
+
+
 def writer_throughput(experiment: Experiment, adapter: Path, users: int, command: str) -> list[dict]:
     """Base and tuned writer on the same users, one after the other in this run, nothing stored."""
     split, config = experiment.split, experiment.config
@@ -236,6 +254,8 @@ def main() -> None:
                         help="also check the tuned writer of this adapter folder ({dataset} is filled in)")
     parser.add_argument("--throughput-users", type=int, default=40,
                         help="users the base and tuned writers each write, unstored, for the throughput records")
+    parser.add_argument("--store-quality", action="store_true",
+                        help="only measure the committed store (profile-store-quality), no writing")
     parser.add_argument("--measure-limit", action="store_true",
                         help="first measure llama.cpp's raw prompt and generation speed (run on an idle machine)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
@@ -254,6 +274,9 @@ def main() -> None:
         config = load_config(BENCH / "configs" / f"{dataset}.yaml", preload + args.overrides)
         experiment = Experiment(config)
         started = time.perf_counter()
+        if args.store_quality:
+            write_records(RESULTS / "profiles.json", [store_quality(experiment, command)])
+            continue
         if args.write_store:
             throughput = write_llm_profiles(experiment, args.minutes, args.shard)
             if throughput and args.shard[0] == 0:  # one record per dataset: the first shard's
