@@ -113,7 +113,7 @@ WRITERS = {"template": "profile-template", "llm": "profile-llm", "llm-tuned": "p
 
 def writer_services(experiment: Experiment, adapter: Path | None) -> dict[str, ProfileService]:
     """The writers compared: template, the base LLM, and the tuned LLM when an adapter is given."""
-    services = {"template": experiment.profiles.with_writer("template"), "llm": experiment.profiles.with_writer("llm")}
+    services = {writer: experiment.profiles.with_writer(writer) for writer in ("template", "llm")}
     if adapter is not None:
         services["llm-tuned"] = experiment.profiles.with_writer("llm", str(adapter))
         tuned_with = services["llm-tuned"].adapter.manifest.check_users
@@ -181,8 +181,9 @@ def store_quality(experiment: Experiment, command: str) -> dict:
     started = time.perf_counter()
     service = experiment.profiles
     facts = service.with_writer("template").writer.facts
+    key = (service.prompt_version, service.model_id)
     profiles = [p for p in service.store.profiles(experiment.dataset.name)
-                if p.provenance.prompt_version == service.prompt_version and p.provenance.model_id == service.model_id]
+                if (p.provenance.prompt_version, p.provenance.model_id) == key]
     histories = [long_term_request(experiment.split, experiment.split.user_index(p.user_id),
                                    experiment.config.profile.recent_items).long_term for p in profiles]
     examples = ChatTemplate.load("profile", service.settings.prompt, service.settings.prompt_version).examples

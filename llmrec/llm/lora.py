@@ -44,7 +44,8 @@ def load_gguf_model(gguf: Path, device: str = "auto") -> tuple[PreTrainedTokeniz
     return tokenizer, model.to(resolve_device(device))
 
 
-def encode_example(tokenizer: PreTrainedTokenizerBase, example: Example, max_length: int) -> tuple[list[int], list[int]]:
+def encode_example(tokenizer: PreTrainedTokenizerBase, example: Example,
+                   max_length: int) -> tuple[list[int], list[int]]:
     """Token ids of prompt + answer + end-of-turn, and labels that mask the prompt (-100); cut to `max_length`
     from the left, so the answer is always kept."""
     messages, answer = example

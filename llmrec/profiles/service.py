@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 
 class ProfileService:
-    """Writes and serves the long-term profiles of a run's users (`config.profile` says how)."""
+    """Writes and serves a run's profiles (`config.profile` says how): the interest model's long-term inputs
+    (`profile`, `write_all`) and the interest summaries people are shown (`summary`)."""
 
     def __init__(self, config: RunConfig, dataset: Dataset, split: Split, run_dir: str | Path,
                  store: ProfileStore | None = None) -> None:

@@ -177,7 +177,8 @@ class ProfileTuner:
         steps = train_lora(model, tokenizer, examples, tune, self.out_dir / "checkpoint", self.config.seed,
                            progress)
         manifest = AdapterManifest(
-            base_model=model_id_for(self.config.llm), base_sha256=file_sha256(gguf), dataset=self.profiles.dataset.name,
+            base_model=model_id_for(self.config.llm), base_sha256=file_sha256(gguf),
+            dataset=self.profiles.dataset.name,
             prompt=ChatTemplate.load("profile", tune.prompt).key, reward=REWARD,
             teacher_prompt=self.profiles.prompt_version, tuning_users=len(self.groups.tuning),
             check_users=len(self.groups.check),

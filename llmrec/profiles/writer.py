@@ -166,7 +166,8 @@ class ProfileWriter:
             if not pending:
                 break
             self.stats.retries += len(pending) if attempt else 0
-            candidates = self._generate([digests[i] for i in pending], replace(self.params, seed=self.params.seed + attempt))
+            params = replace(self.params, seed=self.params.seed + attempt)
+            candidates = self._generate([digests[i] for i in pending], params)
             rejected = []
             for i, candidate in zip(pending, candidates):
                 reason = candidate.reason or ("duplicate" if candidate.text in self.taken else None)
