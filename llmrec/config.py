@@ -2,27 +2,27 @@
 
 Precedence (lowest to highest): dataclass defaults < config file < overrides (e.g. CLI `--set sasrec.epochs=5`).
 
-The dataclasses are the schema: each field's annotation gives its type, its choices (`Literal`) and its allowed
-range (`Annotated[..., Range(...)]`, e.g. `PositiveInt`), and `check` methods hold the rules between fields.
-They are checked whenever a config is built, from a file, an override or Python (`InterestConfig(dropout=7)`),
-and a failure is one ConfigError line naming the key, the value and what is allowed.
+The dataclasses are the schema, checked by pydantic: each field's annotation gives its type, its choices
+(`Literal`) and its allowed range (`Annotated[..., Field(...)]`, e.g. `PositiveInt`), and `__post_init__` methods
+hold the rules between fields. They are checked whenever a config is built, from a file, an override or Python
+(`InterestConfig(dropout=7)`), and a failure is one ConfigError line naming the key, the value and what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-import math
-import re
 import tomllib
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import ConfigDict, Field, StrictBool, TypeAdapter, ValidationError, model_validator
+from pydantic.dataclasses import dataclass
+from pydantic_core import ArgsKwargs
 
 from llmrec.errors import ConfigError, DataError
 
@@ -32,66 +32,35 @@ MAX_K = 1000
 INTEREST_PARTS = ("short-term", "long-term", "context")
 """The parts of the interest vector, the keys of `online.hybrid_mix`."""
 
-
-@dataclass(frozen=True)
-class Range:
-    """The finite numbers a field allows (each entry, for a list or mapping field), as in `Range(ge=0, lt=1)`."""
-
-    ge: float | None = None
-    gt: float | None = None
-    le: float | None = None
-    lt: float | None = None
-
-    def allows(self, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return False
-        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
-                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
-
-    def __str__(self) -> str:
-        bounds = ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
-        return " and ".join(f"{op} {bound:g}" for op, bound in bounds if bound is not None)
-
-
-@dataclass(frozen=True)
-class Matches:
-    """The strings a field allows: a regular expression, and the same in words for error messages."""
-
-    pattern: str
-    allowed: str
-
-    def allows(self, value: Any) -> bool:
-        return isinstance(value, str) and re.fullmatch(self.pattern, value) is not None
-
-    def __str__(self) -> str:
-        return self.allowed
-
-
-PositiveInt = Annotated[int, Range(ge=1)]
-NonNegativeInt = Annotated[int, Range(ge=0)]
-PositiveFloat = Annotated[float, Range(gt=0)]
-NonNegativeFloat = Annotated[float, Range(ge=0)]
-Fraction = Annotated[float, Range(ge=0, lt=1)]
+# Numbers are strict (no "5" -> 5, no True -> 1; ints widen to floats) and finite (the config's allow_inf_nan).
+PositiveInt = Annotated[int, Field(strict=True, ge=1)]
+NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
+PositiveFloat = Annotated[float, Field(strict=True, gt=0)]
+NonNegativeFloat = Annotated[float, Field(strict=True, ge=0)]
+Fraction = Annotated[float, Field(strict=True, ge=0, lt=1)]
 """A share or a probability that leaves something out: 0 <= value < 1 (dropout, held-out parts)."""
-Probability = Annotated[float, Range(ge=0, le=1)]
+Probability = Annotated[float, Field(strict=True, ge=0, le=1)]
 """How often something happens to a training example: 0 (never) to 1 (always)."""
-OpenFraction = Annotated[float, Range(gt=0, lt=1)]
+OpenFraction = Annotated[float, Field(strict=True, gt=0, lt=1)]
 """A share that must leave something on both sides: 0 < value < 1."""
-Device = Annotated[str, Matches(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")]
+Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N")]
 """Resolved to a torch device by `llmrec.device.resolve_device`."""
 
 
 class Validated:
-    """Base of the config dataclasses: `__post_init__` coerces and checks every field against its annotation
-    (type, `Literal` choices, `Range`/`Matches` rules; a mapping becomes its section), then runs `check`."""
+    """Base of the config dataclasses (`pydantic.dataclasses.dataclass`): pydantic checks every field against its
+    annotation and rejects unknown keys, `__post_init__` raises ConfigError for a broken rule between fields, and
+    pydantic's errors become one ConfigError line naming the key."""
 
-    def __post_init__(self) -> None:
-        for name, hint in _field_hints(type(self)).items():
-            object.__setattr__(self, name, _coerce(hint, getattr(self, name), key_of(self, name)))
-        self.check()
+    __pydantic_config__ = ConfigDict(extra="forbid", allow_inf_nan=False, coerce_numbers_to_str=True)
 
-    def check(self) -> None:
-        """Rules between fields; raise ConfigError naming the keys (none by default)."""
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_line_errors(cls, given: Any, handler: Any) -> Any:
+        try:
+            return handler(given)
+        except ValidationError as exc:
+            raise _config_error(cls, exc, given) from None
 
 
 @dataclass
@@ -125,7 +94,7 @@ class DataConfig(Validated):
     generic: dict[str, Any] = field(default_factory=dict)
     """For `name = "generic"`: interactions/items file paths and the column mapping (README "Your own data")."""
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:
         valid, test = self.temporal_valid_fraction, self.temporal_test_fraction
         if valid + test >= 1:
             raise ConfigError(f"data.temporal_valid_fraction + data.temporal_test_fraction must be < 1, "
@@ -154,7 +123,7 @@ class IndexConfig(Validated):
 
     host: str | None = None
     """A Chroma server's host name; None = an embedded collection in `<run_dir>/index`."""
-    port: Annotated[int, Range(ge=1, le=65535)] = 8000
+    port: Annotated[int, Field(strict=True, ge=1, le=65535)] = 8000
     """The Chroma server's port (with `host`)."""
     collection: str | None = None
     """Collection name; None = derived from the dataset and encoder."""
@@ -165,7 +134,7 @@ class IndexConfig(Validated):
     """HNSW candidate list length at query time: higher finds more of the exact neighbours, slower."""
     ef_construction: PositiveInt = 200
     """HNSW candidate list length while building the graph."""
-    max_neighbors: Annotated[int, Range(ge=2)] = 32
+    max_neighbors: Annotated[int, Field(strict=True, ge=2)] = 32
     """HNSW links per node (M); at least 2."""
     batch_size: PositiveInt = 5000
     """Vectors per upsert call (capped by the server's maximum)."""
@@ -194,7 +163,7 @@ class TrainingConfig(Validated):
 def _check_heads(config: SASRecConfig | InterestConfig) -> None:
     """Attention splits the hidden size among the heads, so the heads must divide it."""
     if config.hidden_size % config.num_heads:
-        raise ConfigError(f"{key_of(config, 'num_heads')} must divide {key_of(config, 'hidden_size')} "
+        raise ConfigError(f"{_key(type(config), 'num_heads')} must divide {_key(type(config), 'hidden_size')} "
                           f"({config.hidden_size}), got {config.num_heads}")
 
 
@@ -217,7 +186,7 @@ class SASRecConfig(TrainingConfig):
     num_negatives: PositiveInt = 256
     """For `sampled-softmax`: uniformly sampled negatives shared by the batch."""
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:
         _check_heads(self)
 
 
@@ -260,17 +229,17 @@ class InterestConfig(TrainingConfig):
     fusion: Literal["gate", "attention", "sum"] = "gate"
     """How long- and short-term interest combine: a learned gate, attention over [recent, profile, context], or
     a fixed weighted sum (`sum_weight` on the profile)."""
-    sum_weight: Annotated[float, Range(ge=0, le=1)] = 0.3
+    sum_weight: Probability = 0.3
     """For `fusion = "sum"`: the profile's weight, 0 to 1 (the recent items get the rest)."""
-    use_profile: bool = True
+    use_profile: StrictBool = True
     """Use the long-term input (`profile_source`); False = the ablation without it."""
-    use_recent: bool = True
+    use_recent: StrictBool = True
     """Use the recent items (the short-term encoder); False = profile and context only."""
-    use_context: bool = True
+    use_context: StrictBool = True
     """Use user attributes and usual interaction context (e.g. MovieLens gender, age, occupation; device)."""
-    use_ids: bool = True
+    use_ids: StrictBool = True
     """Learned ID embeddings for items seen in training, beside the projected text embedding."""
-    time_features: bool = False
+    time_features: StrictBool = False
     """Where interactions have timestamps: the bucketed gap between consecutive items in the short-term
     encoder, and the hour of day and day of week of each item as context (`llmrec.models.time_features`)."""
     id_dropout: Probability = 0.0
@@ -305,7 +274,7 @@ class InterestConfig(TrainingConfig):
     """For `sampled-softmax`: negatives shared by the batch, drawn in proportion to training popularity ** 0.75
     (logQ-corrected)."""
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:
         if self.short_term == "attention":
             _check_heads(self)
 
@@ -335,20 +304,20 @@ class OnlineConfig(Validated):
 
     retrieval: Literal["index", "exact"] = "index"
     """`index`: the interest model's item vectors in ChromaDB (ANN); `exact`: a matrix product over all items."""
-    rerank: bool = True
+    rerank: StrictBool = True
     """Rerank the retrieved candidates when a trained reranker exists."""
     events: str | None = None
     """SQLite file of new interactions; None = run_dir/events.sqlite."""
-    explain_with_llm: bool = True
+    explain_with_llm: StrictBool = True
     """Write explanations with the `llm` model (checked for faithfulness); False = the attribution text."""
     profile_refresh_every: NonNegativeInt = 10
     """Rewrite a user's long-term profile in the background after this many new interactions (0 = never)."""
-    hybrid_mix: Annotated[dict[str, float], Range(ge=0)] = field(
+    hybrid_mix: dict[str, NonNegativeFloat] = field(
         default_factory=lambda: {"short-term": 0.5, "long-term": 0.3, "context": 0.2})
     """`mode=hybrid`: the share (>= 0) of the list each interest fills, keyed by short-term, long-term and
     context (missing parts pass their share on)."""
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:
         unknown = sorted(set(self.hybrid_mix) - set(INTEREST_PARTS))
         if unknown:
             raise ConfigError(f"online.hybrid_mix keys must be among {', '.join(INTEREST_PARTS)}, "
@@ -453,7 +422,7 @@ class ProfileTuneConfig(Validated):
     """Profiles sampled per tuning user."""
     temperature: PositiveFloat = 0.8
     """Sampling temperature of the tuning samples."""
-    top_p: Annotated[float, Range(gt=0, le=1)] = 0.95
+    top_p: Annotated[float, Field(strict=True, gt=0, le=1)] = 0.95
     """Nucleus sampling share of the tuning samples."""
     target_items: PositiveInt = 5
     """Held-out items the reward ranks: the first ones after the long-term cut-off (training items only)."""
@@ -487,7 +456,7 @@ class ProfileTuneConfig(Validated):
 class EvalConfig(Validated):
     """Full-ranking evaluation protocol."""
 
-    ks: Annotated[list[int], Range(ge=1, le=MAX_K)] = field(default_factory=lambda: [5, 10, 20])
+    ks: list[Annotated[int, Field(strict=True, ge=1, le=MAX_K)]] = field(default_factory=lambda: [5, 10, 20])
     """List lengths the metrics are cut at (at least one, each 1 to MAX_K)."""
     seed: NonNegativeInt = 42
     """Seeds the random tie-breaking between equal scores."""
@@ -500,7 +469,7 @@ class EvalConfig(Validated):
     ann_recall_n: PositiveInt = 100
     """Neighbours compared between the item index and exact search (`llmrec index`)."""
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:
         if not self.ks:
             raise ConfigError("eval.ks must hold at least one k, got []")
 
@@ -530,7 +499,7 @@ class RunConfig(Validated):
     profile_tune: ProfileTuneConfig = field(default_factory=ProfileTuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:
         max_len, window = self.interest.max_len, self.profile.recent_items
         if max_len is not None and max_len < window:
             raise ConfigError(f"interest.max_len must be at least profile.recent_items ({window}) or unset, "
@@ -547,15 +516,6 @@ def check_k(k: int) -> int:
     return k
 
 
-def key_of(config: Validated, name: str) -> str:
-    """The key of a field as users write it: `interest.dropout` in a RunConfig section, `seed` in RunConfig
-    itself, `GenerationParams.top_p` in any other validated class."""
-    cls = type(config)
-    if cls is RunConfig:
-        return name
-    return f"{_section_names().get(cls, cls.__name__)}.{name}"
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Build a RunConfig from defaults, an optional TOML/YAML file and `section.key=value` overrides."""
     raw: dict[str, Any] = {}
@@ -563,7 +523,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raw = _read_config_file(Path(path))
     for override in overrides or []:
         _apply_override(raw, override)
-    return _build(RunConfig, raw, "")
+    return TypeAdapter(RunConfig).validate_python(raw)
 
 
 def save_config(config: RunConfig, path: str | Path) -> None:
@@ -612,77 +572,64 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _build(cls: type[Validated], raw: Any, prefix: str) -> Any:
-    """An instance of `cls` from a mapping of its fields (its `__post_init__` coerces and checks them)."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(prefix + u for u in unknown)}; known: {', '.join(sorted(known))}")
-    return cls(**raw)
+def rules_text(rules: list[Any]) -> str:
+    """What the `Field` constraints of an `Annotated` type allow, in words: `>= 0 and < 1`, or the description of
+    a pattern (`auto, cpu, cuda or cuda:N`); "" when there are none."""
+    for rule in rules:
+        if getattr(rule, "description", None):
+            return rule.description
+    bounds = [bound for rule in rules for bound in getattr(rule, "metadata", [rule])]  # annotated_types Ge, Lt, ...
+    ops = ((">=", "ge"), (">", "gt"), ("<=", "le"), ("<", "lt"))
+    return " and ".join(f"{op} {getattr(b, name):g}" for op, name in ops for b in bounds if hasattr(b, name))
 
 
-def _coerce(hint: Any, value: Any, name: str) -> Any:
-    """`value` as the type `hint` describes (ints widen to float, numbers to str, a list to a tuple and back,
-    a mapping to its section), checked against the hint's choices and rules; ConfigError naming `name` otherwise."""
+def unwrap(hint: Any) -> tuple[Any, list[Any]]:
+    """A type without `| None` and `Annotated`, and the constraints `Annotated` gave it."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return unwrap(next(arg for arg in typing.get_args(hint) if arg is not type(None)))
     if typing.get_origin(hint) is Annotated:
-        base, *rules = typing.get_args(hint)
-        value = _coerce(base, value, name)
-        for rule in rules:
-            _check_rule(rule, value, name)
-        return value
-    if dataclasses.is_dataclass(hint):
-        return value if isinstance(value, hint) else _build(hint, value, f"{name}.")
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, name)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{name} must be one of {', '.join(map(str, args))}, got {value!r}")
-        return value
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name} must be a list, got {value!r}")
-        return origin(_coerce(args[0], v, name) for v in value)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{name} must be a mapping, got {value!r}")
-        return dict(value)
-    if hint is Any:
-        return value
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        raise ConfigError(f"{name} must be {hint.__name__}, got {value!r}")
-    return value
+        return typing.get_args(hint)[0], list(hint.__metadata__)
+    return hint, []
 
 
-def _check_rule(rule: Range | Matches, value: Any, name: str) -> None:
-    """Apply `rule` to a value, or to each entry of a list, or to each value of a mapping."""
-    entries: Any = [value]
-    if isinstance(value, dict):
-        entries, name = value.values(), f"{name} values"
-    elif isinstance(value, list):
-        entries, name = value, f"{name} entries"
-    if not all(rule.allows(entry) for entry in entries):
-        raise ConfigError(f"{name} must be {rule}, got {value!r}")
+def _key(cls: type, *loc: str | int) -> str:
+    """A key as users write it: `interest.dropout` in a RunConfig section, `seed` in RunConfig itself,
+    `GenerationParams.top_p` in any other validated class."""
+    sections = {hint: name for name, hint in typing.get_type_hints(RunConfig).items() if dataclasses.is_dataclass(hint)}
+    head = [] if cls is RunConfig else [sections.get(cls, cls.__name__)]
+    return ".".join(map(str, [*head, *loc])) or "config"
 
 
-@functools.cache
-def _field_hints(cls: type) -> dict[str, Any]:
-    """The resolved annotations of a dataclass's fields, `Annotated` rules included."""
-    hints = typing.get_type_hints(cls, include_extras=True)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
-@functools.cache
-def _section_names() -> dict[type, str]:
-    """RunConfig's section classes and their keys (`InterestConfig` -> `interest`)."""
-    return {hint: name for name, hint in _field_hints(RunConfig).items() if dataclasses.is_dataclass(hint)}
+def _config_error(cls: type, exc: ValidationError, given: Any) -> ConfigError:
+    """Pydantic's first error about `given` (a mapping or the constructor's arguments) as one line: the key, what
+    it allows and the value (ints widened for a float field; the whole list or mapping for an entry), or every
+    unknown key."""
+    names, errors = [f.name for f in dataclasses.fields(cls)], exc.errors()
+    unknown = [_key(cls, *e["loc"]) for e in errors if e["type"] == "unexpected_keyword_argument"]
+    if unknown:
+        return ConfigError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    kind, loc, value = errors[0]["type"], list(errors[0]["loc"]), errors[0]["input"]
+    if isinstance(given, ArgsKwargs):
+        given = {**dict(zip(names, given.args)), **(given.kwargs or {})}
+        if loc and isinstance(loc[0], int) and loc[0] < len(names):  # a positional argument
+            loc[0] = names[loc[0]]
+    base, rules = unwrap(typing.get_type_hints(cls, include_extras=True).get(loc[0], Any) if loc else cls)
+    key = _key(cls, *loc[:1])
+    if len(loc) > 1:  # an entry of a list or a value of a mapping
+        mapping = typing.get_origin(base) is dict
+        key, value = f"{key} {'values' if mapping else 'entries'}", given[loc[0]]
+        base, rules = unwrap(typing.get_args(base)[1 if mapping else 0])
+    if kind == "literal_error":
+        allowed = "one of " + ", ".join(map(str, typing.get_args(base)))
+    elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number",
+                  "string_pattern_mismatch"):
+        allowed = rules_text(rules) or "finite"
+    elif kind in ("list_type", "tuple_type", "dict_type", "dataclass_type"):
+        allowed = "a list" if kind in ("list_type", "tuple_type") else "a mapping"
+    elif kind.endswith(("_type", "_parsing")) and isinstance(base, type):
+        allowed = base.__name__
+    else:
+        return ConfigError(f"{key}: {errors[0]['msg']}, got {value!r}")
+    if base is float and type(value) is int:
+        value = float(value)
+    return ConfigError(f"{key} must be {allowed}, got {value!r}")

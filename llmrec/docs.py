@@ -80,11 +80,12 @@ def _table(cls: type, prefix: str) -> str:
 
 def type_text(hint: Any) -> str:
     """A field's type in words: `int, >= 1`, `` `gate` or `attention` ``, `str or null`, `list of int`."""
-    if typing.get_origin(hint) is Annotated:
-        base, *rules = typing.get_args(hint)
-        if any(isinstance(r, C.Matches) for r in rules):
-            return "; ".join(str(r) for r in rules)
-        return f"{type_text(base)} (" + "; ".join(str(r) for r in rules) + ")"
+    if typing.get_origin(hint) is Annotated:  # pydantic `Field` constraints: a range, or a pattern in words
+        base, rules = C.unwrap(hint)
+        words = C.rules_text(rules)
+        if any(getattr(rule, "description", None) for rule in rules):
+            return words
+        return f"{type_text(base)} ({words})" if words else type_text(base)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]

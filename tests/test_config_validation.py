@@ -120,6 +120,8 @@ def test_files_overrides_and_python_get_the_same_check(tmp_path):
         RunConfig(interest=InterestConfig(max_len=5))
     with pytest.raises(ConfigError, match="rerank.epochs must be int, got '3'"):
         RerankConfig(epochs="3")
+    with pytest.raises(ConfigError, match=re.escape("unknown option(s) interest.bogus; known: ")):
+        InterestConfig(bogus=1)
 
 
 def test_defaults_and_shipped_configs_are_valid(tmp_path):

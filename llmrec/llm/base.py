@@ -5,20 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Protocol, Sequence
 
-from llmrec.config import NonNegativeFloat, NonNegativeInt, PositiveInt, Range, Validated
+import pydantic.dataclasses
+from pydantic import Field
+
+from llmrec.config import NonNegativeFloat, NonNegativeInt, PositiveInt, Validated
 
 Message = dict[str, str]
 """One chat turn: {"role": "system" | "user" | "assistant", "content": "..."}."""
 
 
-@dataclass(frozen=True)
+@pydantic.dataclasses.dataclass(frozen=True)
 class GenerationParams(Validated):
     """Sampling settings shared by all backends (checked like the config: ConfigError for a value out of range)."""
 
     max_tokens: PositiveInt = 80
     temperature: NonNegativeFloat = 0.3
     """0 = greedy."""
-    top_p: Annotated[float, Range(gt=0, le=1)] = 0.9
+    top_p: Annotated[float, Field(strict=True, gt=0, le=1)] = 0.9
     """Nucleus sampling: the smallest set of tokens whose probabilities reach top_p (0 < top_p <= 1)."""
     seed: NonNegativeInt = 42
     stop: tuple[str, ...] = ()
