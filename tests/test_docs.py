@@ -54,7 +54,7 @@ def test_benchmark_page_is_generated_from_the_results(table):
 
 def test_readme_headline_table_is_generated_from_the_results(table):
     readme = README.read_text(encoding="utf-8")
-    assert readme == table.readme_with_headline(readme), "README's headline table is out of date: run python bench/table.py"
+    assert readme == table.readme_with_blocks(readme), "README's generated blocks are stale: run python bench/table.py"
     assert "| SASRec | 0.1520 | 0.2735 | 0.0540 | 0.0899 |" in readme  # the committed baselines records
 
 
