@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from llmrec.claims import ClaimChecker
 from llmrec.config import check_k, load_config, save_config
 from llmrec.errors import ConfigError, DataError
 from llmrec.experiment import Experiment, collection_name
@@ -227,7 +228,7 @@ class Recommender:
         if self._explainer is None:
             backend = make_backend(self.config.llm) if self.config.online.explain_with_llm else None
             params = GenerationParams(max_tokens=60, temperature=0.0, seed=self.config.seed)  # greedy read best
-            self._explainer = Explainer(self._facts.titles, backend, params)
+            self._explainer = Explainer(ClaimChecker.from_facts(self._facts), backend, params)
         return self._explainer
 
     def _ranked(self, user: int, items: np.ndarray, context: np.ndarray | None, blocked: np.ndarray,

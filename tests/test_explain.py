@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from llmrec.claims import ClaimChecker
 from llmrec.config import LLMConfig
 from llmrec.errors import ConfigError
 from llmrec.explain import Attribution, Explainer, attribute, attribution_text, explanation_values
@@ -118,7 +119,7 @@ def test_attribution_text_states_the_facts():
 
 
 def test_without_a_backend_the_attribution_text_is_the_explanation():
-    explainer = Explainer(TITLES, None, GenerationParams())
+    explainer = Explainer(ClaimChecker(TITLES), None, GenerationParams())
     attribution = crime_attribution()
     explanation = explainer.explain("m9", attribution, np.array([HEAT, CASINO, PULP_FICTION, ANNIE_HALL]))
     assert explanation.text == attribution_text(attribution)
@@ -138,7 +139,7 @@ def test_faithfulness_check_and_fallbacks():
         "Suspects, usual suspects.",  # too short
     ]
     backend = ScriptedBackend(replies)
-    explainer = Explainer(TITLES, backend, GenerationParams(max_tokens=60))
+    explainer = Explainer(ClaimChecker(TITLES), backend, GenerationParams(max_tokens=60))
     attribution = crime_attribution()
     kept, unfaithful, empty, cleaned, short = explainer.explain_many(["m9"] * 5, [attribution] * 5, [history] * 5)
     assert len(backend.calls) == 1 and len(backend.calls[0]) == 5  # one batched call
@@ -166,7 +167,7 @@ def test_fallback_drops_a_profile_sentence_naming_a_title_outside_the_history():
     attribution = crime_attribution(history=history, profile_text="They adore Star Wars (1977).",
                                     sentence_vectors=np.ones((1, 3)), candidate_text_vector=np.ones(3))
     backend = ScriptedBackend(["The Usual Suspects is a crime story like The Godfather (1972)."])
-    explainer = Explainer(TITLES, backend, GenerationParams())
+    explainer = Explainer(ClaimChecker(TITLES), backend, GenerationParams())
     explanation = explainer.explain("m9", attribution, history)
     assert explanation.fallback_reason == "unfaithful"
     assert "Star Wars" not in explanation.text and explanation.text.startswith("Recommended because you chose")
@@ -206,7 +207,7 @@ def test_real_llm_explanation_is_faithful():
     except ConfigError as exc:
         pytest.skip(f"embedded GGUF missing: {exc}")
     try:
-        explainer = Explainer(TITLES, backend, GenerationParams(max_tokens=60, temperature=0.0))
+        explainer = Explainer(ClaimChecker(TITLES), backend, GenerationParams(max_tokens=60, temperature=0.0))
         histories = [np.array([HEAT, CASINO, PULP_FICTION, ANNIE_HALL]), np.array([TOY_STORY, GROUNDHOG, TRICKY])]
         candidates = [SUSPECTS, ANNIE_HALL]
         attributions = [attribute(c, h, item_table(), TITLES, PROFILE, np.eye(2, 3), np.eye(3)[0], 0.2)

@@ -9,10 +9,11 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
+from llmrec.claims import ClaimChecker, ClaimReport
 from llmrec.explain.attribution import Attribution, attribution_text
 from llmrec.llm.base import GenerationParams, LLMBackend
 from llmrec.profiles.digest import quote_title
-from llmrec.profiles.hygiene import TitleMatcher, clean_output, rejection_reason
+from llmrec.profiles.hygiene import clean_output, rejection_reason
 from llmrec.profiles.prompt import ChatTemplate
 from llmrec.safety import repeats_instruction
 
@@ -35,10 +36,14 @@ class Explanation:
     attribution: Attribution
     cited_titles: list[str]
     """Catalog titles the text names (all in the user's history or the recommended item itself)."""
+    cited_categories: list[str] = field(default_factory=list)
+    """Catalog categories the text names (all categories of the history items or of the recommended item)."""
     fallback_reason: str | None = None
     """Why the attribution text replaced the LLM's: `unfaithful` (it named a title outside the history),
-    `rejected` (empty or degenerate output) or `instructed` (it repeated or followed an instruction hidden in item
-    text, `safety.repeats_instruction`); None when no fallback happened."""
+    `unsupported-category` / `unsupported-item-id` / `unsupported-number` (a category, item id or percentage that
+    the history, the item and the given weights do not back; `llmrec.claims`), `rejected` (empty or degenerate
+    output) or `instructed` (it repeated or followed an instruction hidden in item text,
+    `safety.repeats_instruction`); None when no fallback happened."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,14 +91,14 @@ class Explainer:
     that fails any check is replaced by `attribution_text` and the reason counted in `stats.fallbacks`.
     """
 
-    def __init__(self, titles: Sequence[str], backend: LLMBackend | None, params: GenerationParams,
+    def __init__(self, claims: ClaimChecker, backend: LLMBackend | None, params: GenerationParams,
                  template: ChatTemplate | None = None, max_chars: int = 300) -> None:
-        self.titles = titles
+        self.claims = claims
+        self.titles = claims.titles
         self.backend = backend
         self.params = params
         self.template = template or (ChatTemplate.load("explain", "llm") if backend else None)
         self.max_chars = max_chars
-        self.matcher = TitleMatcher(list(titles))
         self.stats = ExplainerStats()
 
     def explain(self, item_id: str, attribution: Attribution, history: np.ndarray) -> Explanation:
@@ -113,6 +118,7 @@ class Explainer:
     def _explanation(self, item_id: str, attribution: Attribution, history: np.ndarray,
                      llm_text: str | None) -> Explanation:
         allowed = {int(i) for i in history} | {attribution.item}
+        weights = [100 * weight for _, _, weight in attribution.history]
         reason = None
         if llm_text is not None:
             # naming the titles it was shown is what an explanation should do, so no titles count as echoes
@@ -120,26 +126,30 @@ class Explainer:
                 reason = REJECTED
             elif repeats_instruction(llm_text, self._prompt_texts(attribution)):
                 reason = INSTRUCTED
-            elif self.matcher.find(llm_text) - allowed:
-                reason = UNFAITHFUL
+            else:
+                claims = self.claims.check(llm_text, allowed, weights)
+                reason = UNFAITHFUL if claims.unsupported["title"] else claims.reason
         self.stats.explanations += 1
         if llm_text is not None and reason is None:
             self.stats.llm += 1
-            return Explanation(item_id, llm_text, "llm", attribution, self._cited(llm_text))
+            return _explanation(item_id, llm_text, "llm", attribution, claims)
         if reason is not None:
             self.stats.fallbacks[reason] += 1
         text = attribution_text(attribution)
-        if self.matcher.find(text) - allowed:  # a profile sentence naming a title the user never chose
+        if self.claims.check(text, allowed).unsupported["title"]:  # a profile sentence naming another title
             text = attribution_text(replace(attribution, profile_sentences=[]))
-        return Explanation(item_id, text, "attribution", attribution, self._cited(text), reason)
+        return _explanation(item_id, text, "attribution", attribution, self.claims.check(text, allowed), reason)
 
     def _prompt_texts(self, attribution: Attribution) -> list[str]:
         """The texts `explanation_values` quotes into the prompt, before neutralising."""
         items = [attribution.item] + [item for item, _, _ in attribution.history]
         return [self.titles[i] for i in items] + [_profile_sentence(attribution)]
 
-    def _cited(self, text: str) -> list[str]:
-        return sorted(self.titles[i] for i in self.matcher.find(text))
+
+
+def _explanation(item_id: str, text: str, source: Literal["llm", "attribution"], attribution: Attribution,
+                 claims: ClaimReport, reason: str | None = None) -> Explanation:
+    return Explanation(item_id, text, source, attribution, claims.cited_titles, claims.cited_categories, reason)
 
 
 def _profile_sentence(attribution: Attribution) -> str:

@@ -7,12 +7,12 @@ long-term items' embeddings) and the full-ranking evaluator ranks the whole cata
 
 from __future__ import annotations
 
-import re
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from llmrec.claims import ClaimChecker
 from llmrec.encoders.item_encoder import ItemEncoder
 from llmrec.profiles.facts import CatalogFacts
 from llmrec.profiles.hygiene import copies_example, words
@@ -51,11 +51,11 @@ def profile_quality(profiles: Sequence[Profile], histories: Sequence[np.ndarray]
       naming any); `category_recall`: of the user's top-3 categories, the share the text names;
     - `words_per_profile`.
     """
-    names = _category_names(facts)
+    claims = ClaimChecker.from_facts(facts)
     llm = [p for p in profiles if p.source == "llm"]
     precision, recall = [], []
     for profile, history in zip(profiles, histories):
-        named = {c for c, pattern in names.items() if pattern.search(profile.text)}
+        named = claims.categories_named(profile.text)
         own = {c for item in history for c in facts.categories[int(item)]}
         if named:
             precision.append(len(named & own) / len(named))
@@ -80,10 +80,3 @@ def profile_quality(profiles: Sequence[Profile], histories: Sequence[np.ndarray]
 def _is_placeholder(text: str) -> bool:
     lowered = text.lower()
     return not lowered.strip() or any(phrase in lowered for phrase in PLACEHOLDERS)
-
-
-def _category_names(facts: CatalogFacts) -> dict[str, re.Pattern[str]]:
-    """Every catalog category (the last step of a path) -> a whole-word, case-insensitive pattern for it."""
-    categories = {c for item in facts.categories for c in item}
-    return {c: re.compile(r"\b" + re.escape(c.split(" > ")[-1].lower()) + r"s?\b", re.IGNORECASE)
-            for c in categories}

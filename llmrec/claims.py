@@ -1,0 +1,81 @@
+"""The checkable claims of LLM text about the catalog, checked: one checker for profiles and explanations.
+
+A text may name catalog titles, categories, item ids and percentages. Each is a claim about the items the text
+is allowed to talk about (a user's history; for an explanation, also the recommended item): a title must be one
+of them, a category must belong to one of them, an item id must be one of theirs, and a percentage must be one
+of the numbers the text was given. `ClaimChecker.check` returns what the text cites and what it cannot back.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from llmrec.profiles.facts import CatalogFacts
+from llmrec.profiles.hygiene import TitleMatcher
+
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
+_ID_SHAPED = re.compile(r"^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9]{6,}$")
+"""Item ids worth looking for in text: letters and digits, six or more (ASINs); plain numbers are everywhere."""
+NUMBER_TOLERANCE = 1.0
+"""A quoted percentage may differ from a given number by this many points (rounding)."""
+
+
+@dataclass(frozen=True)
+class ClaimReport:
+    """What a text cites (backed claims) and the claims it cannot back, by kind."""
+
+    cited_titles: list[str]
+    cited_categories: list[str]
+    unsupported: dict[str, list[str]] = field(default_factory=dict)
+    """`title`, `category`, `item-id`, `number` -> the claims of that kind the allowed items do not back."""
+
+    @property
+    def reason(self) -> str | None:
+        """`unsupported-<kind>` for the first kind with an unbacked claim (titles first), None when all hold."""
+        return next((f"unsupported-{kind}" for kind, claims in self.unsupported.items() if claims), None)
+
+
+class ClaimChecker:
+    """Finds and checks a text's claims against a catalog (index 0 = padding, as in `CatalogFacts`)."""
+
+    def __init__(self, titles: Sequence[str], categories: Sequence[tuple[str, ...]] = (),
+                 item_ids: Sequence[str] = ()) -> None:
+        self.titles = list(titles)
+        self.categories = list(categories) or [()] * len(self.titles)
+        self._matcher = TitleMatcher(self.titles)
+        names = {c for item in self.categories for c in item}
+        self._category_patterns = {c: _category_pattern(c) for c in names}
+        self._ids = {item_id: index for index, item_id in enumerate(item_ids) if _ID_SHAPED.match(item_id)}
+
+    @classmethod
+    def from_facts(cls, facts: CatalogFacts) -> "ClaimChecker":
+        return cls(facts.titles, facts.categories, facts.item_ids)
+
+    def categories_named(self, text: str) -> set[str]:
+        """Catalog categories `text` names (the last step of a path, whole words, a plural `s` allowed)."""
+        return {c for c, pattern in self._category_patterns.items() if pattern.search(text)}
+
+    def check(self, text: str, items: Iterable[int], numbers: Iterable[float] = ()) -> ClaimReport:
+        """The claims of `text` against the item indices it may talk about and the percentages it was given."""
+        allowed = {int(i) for i in items}
+        allowed_categories = {c for i in allowed for c in self.categories[i]}
+        titles = self._matcher.find(text)
+        categories = self.categories_named(text)
+        ids = {item_id for item_id, index in self._ids.items() if item_id in text}
+        given = [float(n) for n in numbers]
+        quoted = [float(m.group(1)) for m in _PERCENT.finditer(text)]
+        unsupported = {
+            "title": sorted(self.titles[i] for i in titles - allowed),
+            "category": sorted(categories - allowed_categories),
+            "item-id": sorted(i for i in ids if self._ids[i] not in allowed),
+            "number": [f"{q:g}%" for q in quoted if not any(abs(q - g) <= NUMBER_TOLERANCE for g in given)],
+        }
+        return ClaimReport(cited_titles=sorted(self.titles[i] for i in titles & allowed),
+                           cited_categories=sorted(categories & allowed_categories), unsupported=unsupported)
+
+
+def _category_pattern(category: str) -> re.Pattern[str]:
+    name = category.split(" > ")[-1]
+    return re.compile(r"\b" + re.escape(name) + r"s?\b", re.IGNORECASE)
