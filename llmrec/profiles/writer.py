@@ -17,6 +17,7 @@ from llmrec.profiles.facts import CatalogFacts
 from llmrec.profiles.hygiene import TitleMatcher, clean_output, rejection_reason
 from llmrec.profiles.prompt import ChatTemplate, digest_values
 from llmrec.profiles.template_writer import TemplateProfileText
+from llmrec.safety import repeats_instruction
 
 SHORT_HISTORY = "short-history"
 TEMPLATE_MODEL_ID = "template"
@@ -107,9 +108,10 @@ class ProfileWriter:
     """Writes profiles with an LLM backend (None = template profiles only).
 
     Users whose long-term history is shorter than `config.min_long_term` get the template profile. LLM output is
-    cleaned and checked (`hygiene.rejection_reason`, and `duplicate`: a text another user already has); a rejected
-    output is retried with another seed, up to `config.attempts` tries, then the template profile is used and the
-    reason counted in `stats.fallbacks`.
+    cleaned and checked (`hygiene.rejection_reason`; `instructed`: it repeats or follows an instruction hidden in a
+    title, `safety.repeats_instruction`; `duplicate`: a text another user already has); a rejected output is retried
+    with another seed, up to `config.attempts` tries, then the template profile is used and the reason counted in
+    `stats.fallbacks`.
     """
 
     def __init__(self, facts: CatalogFacts, dataset: str, config: ProfileConfig,
@@ -199,7 +201,10 @@ class ProfileWriter:
             self.stats.output_tokens += generation.output_tokens
             text = clean_output(generation.text, self.config.max_chars, self.config.max_sentences)
             shown = [self.facts.titles[item] for item in digest.representative]
-            candidates.append(Candidate(text, rejection_reason(text, shown, self.chat.examples)))
+            reason = rejection_reason(text, shown, self.chat.examples)
+            if reason is None and repeats_instruction(text, shown):
+                reason = "instructed"  # it repeats or follows an instruction hidden in a title
+            candidates.append(Candidate(text, reason))
         return candidates
 
     def _profile(self, request: ProfileRequest, digest: HistoryDigest, llm_text: str | None,
