@@ -9,6 +9,7 @@ writes the adapter in the format `Llama(lora_path=...)` loads.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import subprocess
@@ -61,9 +62,11 @@ def encode_example(tokenizer: PreTrainedTokenizerBase, example: Example,
 
 
 def train_lora(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example],
-               config: ProfileTuneConfig, checkpoint_dir: Path, seed: int, progress: bool = True) -> PeftModel:
+               config: ProfileTuneConfig, checkpoint_dir: Path, seed: int,
+               progress: bool = True) -> tuple[PeftModel, int]:
     """Train a LoRA adapter on `examples` (one sequence a step, `config.grad_accumulation` steps an update,
-    `config.epochs` passes in a seeded order). A checkpoint after every update lets a killed run resume."""
+    `config.epochs` passes in a seeded order); returns the adapted model and its number of updates. A checkpoint
+    after every update lets a killed run resume."""
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(seed)
@@ -89,7 +92,7 @@ def train_lora(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, examp
                 optimizer.zero_grad()
                 _checkpoint(peft_model, optimizer, checkpoint_dir, position + 1)
     peft_model.eval()
-    return peft_model
+    return peft_model, math.ceil(len(order) / config.grad_accumulation)
 
 
 def export_gguf(model: PeftModel, out_dir: Path, manifest: AdapterManifest) -> Path:

@@ -174,8 +174,8 @@ class ProfileTuner:
         gguf = resolve_gguf(self.config.llm.model)
         tokenizer, model = load_gguf_model(gguf, tune.device)
         adapter_dir = self.out_dir / "adapter"
-        steps = train_lora(model, tokenizer, examples, tune, self.out_dir / "checkpoint", self.config.seed,
-                           progress)
+        adapted, steps = train_lora(model, tokenizer, examples, tune, self.out_dir / "checkpoint", self.config.seed,
+                                    progress)
         manifest = AdapterManifest(
             base_model=model_id_for(self.config.llm), base_sha256=file_sha256(gguf),
             dataset=self.profiles.dataset.name,
@@ -186,5 +186,5 @@ class ProfileTuner:
             lora={"r": tune.lora_r, "alpha": tune.lora_alpha, "dropout": tune.lora_dropout,
                   "target_modules": list(tune.target_modules), "lr": tune.lr, "epochs": tune.epochs},
             rewards=rewards, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        export_gguf(model, adapter_dir, manifest)
+        export_gguf(adapted, adapter_dir, manifest)
         return adapter_dir
