@@ -52,9 +52,9 @@ def test_writer_with_the_real_model(backend):
     dataset = movie_dataset(HISTORIES)
     split = make_split(dataset)
     facts = CatalogFacts.from_catalog(dataset.catalog, split)
-    config = ProfileConfig(recent_items=2, min_long_term=3, max_chars=300)
+    config = ProfileConfig(recent_items=1, min_long_term=3, max_chars=300)  # short: one long-term item
     writer = ProfileWriter(facts, dataset.name, config, backend, GenerationParams(max_tokens=40))
-    profiles = writer.write([long_term_request(split, u, 2) for u in range(split.num_users)])
+    profiles = writer.write([long_term_request(split, u, 1) for u in range(split.num_users)])
     assert [p.user_id for p in profiles] == list(split.user_ids)
     for profile in profiles:
         assert profile.text and len(profile.text) <= 300 and "\x07" not in profile.text
