@@ -76,7 +76,8 @@ class ExplainerStats:
 def explanation_values(attribution: Attribution, titles: Sequence[str]) -> dict[str, str]:
     """The placeholder values for an attribution: `item`, `because` (one quoted line per history item, with its
     weight) and `profile` (the closest profile sentence, or `none`); every text goes in as quoted data."""
-    because = [f"- {quote_title(titles[item], TITLE_CHARS)} ({weight:.0%})" for item, _, weight in attribution.history]
+    because = [f"- {quote_title(titles[item], TITLE_CHARS)} ({weight:.0%})"
+               for item, _, weight in attribution.history]
     profile = _profile_sentence(attribution)
     return {"item": quote_title(titles[attribution.item], TITLE_CHARS), "because": "\n".join(because) or "none",
             "profile": quote_title(profile, PROFILE_CHARS) if profile else "none"}
@@ -136,9 +137,11 @@ class Explainer:
         if reason is not None:
             self.stats.fallbacks[reason] += 1
         text = attribution_text(attribution)
-        if self.claims.check(text, allowed).unsupported["title"]:  # a profile sentence naming another title
+        claims = self.claims.check(text, allowed)
+        if claims.unsupported["title"]:  # a profile sentence naming a title the user never chose
             text = attribution_text(replace(attribution, profile_sentences=[]))
-        return _explanation(item_id, text, "attribution", attribution, self.claims.check(text, allowed), reason)
+            claims = self.claims.check(text, allowed)
+        return _explanation(item_id, text, "attribution", attribution, claims, reason)
 
     def _prompt_texts(self, attribution: Attribution) -> list[str]:
         """The texts `explanation_values` quotes into the prompt, before neutralising."""

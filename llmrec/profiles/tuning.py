@@ -52,9 +52,8 @@ def user_groups(config: RunConfig, split: Split) -> UserGroups:
     """Check and tuning users among those with an LLM-length long-term part and at least one later training
     item (the reward's target), drawn with `config.seed`."""
     settings, tune = config.profile, config.profile_tune
-    eligible = [u for u in range(split.num_users)
-                if len(long_term_request(split, u, settings.recent_items).long_term) >= settings.min_long_term
-                and len(split.train[u]) > len(long_term_request(split, u, settings.recent_items).long_term)]
+    long_terms = [len(long_term_request(split, u, settings.recent_items).long_term) for u in range(split.num_users)]
+    eligible = [u for u, n in enumerate(long_terms) if settings.min_long_term <= n < len(split.train[u])]
     order = np.random.default_rng(config.seed).permutation(np.array(eligible, dtype=np.int64))
     check = np.sort(order[:tune.check_users])
     return UserGroups(check, np.sort(order[tune.check_users:tune.check_users + tune.users]))
