@@ -30,7 +30,7 @@ from llmrec.errors import ConfigError
 from llmrec.eval.ann import ann_recall
 from llmrec.eval.evaluator import FullRankingEvaluator
 from llmrec.index.chroma_index import ItemIndex
-from llmrec.models.base import Recommender
+from llmrec.models.base import Model
 from llmrec.models.interest import InterestModel, UserInputs
 from llmrec.models.interest_inputs import build_user_inputs
 from llmrec.models.item_knn import ItemKNN
@@ -57,7 +57,7 @@ class Experiment:
     def __init__(self, config: RunConfig) -> None:
         self.config = config
         self.run_dir = Path(config.run_dir)
-        self._models: dict[str, Recommender] = {}
+        self._models: dict[str, Model] = {}
 
     @cached_property
     def dataset(self) -> Dataset:
@@ -104,7 +104,7 @@ class Experiment:
             self.index.upsert(ids, self.item_vectors[1:])
         return self.index
 
-    def model(self, name: str) -> Recommender:
+    def model(self, name: str) -> Model:
         """A fitted model: in memory, else loaded from the run folder, else trained now."""
         if name not in self._models:
             folder = self.model_dir(name)
@@ -114,7 +114,7 @@ class Experiment:
             self._models[name] = model
         return self._models[name]
 
-    def train(self, name: str) -> Recommender:
+    def train(self, name: str) -> Model:
         """Fit `name` on the training split (resuming from its checkpoint), save it and its training report."""
         model_class(name)  # fails early on an unknown name
         started = time.perf_counter()
@@ -212,7 +212,7 @@ class Experiment:
         lightgcn-longterm, else trained now (settings from `lightgcn`)."""
         folder = self.model_dir(LONG_TERM_GRAPH)
         if (folder / "model.json").is_file():
-            _, params, tensors = Recommender.read_saved(folder)
+            _, params, tensors = Model.read_saved(folder)
             return LightGCN.from_state(params, tensors)
         window = self.config.profile.recent_items
         long_terms = [items[:max(0, len(items) - window)] for items in self.split.train]
@@ -232,7 +232,7 @@ class Experiment:
     def model_dir(self, name: str) -> Path:
         return self.run_dir / "models" / name
 
-    def _new_model(self, name: str) -> Recommender:
+    def _new_model(self, name: str) -> Model:
         if name == Popularity.name:
             return Popularity()
         if name == TextKNN.name:

@@ -23,7 +23,7 @@ class Scorer(Protocol):
         ...
 
 
-class Recommender(ABC):
+class Model(ABC):
     """Base class: `fit(split)`, `score(users, histories)`, `save(folder)`, `load(folder)`.
 
     `users` holds user indices of the Split (or -1 for a user the model has never seen); `histories` holds
@@ -33,7 +33,7 @@ class Recommender(ABC):
     name: ClassVar[str]
 
     @abstractmethod
-    def fit(self, split: Split) -> "Recommender":
+    def fit(self, split: Split) -> "Model":
         """Learn from `split.train` (and use `split.valid` for early stopping where the model trains)."""
 
     @abstractmethod
@@ -46,7 +46,7 @@ class Recommender(ABC):
 
     @classmethod
     @abstractmethod
-    def from_state(cls, params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "Recommender":
+    def from_state(cls, params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "Model":
         """Rebuild a fitted model from `state()`."""
 
     def save(self, folder: str | Path) -> Path:

@@ -20,7 +20,7 @@ import torch
 from llmrec.config import EvalConfig, InterestConfig
 from llmrec.data.split import Split
 from llmrec.errors import DataError, ModelNotTrainedError
-from llmrec.models.base import Recommender, pad_histories
+from llmrec.models.base import Model, pad_histories
 from llmrec.models.interest_net import InterestNet
 from llmrec.models.time_features import TimeLookup, pad_time_features, time_features
 from llmrec.train.losses import full_softmax_loss, sampled_softmax_loss
@@ -96,7 +96,7 @@ class UserInputs:
                                  max_len)
 
 
-class InterestModel(Recommender):
+class InterestModel(Model):
     """The llmrec model. `window` is L, the number of recent items the profile leaves out (its cut-off); the
     sequence encoder reads the last `config.max_len` items (L when unset)."""
 

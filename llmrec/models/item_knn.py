@@ -13,14 +13,14 @@ import torch
 from llmrec.config import KNNConfig
 from llmrec.data.split import Split
 from llmrec.errors import ModelNotTrainedError
-from llmrec.models.base import Recommender
+from llmrec.models.base import Model
 from llmrec.models.interactions import interaction_matrix, to_torch
 
 _ROW_CHUNK = 2048
 """Items whose similarity rows are made dense at once while pruning to the top neighbours."""
 
 
-class ItemKNN(Recommender):
+class ItemKNN(Model):
     """score(user, j) = sum over history items i of sim(i, j), sim = co(i, j) / (sqrt(n_i n_j) + shrink)."""
 
     name = "itemknn"

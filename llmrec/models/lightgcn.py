@@ -16,7 +16,7 @@ from torch import nn
 from llmrec.config import EvalConfig, LightGCNConfig
 from llmrec.data.split import Split
 from llmrec.errors import ModelNotTrainedError
-from llmrec.models.base import Recommender
+from llmrec.models.base import Model
 from llmrec.models.interactions import interaction_matrix, to_torch
 from llmrec.train.losses import sampled_softmax_loss
 from llmrec.train.loop import Trainer, TrainingReport, checkpoint_fingerprint, seed_everything
@@ -53,7 +53,7 @@ class LightGCNNet(nn.Module):
         return mean[:self.num_users], mean[self.num_users:]
 
 
-class LightGCN(Recommender):
+class LightGCN(Model):
     """Graph collaborative filtering baseline. A user the graph does not know (index -1) is represented by the
     mean of their history items' vectors. A fitted model keeps (and saves) only the propagated vectors."""
 

@@ -9,10 +9,10 @@ import torch
 
 from llmrec.data.split import Split
 from llmrec.errors import ModelNotTrainedError
-from llmrec.models.base import Recommender
+from llmrec.models.base import Model
 
 
-class Popularity(Recommender):
+class Popularity(Model):
     """Scores an item by its number of training interactions."""
 
     name = "popularity"

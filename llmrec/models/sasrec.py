@@ -16,7 +16,7 @@ from torch import nn
 from llmrec.config import EvalConfig, SASRecConfig
 from llmrec.data.split import Split
 from llmrec.errors import ModelNotTrainedError
-from llmrec.models.base import Recommender, pad_histories
+from llmrec.models.base import Model, pad_histories
 from llmrec.train.losses import full_softmax_loss, sampled_softmax_loss
 from llmrec.train.loop import Trainer, TrainingReport, checkpoint_fingerprint, seed_everything
 
@@ -62,7 +62,7 @@ def causal_attention_mask(padding: torch.Tensor, num_heads: int) -> torch.Tensor
     return blocked.repeat_interleave(num_heads, dim=0)
 
 
-class SASRec(Recommender):
+class SASRec(Model):
     """ID-based sequential recommender; scores items by the dot product of the last hidden state with the
     (shared) item embeddings. Items never seen in training keep their random initial embedding."""
 

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 
 from llmrec.data.split import Split
-from llmrec.models.base import Recommender
+from llmrec.models.base import Model
 
 
-class TextKNN(Recommender):
+class TextKNN(Model):
     """Scores = item_vectors @ mean(history item vectors). `item_vectors` is [num_items + 1, d], row 0 padding,
     L2-normalised rows (so scores are proportional to cosine similarity)."""
 

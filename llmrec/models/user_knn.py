@@ -12,11 +12,11 @@ import torch
 from llmrec.config import KNNConfig
 from llmrec.data.split import Split
 from llmrec.errors import ModelNotTrainedError
-from llmrec.models.base import Recommender
+from llmrec.models.base import Model
 from llmrec.models.interactions import interaction_matrix, to_torch
 
 
-class UserKNN(Recommender):
+class UserKNN(Model):
     """score(user, j) = sum over the `neighbors` most similar training users v of sim(user, v) * [v chose j],
     sim = overlap / (sqrt(n_user n_v) + shrink). The query history is compared with every training history
     (a user is never their own neighbour)."""
