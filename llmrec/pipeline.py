@@ -29,6 +29,7 @@ import torch
 
 from llmrec.claims import ClaimChecker
 from llmrec.config import check_k, load_config, save_config
+from llmrec.encoders.item_encoder import ItemEncoder
 from llmrec.errors import ConfigError, DataError
 from llmrec.experiment import Experiment, collection_name
 from llmrec.explain import Explainer, attribute
@@ -170,10 +171,10 @@ class Recommender:
         summary = self._summary(user, str(user_id), history)
         profile_text = summary.text if summary else ""
         sentences = split_sentences(profile_text)
-        sentence_vectors = self.experiment.encoder.encode(sentences, "explain-sentences/v1") if sentences else None
+        sentence_vectors = self.encoder.encode(sentences, "explain-sentences/v1") if sentences else None
         weights = self._interest_weights(user, history)
         attribution = attribute(item, history, self.table.numpy(), self._facts.titles, profile_text,
-                                sentence_vectors, self.experiment.item_vectors[item], weights["long_term"])
+                                sentence_vectors, self.item_vectors[item], weights["long_term"])
         with self._llm_lock:
             explanation = self.explainer.explain(str(item_id), attribution, history)
         return {**explanation.to_dict(), "interest_weights": weights}
@@ -216,11 +217,31 @@ class Recommender:
     def close(self) -> None:
         """Stop the background worker and free the LLM."""
         self._refresher.shutdown(wait=True)
-        self.experiment.profiles.release_llm()
+        self.profiles.release_llm()
         if self._explainer is not None and self._explainer.backend is not None:
             self._explainer.backend.close()
 
     # ------------------------------------------------------------------------------------------------ internals
+
+    @property
+    def dataset_name(self) -> str:
+        """The served dataset's name (the key of its profile stores)."""
+        return self.experiment.dataset.name
+
+    @property
+    def profiles(self) -> ProfileService:
+        """The profile writer and stores (interest summaries and long-term model inputs)."""
+        return self.experiment.profiles
+
+    @property
+    def encoder(self) -> ItemEncoder:
+        """The text encoder, for text the bundle does not hold (profile sentences, new texts)."""
+        return self.experiment.encoder
+
+    @property
+    def item_vectors(self) -> np.ndarray:
+        """The catalog's text vectors ([items + 1, dim], row 0 padding)."""
+        return self.experiment.item_vectors
 
     @property
     def explainer(self) -> Explainer:
@@ -288,7 +309,7 @@ class Recommender:
         writer = profile_writer_of(self._profile_source, self.config.profile.writer)
         if writer is None:
             return None
-        service = self.experiment.profiles
+        service = self.profiles
         return service if writer == service.config.profile.writer else service.with_writer(writer)
 
     def _stored_profile(self, user_id: str) -> Profile | None:
@@ -296,7 +317,7 @@ class Recommender:
         service = self._profile_service()
         if service is None:
             return None
-        return service.store.get(self.experiment.dataset.name, user_id, service.prompt_version, service.model_id)
+        return service.store.get(self.dataset_name, user_id, service.prompt_version, service.model_id)
 
     def _summary(self, user: int, user_id: str, history: np.ndarray) -> Profile | None:
         """The user's interest summary without waiting for the LLM: the stored one of this history; else the
@@ -304,7 +325,7 @@ class Recommender:
         the background."""
         if not len(history):
             return None
-        service = self.experiment.profiles
+        service = self.profiles
         request = service.summary_request(user_id, history)
         stored = service.stored_summary(request)
         if stored is not None and stored.provenance.history_hash == request.history_hash:
@@ -321,7 +342,7 @@ class Recommender:
         """Write (and store) the user's interest summary with the LLM; a background job."""
         try:
             with self._llm_lock:
-                self.experiment.profiles.summary(user_id, history)
+                self.profiles.summary(user_id, history)
         except Exception:  # a background job: log it, the user keeps the previous summary
             log.exception("summary failed for user %s", user_id)
             raise
@@ -363,8 +384,8 @@ class Recommender:
             source = self._profile_source
             graph = self.experiment.long_term_graph() if source in GRAPH_SOURCES else None
             vector = long_term_vectors(source, [long_term], np.array([-1]), [profile.text] if profile else None,
-                                       service.prompt_version if service else None, self.experiment.encoder,
-                                       self.experiment.item_vectors, graph)[0]
+                                       service.prompt_version if service else None, self.encoder,
+                                       self.item_vectors, graph)[0]
         with self._lock:
             self.model.inputs.profiles[user] = vector
             self.model.inputs.has_profile[user] = len(long_term) > 0
@@ -403,7 +424,7 @@ class Recommender:
         vectors = self.retrieval_table[1:].numpy()
         digest = hashlib.sha256(vectors.tobytes()).hexdigest()[:12]
         config = dataclasses.replace(self.config.index, space="ip", collection=None)
-        name = collection_name(self.experiment.dataset.name, f"llmrec-{digest}")
+        name = collection_name(self.dataset_name, f"llmrec-{digest}")
         index = ItemIndex(config, Path(self.config.run_dir) / "index", name)
         try:
             complete = index.count() == len(vectors)

@@ -1,0 +1,1 @@
+"""The serving side: what an online deployment loads and runs (the bundle, the LLM worker), apart from training."""
