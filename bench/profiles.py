@@ -15,7 +15,8 @@ users):
     LLMREC_DATA_DIR=../shared/datasets python bench/profiles.py movielens-1m amazon-beauty \
         --adapter 'bench/adapters/{dataset}' --set profile_tune.check_users=500
     ... --write-store [--minutes 60] [--shard 0/2]   write every user's profile with the default writer into
-                                                     bench/profiles/<dataset>.jsonl.gz (resumable), no checks
+                                                     bench/profiles/<dataset>.jsonl.gz (resumable; stored texts
+                                                     that fail today's checks are written again)
     ... --store-quality                              profile-store-quality: the committed store, measured
     ... --measure-limit                              first measure llama.cpp's raw speed (idle machine!)
 
@@ -44,7 +45,6 @@ from llmrec.llm import GenerationParams
 from llmrec.llm.llamacpp import LlamaCppBackend
 from llmrec.models.text_knn import TextKNN
 from llmrec.profiles import CatalogFacts, Profile, ProfileService, long_term_request
-from llmrec.profiles.hygiene import rejection_reason
 from llmrec.profiles.prompt import ChatTemplate
 from llmrec.profiles.quality import UserVectorScorer, profile_quality, profile_text_vectors
 from llmrec.profiles.tuning import user_groups
@@ -75,7 +75,7 @@ def write_llm_profiles(experiment: Experiment, minutes: float | None,
         if deadline and time.monotonic() > deadline:
             logging.info("time budget spent; rerun to continue")
             break
-        if service.write_all(users[start:start + CHUNK_USERS]).written:
+        if service.write_all(users[start:start + CHUNK_USERS], recheck=True).written:
             service.store.export(export, experiment.dataset.name)
     stats = service.writer.stats
     if not stats.llm_seconds:
@@ -127,11 +127,7 @@ def check_profiles(service: ProfileService, users: np.ndarray) -> list[Profile]:
     """Every check user's profile by this writer: stored ones are re-checked with today's output checks (a
     stored LLM text that would now be rejected is written again), missing ones are written."""
     requests = [service.request(str(service.split.user_ids[u])) for u in users]
-    if service.settings.writer == "llm":
-        examples = ChatTemplate.load("profile", service.settings.prompt, service.settings.prompt_version).examples
-        service.store.delete([p for p in service.lookup(requests) if p is not None and p.source == "llm"
-                              and rejection_reason(p.text, [], examples) is not None])
-    service.write_all(users)
+    service.write_all(users, recheck=True)
     found = service.stored(requests)
     service.release_llm()
     return [p for p in found if p is not None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import itertools
 
@@ -354,3 +355,28 @@ def test_a_profile_that_follows_an_instruction_hidden_in_a_title_falls_back(movi
     (profile,) = writer.write([long_term_request(split, split.user_index("tricky"), 2)])
     assert profile.source == "template" and profile.fallback_reason == "instructed"
     assert "HACKED" not in profile.text and "Ignore previous" not in profile.text
+
+
+def test_a_recheck_rewrites_stored_texts_that_fail_todays_checks(tmp_path, movies):
+    dataset, split, facts = movies
+    overrides = [f"run_dir={tmp_path}", "profile.recent_items=2", "llm.backend=transformers",
+                 "llm.model=not-a-loadable/model"]
+    config = load_config(None, overrides)
+    service = ProfileService(config, dataset, split, tmp_path)
+    copied = "This person buys everyday makeup, especially for the eyes and nails. They like red lipstick."
+    shared = "Loves gangster epics and witty romantic comedies alike."
+    for user in ("crime", "tricky"):  # written one by one, as by an older writer that checked no duplicates
+        old = ScriptedBackend(replies=[[shared]])
+        old.model_id = "not-a-loadable/model"
+        service.store.put(ProfileWriter(facts, dataset.name, config.profile, old).write([service.request(user)]))
+    requests = [service.request(u) for u in ("crime", "tricky")]
+    today = ScriptedBackend()
+    today.model_id = "not-a-loadable/model"
+    service.__dict__["writer"] = ProfileWriter(facts, dataset.name, config.profile, today)
+    assert service.purge_rejected(requests) == 1  # tricky repeats crime's text; crime, stored first, keeps it
+    assert service.lookup(requests)[0].text == shared and service.lookup(requests)[1] is None
+    service.store.put([dataclasses.replace(service.lookup(requests)[0], text=copied)])
+    report = service.write_all([split.user_index(u) for u in ("crime", "tricky")], progress=False, recheck=True)
+    assert report.written == 2 and len(today.calls) == 1
+    texts = [p.text for p in service.lookup(requests)]
+    assert copied not in texts and shared not in texts and len(set(texts)) == 2

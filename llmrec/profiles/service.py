@@ -93,11 +93,35 @@ class ProfileService:
         """The long-term part of a known user's training history."""
         return long_term_request(self.split, self.split.user_index(user_id), self.config.profile.recent_items)
 
-    def write_all(self, users: Sequence[int] | None = None, progress: bool = True) -> JobReport:
-        """Profiles for every user (or the given user indices), skipping those already stored."""
+    def write_all(self, users: Sequence[int] | None = None, progress: bool = True,
+                  recheck: bool = False) -> JobReport:
+        """Profiles for every user (or the given user indices), skipping those already stored; with `recheck`,
+        stored LLM texts that today's output checks reject are written again (`purge_rejected`)."""
         users = range(self.split.num_users) if users is None else users
         requests = [long_term_request(self.split, u, self.config.profile.recent_items) for u in users]
+        if recheck:
+            self.purge_rejected(requests)
         return run_profile_job(self.writer, self.store, requests, self.config.llm.batch_size, progress)
+
+    def purge_rejected(self, requests: Sequence[ProfileRequest]) -> int:
+        """Delete the stored LLM profiles of these requests that the writer would reject today (a few-shot copy,
+        an instruction from a title, a degenerate text) or whose text an earlier-stored user already has
+        (`duplicate`); returns how many. Stores written by older versions are brought up to today's checks so."""
+        if self.settings.writer != "llm":
+            return 0
+        writer = self.writer
+        stored = [(r, p) for r, p in zip(requests, self.lookup(requests)) if p is not None and p.source == "llm"]
+        owners: dict[str, str] = {}
+        for profile in self.store.profiles(self.dataset.name):
+            if profile.source == "llm" and (profile.provenance.prompt_version, profile.provenance.model_id) == (
+                    writer.prompt_version, writer.model_id):
+                owners.setdefault(profile.text, profile.user_id)
+        rejected = [p for r, p in stored if owners.get(p.text, p.user_id) != p.user_id
+                    or writer.rejection(p.text, writer.digest(r.long_term)) is not None]
+        if rejected:
+            log.info("%d of %d stored LLM profiles fail today's checks; they are written again", len(rejected),
+                     len(stored))
+        return self.store.delete(rejected)
 
     def with_writer(self, writer: str, adapter: str | None = None) -> "ProfileService":
         """The same run's profiles written by another writer (`llm` or `template`; with `adapter`, the tuned

@@ -200,12 +200,18 @@ class ProfileWriter:
             self.stats.prompt_tokens += generation.prompt_tokens
             self.stats.output_tokens += generation.output_tokens
             text = clean_output(generation.text, self.config.max_chars, self.config.max_sentences)
-            shown = [self.facts.titles[item] for item in digest.representative]
-            reason = rejection_reason(text, shown, self.chat.examples)
-            if reason is None and repeats_instruction(text, shown):
-                reason = "instructed"  # it repeats or follows an instruction hidden in a title
-            candidates.append(Candidate(text, reason))
+            candidates.append(Candidate(text, self.rejection(text, digest)))
         return candidates
+
+    def rejection(self, text: str, digest: HistoryDigest) -> str | None:
+        """Why this LLM text is not a usable profile of the user `digest` describes (`hygiene.rejection_reason`,
+        or `instructed`: it repeats or follows an instruction hidden in a title), None when it is."""
+        assert self.chat is not None
+        shown = [self.facts.titles[item] for item in digest.representative]
+        reason = rejection_reason(text, shown, self.chat.examples)
+        if reason is None and repeats_instruction(text, shown):
+            reason = "instructed"
+        return reason
 
     def _profile(self, request: ProfileRequest, digest: HistoryDigest, llm_text: str | None,
                  fallback_reason: str | None) -> Profile:
