@@ -246,6 +246,11 @@ class InterestConfig(TrainingConfig):
     """Probability (0 <= p <= 1) of hiding an item's ID part in a training step (in the scored table and in the
     recent items), so the network learns to rank items that have only their text among warm ones, as cold items
     need (on Beauty 0.3 moved few cold items into the top 10, docs/findings.md "Cold items"). 0 = off."""
+    id_delta_bound: NonNegativeFloat | None = None
+    """Bound on the norm of an item's ID part relative to its text part (e.g. 0.5: the ID part is at most half as
+    long as the projected text vector; longer ones are scaled down). Warm and cold items then live on one scale:
+    an item is its text, moved a bounded step by what interactions taught, so an item with text alone competes
+    with warm ones without a boost (after "Let It Go? Not Quite", RecSys 2025). None = unbounded."""
     profile_dropout: Probability = 0.0
     """Probability (0 <= p <= 1) of hiding a training example's long-term input (as for a user without a
     profile), so the network cannot lean on a per-user vector to memorise training users and learns to rank

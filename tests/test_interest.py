@@ -98,6 +98,18 @@ def test_id_dropout_makes_dropped_items_look_exactly_cold(cyclic):
     assert bool(same_as_text[~warm].all())  # cold items (and padding) have only their text
 
 
+def test_a_bounded_id_part_stays_within_its_share_of_the_text_part(cyclic):
+    split, text, _ = cyclic
+    warm = torch.from_numpy(split.train_popularity() > 0)
+    tower = ItemTower(torch.from_numpy(text), warm, hidden=16, use_ids=True, id_dropout=0.0, id_delta_bound=0.25)
+    with torch.no_grad():
+        tower.id_embedding.weight.mul_(100.0)  # IDs far longer than the text part: the bound must scale them
+        text_part, full = tower.text_table(), tower.eval().table()
+    delta = (full - text_part).norm(dim=1)
+    assert bool((delta <= 0.25 * text_part.norm(dim=1) + 1e-5).all())
+    assert torch.allclose(delta[warm], 0.25 * text_part.norm(dim=1)[warm], rtol=1e-4)  # long ones are at the bound
+    assert torch.allclose(full[~warm], text_part[~warm])  # cold items: their text alone
+
 def test_new_item_boost_adds_to_the_scores_of_items_without_an_id_embedding(cyclic):
     split, text, inputs = cyclic
     model = InterestModel(text, inputs, WINDOW, dataclasses.replace(FAST, epochs=1), seed=1).fit(split)

@@ -34,14 +34,15 @@ def lora_targets(net: nn.Module) -> list[str]:
 
 
 class ItemTower(nn.Module):
-    """Item vectors = text_proj(text embedding) + ID embedding (items seen in training only). Items never seen in
+    """Item vectors = text_proj(text embedding) + ID embedding (items seen in training only; with
+    `id_delta_bound`, its norm at most that share of the text part's). Items never seen in
     training are represented by their text alone; ID dropout hides the ID part of a random share of the items in
     each training step, so the network also learns to rank items that have only their text (as in DropoutNet,
     Volkovs et al. 2017). The kept ID parts are not rescaled: a dropped item looks exactly like a cold one and a
     kept item exactly like a warm one at inference."""
 
     def __init__(self, text_vectors: torch.Tensor, seen: torch.Tensor, hidden: int, use_ids: bool,
-                 id_dropout: float) -> None:
+                 id_dropout: float, id_delta_bound: float | None = None) -> None:
         super().__init__()
         self.register_buffer("text_vectors", text_vectors.float(), persistent=False)
         self.register_buffer("seen", seen.float().unsqueeze(1), persistent=False)
@@ -50,6 +51,7 @@ class ItemTower(nn.Module):
         if self.id_embedding is not None:
             nn.init.normal_(self.id_embedding.weight, std=hidden ** -0.5)
         self.id_dropout = id_dropout
+        self.id_delta_bound = id_delta_bound
 
     def text_table(self) -> torch.Tensor:
         """[num_items + 1, hidden]: the text part alone (what a cold item is); row 0 (padding) is zero."""
@@ -62,6 +64,9 @@ class ItemTower(nn.Module):
         vectors = self.text_table() if text_table is None else text_table
         if self.id_embedding is not None:
             ids = self.id_embedding.weight * self.seen
+            if self.id_delta_bound is not None:
+                limit = self.id_delta_bound * vectors.norm(dim=1, keepdim=True)
+                ids = ids * (limit / ids.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
             if self.training and self.id_dropout > 0:
                 keep = torch.rand(ids.shape[0], 1, device=ids.device) >= self.id_dropout
                 ids = ids * keep
@@ -162,7 +167,7 @@ class InterestNet(nn.Module):
         super().__init__()
         d = config.hidden_size
         self.config = config
-        self.items = ItemTower(text_vectors, seen, d, config.use_ids, config.id_dropout)
+        self.items = ItemTower(text_vectors, seen, d, config.use_ids, config.id_dropout, config.id_delta_bound)
         self.short_term = ShortTermEncoder(config, max_len)
         self.long_term = nn.Sequential(nn.Linear(profile_dim, d), nn.GELU(), nn.Linear(d, d))
         self.context = nn.ModuleList(_zero_embedding(size + 1, d) for size in context_sizes)
