@@ -315,6 +315,11 @@ class OnlineConfig(Validated):
     """SQLite file of new interactions; None = run_dir/events.sqlite."""
     explain_with_llm: StrictBool = True
     """Write explanations with the `llm` model (checked for faithfulness); False = the attribution text."""
+    explain_grammar: StrictBool = True
+    """Constrain explanation decoding to the sentence shape "<item> is ... like <history title>." with titles only
+    from the user's history (GBNF; llama.cpp backends only, `llmrec.explain.grammar`)."""
+    explain_attempts: PositiveInt = 2
+    """Tries per explanation: a rejected LLM text is written again (sampled) before the attribution text is used."""
     profile_refresh_every: NonNegativeInt = 10
     """Rewrite a user's long-term profile in the background after this many new interactions (0 = never)."""
     hybrid_mix: dict[str, NonNegativeFloat] = field(

@@ -249,7 +249,9 @@ class Recommender:
         if self._explainer is None:
             backend = make_backend(self.config.llm) if self.config.online.explain_with_llm else None
             params = GenerationParams(max_tokens=60, temperature=0.0, seed=self.config.seed)  # greedy read best
-            self._explainer = Explainer(ClaimChecker.from_facts(self._facts), backend, params)
+            self._explainer = Explainer(ClaimChecker.from_facts(self._facts), backend, params,
+                                        grammar=self.config.online.explain_grammar,
+                                        attempts=self.config.online.explain_attempts)
         return self._explainer
 
     def _ranked(self, user: int, items: np.ndarray, context: np.ndarray | None, blocked: np.ndarray,

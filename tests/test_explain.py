@@ -12,6 +12,7 @@ from llmrec.claims import ClaimChecker
 from llmrec.config import LLMConfig
 from llmrec.errors import ConfigError
 from llmrec.explain import Attribution, Explainer, attribute, attribution_text, explanation_values
+from llmrec.explain.grammar import explanation_grammar
 from llmrec.llm import GenerationParams, make_backend
 from llmrec.llm.base import Generation, Message
 from llmrec.profiles.hygiene import TitleMatcher
@@ -125,8 +126,8 @@ def test_without_a_backend_the_attribution_text_is_the_explanation():
     assert explanation.text == attribution_text(attribution)
     assert explanation.source == "attribution" and explanation.fallback_reason is None
     assert explanation.cited_titles == ["Annie Hall (1977)", "Pulp Fiction (1994)"]
-    assert explainer.stats.to_dict() == {"explanations": 1, "llm": 0, "fallbacks": {}, "faithfulness": None,
-                                         "fallback_rate": 0.0}
+    assert explainer.stats.to_dict() == {"explanations": 1, "llm": 0, "retries": 0, "fallbacks": {},
+                                         "rejections": {}, "faithfulness": None, "fallback_rate": 0.0}
 
 
 def test_faithfulness_check_and_fallbacks():
@@ -139,7 +140,7 @@ def test_faithfulness_check_and_fallbacks():
         "Suspects, usual suspects.",  # too short
     ]
     backend = ScriptedBackend(replies)
-    explainer = Explainer(ClaimChecker(TITLES), backend, GenerationParams(max_tokens=60))
+    explainer = Explainer(ClaimChecker(TITLES), backend, GenerationParams(max_tokens=60), attempts=1)
     attribution = crime_attribution()
     kept, unfaithful, empty, cleaned, short = explainer.explain_many(["m9"] * 5, [attribution] * 5, [history] * 5)
     assert len(backend.calls) == 1 and len(backend.calls[0]) == 5  # one batched call
@@ -167,11 +168,34 @@ def test_fallback_drops_a_profile_sentence_naming_a_title_outside_the_history():
     attribution = crime_attribution(history=history, profile_text="They adore Star Wars (1977).",
                                     sentence_vectors=np.ones((1, 3)), candidate_text_vector=np.ones(3))
     backend = ScriptedBackend(["The Usual Suspects is a crime story like The Godfather (1972)."])
-    explainer = Explainer(ClaimChecker(TITLES), backend, GenerationParams())
+    explainer = Explainer(ClaimChecker(TITLES), backend, GenerationParams(), attempts=1)
     explanation = explainer.explain("m9", attribution, history)
     assert explanation.fallback_reason == "unfaithful"
     assert "Star Wars" not in explanation.text and explanation.text.startswith("Recommended because you chose")
     assert explanation.attribution.profile_sentences  # the facts keep it; only the text leaves it out
+
+
+def test_a_rejected_output_is_written_again_sampled_before_falling_back():
+    history = np.array([HEAT, CASINO, PULP_FICTION, ANNIE_HALL])
+    good = "The Usual Suspects (1995) is a dark crime story like Pulp Fiction and Heat."
+    backend = ScriptedBackend(["The Usual Suspects is a crime story like The Godfather (1972).", "", good, ""])
+    explainer = Explainer(ClaimChecker(TITLES), backend, GenerationParams(temperature=0.0, seed=7), attempts=2)
+    first, second = explainer.explain_many(["m9", "m9"], [crime_attribution()] * 2, [history] * 2)
+    assert len(backend.calls) == 2 and len(backend.calls[1]) == 2  # the retry asks again for both, in one call
+    assert (first.source, first.text) == ("llm", good)
+    assert (second.source, second.fallback_reason) == ("attribution", "rejected")
+    stats = explainer.stats
+    assert (stats.llm, stats.retries, dict(stats.fallbacks)) == (1, 2, {"rejected": 1})
+    assert dict(stats.rejections) == {"unfaithful": 1, "rejected": 2}
+
+
+def test_the_grammar_fixes_the_item_and_allows_only_the_history_titles():
+    grammar = explanation_grammar("Heat \"Director's Cut\"", ["Casino (1995)", "Pulp Fiction (1994)", "Casino (1995)"])
+    lines = dict(line.split(" ::= ", 1) for line in grammar.splitlines())
+    assert lines["item"] == r'''"Heat \"Director's Cut\""'''  # a GBNF string literal, quotes escaped
+    assert lines["title"] == '"Casino (1995)" | "Pulp Fiction (1994)"'
+    assert lines["word"] == "[a-z]{1,14}" and "cited" in lines["root"]
+    assert "cited" not in explanation_grammar("Heat", []).split("\n")[0]  # no history: no titles to cite
 
 
 def test_titles_enter_the_prompt_as_quoted_data():
@@ -221,5 +245,7 @@ def test_real_llm_explanation_is_faithful():
         assert explanation.source in {"llm", "attribution"}
         assert (explanation.source == "llm") == (explanation.fallback_reason is None)
         assert matcher.find(explanation.text) <= set(history.tolist()) | {candidate}
+        if explanation.source == "llm":  # decoded under the grammar: the sentence starts with the item
+            assert explanation.text.startswith(TITLES[candidate])
     stats = explainer.stats
     assert stats.explanations == 2 and stats.llm + sum(stats.fallbacks.values()) == 2

@@ -11,8 +11,9 @@ import numpy as np
 
 from llmrec.claims import ClaimChecker, ClaimReport
 from llmrec.explain.attribution import Attribution, attribution_text
+from llmrec.explain.grammar import explanation_grammar
 from llmrec.llm.base import GenerationParams, LLMBackend
-from llmrec.profiles.digest import quote_title
+from llmrec.profiles.digest import quote_title, shown_title
 from llmrec.profiles.hygiene import clean_output, rejection_reason
 from llmrec.profiles.prompt import ChatTemplate
 from llmrec.safety import repeats_instruction
@@ -21,6 +22,8 @@ MAX_SENTENCES = 2
 TITLE_CHARS = 80
 """Titles in prompts are capped like `CatalogFacts` titles."""
 PROFILE_CHARS = 200
+RETRY_TEMPERATURE = 0.7
+"""A retry after a rejected output samples (the first try is greedy, which would give the same text again)."""
 UNFAITHFUL = "unfaithful"
 REJECTED = "rejected"
 INSTRUCTED = "instructed"
@@ -55,7 +58,11 @@ class ExplainerStats:
 
     explanations: int = 0
     llm: int = 0
+    retries: int = 0
+    """LLM outputs written again after a rejection (each try's reason is in `rejections`)."""
     fallbacks: Counter = field(default_factory=Counter)
+    rejections: Counter = field(default_factory=Counter)
+    """Every rejected LLM output by reason, retried ones included (`fallbacks` counts only the final ones)."""
 
     @property
     def faithfulness(self) -> float | None:
@@ -69,7 +76,8 @@ class ExplainerStats:
         return sum(self.fallbacks.values()) / self.explanations if self.explanations else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"explanations": self.explanations, "llm": self.llm, "fallbacks": dict(self.fallbacks),
+        return {"explanations": self.explanations, "llm": self.llm, "retries": self.retries,
+                "fallbacks": dict(self.fallbacks), "rejections": dict(self.rejections),
                 "faithfulness": self.faithfulness, "fallback_rate": self.fallback_rate}
 
 
@@ -86,20 +94,25 @@ def explanation_values(attribution: Attribution, titles: Sequence[str]) -> dict[
 class Explainer:
     """Explains recommendations with an LLM backend (None = the attribution text only).
 
-    LLM output is cleaned, rejected when degenerate (`hygiene.rejection_reason`) or when it repeats or follows an
-    instruction hidden in the texts the prompt was built from (`safety.repeats_instruction`), then checked for
-    faithfulness: every catalog title it names must be in the user's history or be the recommended item. An output
-    that fails any check is replaced by `attribution_text` and the reason counted in `stats.fallbacks`.
+    With `grammar` and a backend that supports it, decoding follows `explanation_grammar` (the sentence starts with
+    the item and may cite only the history titles it was shown). LLM output is cleaned, rejected when degenerate
+    (`hygiene.rejection_reason`) or when it repeats or follows an instruction hidden in the texts the prompt was
+    built from (`safety.repeats_instruction`), then its claims are checked (`llmrec.claims`: titles, categories,
+    item ids, percentages). A rejected output is written again, sampled, up to `attempts` tries in all; when every
+    try fails, `attribution_text` replaces it and the last reason is counted in `stats.fallbacks`.
     """
 
     def __init__(self, claims: ClaimChecker, backend: LLMBackend | None, params: GenerationParams,
-                 template: ChatTemplate | None = None, max_chars: int = 300) -> None:
+                 template: ChatTemplate | None = None, max_chars: int = 300, grammar: bool = True,
+                 attempts: int = 2) -> None:
         self.claims = claims
         self.titles = claims.titles
         self.backend = backend
         self.params = params
         self.template = template or (ChatTemplate.load("explain", "llm") if backend else None)
         self.max_chars = max_chars
+        self.grammar = grammar and bool(getattr(backend, "supports_grammar", False))
+        self.attempts = attempts
         self.stats = ExplainerStats()
 
     def explain(self, item_id: str, attribution: Attribution, history: np.ndarray) -> Explanation:
@@ -109,30 +122,57 @@ class Explainer:
     def explain_many(self, item_ids: Sequence[str], attributions: Sequence[Attribution],
                      histories: Sequence[np.ndarray]) -> list[Explanation]:
         """Explanations for a batch of recommendations, in order, with one `backend.generate` call."""
-        llm_texts: list[str | None] = [None] * len(item_ids)
-        if self.backend is not None and self.template is not None:
-            prompts = [self.template.render(explanation_values(a, self.titles)) for a in attributions]
-            llm_texts = [clean_output(_first_line(g.text), self.max_chars, MAX_SENTENCES)
-                         for g in self.backend.generate(prompts, self.params)]
-        return [self._explanation(*args) for args in zip(item_ids, attributions, histories, llm_texts, strict=True)]
+        if len(item_ids) != len(attributions) or len(item_ids) != len(histories):
+            raise ValueError("explain_many needs one item id, attribution and history each")
+        tries: list[tuple[str | None, str | None]] = [(None, None)] * len(item_ids)  # (text, rejection)
+        pending = list(range(len(item_ids))) if self.backend is not None else []
+        for attempt in range(self.attempts):
+            if not pending:
+                break
+            self.stats.retries += len(pending) if attempt else 0
+            params = self.params if not attempt else replace(self.params, temperature=RETRY_TEMPERATURE,
+                                                             seed=self.params.seed + attempt)
+            for i, text in zip(pending, self._generate([attributions[i] for i in pending], params)):
+                reason = self._rejection(text, attributions[i], histories[i])
+                tries[i] = (text, reason)
+                if reason is not None:
+                    self.stats.rejections[reason] += 1
+            pending = [i for i in pending if tries[i][1] is not None]
+        return [self._explanation(item_id, attribution, history, *tried)
+                for item_id, attribution, history, tried in zip(item_ids, attributions, histories, tries)]
 
-    def _explanation(self, item_id: str, attribution: Attribution, history: np.ndarray,
-                     llm_text: str | None) -> Explanation:
-        allowed = {int(i) for i in history} | {attribution.item}
-        weights = [100 * weight for _, _, weight in attribution.history]
-        reason = None
-        if llm_text is not None:
-            # naming the titles it was shown is what an explanation should do, so no titles count as echoes
-            if rejection_reason(llm_text, []) is not None:
-                reason = REJECTED
-            elif repeats_instruction(llm_text, self._prompt_texts(attribution)):
-                reason = INSTRUCTED
-            else:
-                claims = self.claims.check(llm_text, allowed, weights)
-                reason = UNFAITHFUL if claims.unsupported["title"] else claims.reason
+    def _generate(self, attributions: Sequence[Attribution], params: GenerationParams) -> list[str]:
+        """One cleaned LLM text per attribution (with the grammar: one call each, as each has its own)."""
+        assert self.backend is not None and self.template is not None
+        prompts = [self.template.render(explanation_values(a, self.titles)) for a in attributions]
+        if self.grammar:
+            generations = [self.backend.generate([prompt], replace(params, grammar=self._grammar(a)))[0]
+                           for prompt, a in zip(prompts, attributions)]
+        else:
+            generations = self.backend.generate(prompts, params)
+        return [clean_output(_first_line(g.text), self.max_chars, MAX_SENTENCES) for g in generations]
+
+    def _grammar(self, attribution: Attribution) -> str:
+        return explanation_grammar(shown_title(self.titles[attribution.item], TITLE_CHARS),
+                                   [shown_title(self.titles[item], TITLE_CHARS) for item, _, _ in attribution.history])
+
+    def _rejection(self, llm_text: str, attribution: Attribution, history: np.ndarray) -> str | None:
+        """Why this LLM text cannot be served (see `Explanation.fallback_reason`), None when it can."""
+        # naming the titles it was shown is what an explanation should do, so no titles count as echoes
+        if rejection_reason(llm_text, []) is not None:
+            return REJECTED
+        if repeats_instruction(llm_text, self._prompt_texts(attribution)):
+            return INSTRUCTED
+        claims = self.claims.check(llm_text, _allowed(attribution, history), _weights(attribution))
+        return UNFAITHFUL if claims.unsupported["title"] else claims.reason
+
+    def _explanation(self, item_id: str, attribution: Attribution, history: np.ndarray, llm_text: str | None,
+                     reason: str | None) -> Explanation:
+        allowed = _allowed(attribution, history)
         self.stats.explanations += 1
         if llm_text is not None and reason is None:
             self.stats.llm += 1
+            claims = self.claims.check(llm_text, allowed, _weights(attribution))
             return _explanation(item_id, llm_text, "llm", attribution, claims)
         if reason is not None:
             self.stats.fallbacks[reason] += 1
@@ -153,6 +193,16 @@ class Explainer:
 def _explanation(item_id: str, text: str, source: Literal["llm", "attribution"], attribution: Attribution,
                  claims: ClaimReport, reason: str | None = None) -> Explanation:
     return Explanation(item_id, text, source, attribution, claims.cited_titles, claims.cited_categories, reason)
+
+
+def _allowed(attribution: Attribution, history: np.ndarray) -> set[int]:
+    """The items an explanation may talk about: the user's history and the recommended item."""
+    return {int(i) for i in history} | {attribution.item}
+
+
+def _weights(attribution: Attribution) -> list[float]:
+    """The percentages the prompt gave (the history items' attribution weights)."""
+    return [100 * weight for _, _, weight in attribution.history]
 
 
 def _profile_sentence(attribution: Attribution) -> str:

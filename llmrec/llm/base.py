@@ -25,6 +25,8 @@ class GenerationParams(Validated):
     """Nucleus sampling: the smallest set of tokens whose probabilities reach top_p (0 < top_p <= 1)."""
     seed: NonNegativeInt = 42
     stop: tuple[str, ...] = ()
+    grammar: str | None = None
+    """A GBNF grammar the completion must follow (backends with `supports_grammar`; llama.cpp)."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class LLMBackend(Protocol):
     """Generates completions for chat prompts. `model_id` names the weights (it goes into cache keys)."""
 
     model_id: str
+    supports_grammar: bool
+    """Whether `GenerationParams.grammar` is honoured (grammar-constrained decoding)."""
 
     def generate(self, prompts: Sequence[list[Message]], params: GenerationParams) -> list[Generation]:
         """One completion per prompt, in order."""

@@ -23,6 +23,8 @@ class TransformersBackend:
     renders the prompts (a plain `role: content` rendering when it has none). Greedy when temperature is 0.
     """
 
+    supports_grammar = False
+
     def __init__(self, config: LLMConfig, adapter: LoRAAdapter | None = None) -> None:
         if config.batch_size < 1:
             raise ConfigError(f"llm.batch_size must be >= 1, not {config.batch_size}")

@@ -21,6 +21,8 @@ class LlamaCppBackend:
     keeps the previous prompt's KV cache and only evaluates the tokens after the longest common prefix.
     """
 
+    supports_grammar = True
+
     def __init__(self, config: LLMConfig, adapter: LoRAAdapter | None = None) -> None:
         try:
             from llama_cpp import Llama
@@ -47,9 +49,12 @@ class LlamaCppBackend:
         return [self._complete(messages, params) for messages in prompts]
 
     def _complete(self, messages: list[Message], params: GenerationParams) -> Generation:
+        from llama_cpp import LlamaGrammar
+
+        grammar = LlamaGrammar.from_string(params.grammar, verbose=False) if params.grammar else None
         response = self._llama.create_chat_completion(
             messages=messages, max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
-            seed=params.seed, stop=list(params.stop) or None,
+            seed=params.seed, stop=list(params.stop) or None, grammar=grammar,
         )
         usage = response.get("usage") or {}
         return Generation(text=response["choices"][0]["message"]["content"] or "",

@@ -28,6 +28,8 @@ class OpenAICompatibleBackend:
     the server's message. Results keep the input order.
     """
 
+    supports_grammar = False
+
     def __init__(self, config: LLMConfig) -> None:
         self.base_url = checked_base_url(config.base_url)
         if config.concurrency < 1 or config.retries < 0 or config.timeout_s <= 0:

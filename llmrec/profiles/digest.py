@@ -43,9 +43,14 @@ def approx_tokens(text: str) -> int:
 
 
 def quote_title(title: str, max_chars: int = QUOTED_CHARS) -> str:
-    """A title as quoted data: neutralised (`safety.neutralise_item_text`: no markers, no instructions, at most
-    `max_chars`), with inner double quotes made single so the quoting cannot be broken."""
-    return '"' + neutralise_item_text(title, max_chars).replace('"', "'") + '"'
+    """A title as quoted data: `shown_title` in double quotes."""
+    return f'"{shown_title(title, max_chars)}"'
+
+
+def shown_title(title: str, max_chars: int = QUOTED_CHARS) -> str:
+    """A title as prompts show it: neutralised (`safety.neutralise_item_text`: no markers, no instructions, at
+    most `max_chars`), with double quotes made single so quoting it cannot be broken."""
+    return neutralise_item_text(title, max_chars).replace('"', "'")
 
 
 def digest_line(item: int, facts: CatalogFacts) -> str:
