@@ -1,7 +1,8 @@
 """The online path on a trained benchmark run: retrieval alone vs retrieval + rerank (full ranking, test split),
 the latency of `Recommender.recommend` (ChromaDB retrieval + rerank, warm, k=10, N=200), hybrid tagged lists vs
-the default list (NDCG@10 and intra-list diversity), and the faithfulness of LLM explanations on random test
-users. Writes bench/results/online.json.
+the default list (NDCG@10 and intra-list diversity), and the quality of LLM explanations on random users
+(`explain-quality`, beside `explain-quality-unconstrained`: the same users without grammar or retries). Writes
+bench/results/online.json.
 
     LLMREC_DATA_DIR=../shared/datasets python bench/online.py amazon-beauty
     ... --run-dir runs/bench-amazon-beauty/llmrec    the run whose `llmrec` model is served (bench/interest.py
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from records import make_record, training_metrics, write_records  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "online.json"
+UNCONSTRAINED = ["online.explain_grammar=false", "online.explain_attempts=1"]
 REPORTED = ["NDCG@10", "HR@10", "NDCG@20", "HR@20", "MRR", "NDCG@10-tail-users", "NDCG@10-tail-items",
             "diversity@10", "novelty@10"]
 
@@ -89,20 +91,33 @@ def latency_record(recommender: Recommender, dataset: str, requests: int, comman
     return make_record(dataset, "recommend-latency", metrics, command, seed, time.perf_counter() - started)
 
 
-def explanation_record(recommender: Recommender, dataset: str, users: int, command: str, seed: int) -> dict:
-    """Explain each random test user's top recommendation with the LLM; faithfulness and fallback rate."""
+def explanation_record(recommender: Recommender, dataset: str, users: int, command: str, seed: int,
+                       name: str = "explain-quality") -> dict:
+    """Explain each random user's top recommendation: what is served (title and category faithfulness of the
+    served text, re-checked with the shared claim checker), how much of it the LLM wrote (`llm_acceptance`), and
+    the fallbacks and rejected tries by reason."""
     rng = np.random.default_rng(seed + 1)
     chosen = rng.choice(recommender.split.num_users, size=min(users, recommender.split.num_users), replace=False)
     started = time.perf_counter()
+    claims = recommender.explainer.claims
+    title_ok = category_ok = 0
     for user in chosen:
         user_id = str(recommender.split.user_ids[user])
         (top,) = recommender.recommend(user_id, k=1)
-        recommender.explain(user_id, top.item_id)
+        served = recommender.explain(user_id, top.item_id)
+        allowed = set(recommender.users.history(recommender.users.index(user_id)).tolist())
+        report = claims.check(served["text"], allowed | {recommender.split.item_index(top.item_id)})
+        title_ok += not report.unsupported["title"]
+        category_ok += not report.unsupported["category"]
     stats = recommender.explainer.stats.to_dict()
-    metrics = {"faithfulness": stats["faithfulness"], "fallback_rate": stats["fallback_rate"],
-               "explanations": stats["explanations"], "fallbacks": stats["fallbacks"]}
-    print(f"{dataset} explanations: {metrics}", flush=True)
-    return make_record(dataset, "explain", metrics, command, seed, time.perf_counter() - started)
+    online = recommender.config.online
+    metrics = {"title_faithfulness": title_ok / len(chosen), "category_faithfulness": category_ok / len(chosen),
+               "llm_acceptance": stats["llm"] / stats["explanations"], "explanations": stats["explanations"],
+               "fallbacks": stats["fallbacks"], "rejections": stats["rejections"], "retries": stats["retries"],
+               "raw_title_faithfulness": stats["faithfulness"], "grammar": recommender.explainer.grammar,
+               "attempts": online.explain_attempts, "llm_model": recommender.config.llm.model}
+    print(f"{dataset} {name}: {metrics}", flush=True)
+    return make_record(dataset, name, metrics, command, seed, time.perf_counter() - started)
 
 
 def main() -> None:
@@ -133,6 +148,11 @@ def main() -> None:
         write([latency_record(recommender, args.dataset, args.requests, command, seed)])
     if "explain" not in args.skip:
         write([explanation_record(recommender, args.dataset, args.explanations, command, seed)])
+        recommender.close()
+        # the same users in the same run, explained as before grammar and retries: the baseline
+        recommender = Recommender.load(run_dir, [*args.overrides, *UNCONSTRAINED])
+        write([explanation_record(recommender, args.dataset, args.explanations, command, seed,
+                                  "explain-quality-unconstrained")])
     recommender.close()
 
 
