@@ -303,18 +303,28 @@ def serve(config: ConfigOption = None, set_: SetOption = None,
           port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
           adapter: Annotated[Optional[str], typer.Option(
               help="Serve the run with this domain adapter (a name under <run_dir>/adapters/ or a folder, "
-                   "written by `llmrec finetune`) on top of its base model.")] = None) -> None:
+                   "written by `llmrec finetune`) on top of its base model.")] = None,
+          workers: Annotated[int, typer.Option(
+              min=1, help="Worker processes, each with its own copy of the model (and LLM), sharing the run's "
+                          "event log: an event one acknowledges is in every other's next answer.")] = 1) -> None:
     """Serve a trained run over HTTP: POST /recommend, GET /profile/{user_id}, GET /explain, POST /events,
     GET /healthz; interactive API docs at /docs."""
     import uvicorn
 
     from llmrec.pipeline import Recommender
     from llmrec.service import create_app
+    from llmrec.service.workers import HEALTHCHECK_TIMEOUT_S, WORKER_APP, ServeTarget
 
     folder = run_dir or load_config(config, set_).run_dir
-    recommender = Recommender.load(folder, set_, adapter=adapter)
+    recommender = Recommender.load(folder, set_, adapter=adapter)  # checks the run, builds its item index once
     served = folder if adapter is None else f"{folder} with adapter {adapter}"
-    typer.echo(f"serving {served} on http://{host}:{port} (API docs at /docs)")
+    typer.echo(f"serving {served} on http://{host}:{port} with {workers} worker process(es) (API docs at /docs)")
+    if workers > 1:
+        recommender.close()  # each worker loads its own
+        ServeTarget(str(folder), list(set_ or []), adapter).export()
+        uvicorn.run(WORKER_APP, factory=True, workers=workers, host=host, port=port, log_config=None,
+                    timeout_worker_healthcheck=HEALTHCHECK_TIMEOUT_S)
+        return
     try:
         uvicorn.run(create_app(recommender), host=host, port=port, log_config=None)
     finally:

@@ -24,6 +24,7 @@ from pydantic import ConfigDict, Field, StrictBool, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 from pydantic_core import ArgsKwargs
 
+from llmrec.database import is_postgres_url
 from llmrec.errors import ConfigError, DataError
 
 MAX_K = 1000
@@ -312,7 +313,8 @@ class OnlineConfig(Validated):
     rerank: StrictBool = True
     """Rerank the retrieved candidates when a trained reranker exists."""
     events: str | None = None
-    """SQLite file of new interactions; None = run_dir/events.sqlite."""
+    """The event log of new interactions: a SQLite file, or a `postgresql://user@host:port/db` URL (workers on
+    several machines); None = run_dir/events.sqlite."""
     explain_with_llm: StrictBool = True
     """Write explanations with the `llm` model (checked for faithfulness); False = the attribution text."""
     explain_grammar: StrictBool = True
@@ -328,6 +330,7 @@ class OnlineConfig(Validated):
     context (missing parts pass their share on)."""
 
     def __post_init__(self) -> None:
+        _check_database("online.events", self.events)
         unknown = sorted(set(self.hybrid_mix) - set(INTEREST_PARTS))
         if unknown:
             raise ConfigError(f"online.hybrid_mix keys must be among {', '.join(INTEREST_PARTS)}, "
@@ -409,13 +412,17 @@ class ProfileConfig(Validated):
     category_column: str | None = None
     """Catalog column with item categories; None = the first of genres, categories, category, genre, tags."""
     store: str | None = None
-    """SQLite profile store; None = `<run_dir>/profiles.sqlite`."""
+    """The profile store (long-term profiles and interest summaries): a SQLite file, or a
+    `postgresql://user@host:port/db` URL; None = `<run_dir>/profiles.sqlite`."""
     preload: str | None = None
     """An export file (`llmrec profile --export`) whose profiles are added to the store first, keeping stored
     ones; only entries for the same dataset, history, prompt version and model are ever used."""
     adapter: str | None = None
     """A tuned writer (`llmrec profile tune`): the adapter folder, loaded on top of `llm.model` (llamacpp and
     transformers backends). Its prompt replaces `profile.prompt`, and its digest is part of the model id."""
+
+    def __post_init__(self) -> None:
+        _check_database("profile.store", self.store)
 
 
 @dataclass
@@ -580,6 +587,15 @@ def _parse_value(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+
+
+def _check_database(key: str, location: str | None) -> None:
+    """ConfigError naming `key` for a database URL llmrec cannot open (`llmrec.database.is_postgres_url`)."""
+    try:
+        if location is not None:
+            is_postgres_url(location)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def rules_text(rules: list[Any]) -> str:

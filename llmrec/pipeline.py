@@ -8,9 +8,11 @@
     rec.explain("A1YJEY40YUW4SE", "B004Z40048")           # attribution + grounded LLM explanation
 
 Retrieval asks the ChromaDB collection of the interest model's item vectors (inner product) for the top N
-unseen items; the reranker rescores them. A new interaction is logged in SQLite (WAL, fsync per commit) before
-it is acknowledged and changes the user's short-term input at once; the long-term profile is rewritten every
-`online.profile_refresh_every` new interactions on a background thread, never on the request path.
+unseen items; the reranker rescores them. A new interaction is logged (SQLite or PostgreSQL, synced per commit)
+before it is acknowledged and changes the user's short-term input at once; the long-term profile is rewritten every
+`online.profile_refresh_every` new interactions on a background thread, never on the request path. The event log
+is the source of truth: every request starts by applying the events logged since the last one applied, so
+processes sharing one log (`llmrec serve --workers N`) each see every event from their next request on.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -30,15 +32,16 @@ import torch
 from llmrec.claims import ClaimChecker
 from llmrec.config import check_k, load_config, save_config
 from llmrec.encoders.item_encoder import ItemEncoder
-from llmrec.errors import ConfigError, DataError
+from llmrec.errors import ConfigError, DataError, UnknownIdError
 from llmrec.experiment import Experiment, collection_name
 from llmrec.explain import Explainer, attribute
 from llmrec.index.chroma_index import CollectionMissingError, ItemIndex
 from llmrec.llm import GenerationParams, make_backend
 from llmrec.models.interest import InterestModel
 from llmrec.models.long_term import GRAPH_SOURCES, long_term_vectors, profile_writer_of
-from llmrec.online.events import EventStore
+from llmrec.online.events import Event, EventStore
 from llmrec.online.hybrid import hybrid_list
+from llmrec.online.tail import LogTail
 from llmrec.online.users import UserBook
 from llmrec.profiles.facts import CatalogFacts
 from llmrec.profiles.hygiene import split_sentences
@@ -63,6 +66,15 @@ class Recommendation:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class AppliedEvent(NamedTuple):
+    """A logged event as the facade applied it: the user's row and how many events of the user it has applied
+    (this one included); `user` is None for an event naming an item that is not in the catalog (skipped)."""
+
+    event: Event
+    user: int | None
+    added: int
 
 
 class Recommender:
@@ -90,6 +102,7 @@ class Recommender:
         self.index = self._item_index() if config.online.retrieval == "index" else None
         self.users = UserBook(self.split, model.inputs)
         self.events = EventStore(config.online.events or Path(config.run_dir) / "events.sqlite")
+        self._event_tail = LogTail(self.events.events_since, lambda event: event.event_id)
         self._lock = threading.RLock()
         self._llm_lock = threading.Lock()
         self._refresher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="profile-refresh")
@@ -131,6 +144,7 @@ class Recommender:
         first). `context` (e.g. {"device": "mobile"}) replaces the user's usual context; `exclude` lists
         more item ids to leave out; `mode="hybrid"` fills the list from the short-term, long-term and context
         interests in `online.hybrid_mix` shares and tags each item."""
+        self.catch_up()
         if (user_id is None) == (history is None):
             raise DataError("pass exactly one of user_id and history")
         check_k(k)
@@ -154,6 +168,7 @@ class Recommender:
         """What the user likes: the interest summary of their whole known history (text, top categories,
         representative items, provenance; None for a user without interactions) and the weights the model gives
         long- and short-term interest now."""
+        self.catch_up()
         user = self.users.index(user_id)
         history = self.users.history(user)
         summary = self._summary(user, str(user_id), history)
@@ -165,6 +180,7 @@ class Recommender:
         """Why `item_id` suits the user: the history items and profile sentences behind the score, with weights
         from the model's own item vectors, and a short LLM explanation that may only cite the user's history
         (else the attribution text is used)."""
+        self.catch_up()
         user = self.users.index(user_id)
         item = self.split.item_index(item_id)
         history = self.users.history(user)
@@ -183,13 +199,15 @@ class Recommender:
                         context: dict[str, str] | None = None) -> dict[str, Any]:
         """Log an interaction (durably: it is committed before this returns) and use it from the next request
         on. A user never seen before is created. Every `online.profile_refresh_every` new interactions the
-        user's profile is rewritten in the background."""
-        item = self.split.item_index(item_id)
-        event = self.events.append(user_id, item_id, timestamp, context)
-        with self._lock:
-            user, since_profile = self.users.add(event.user_id, item, event.timestamp)
+        user's profile is rewritten in the background (by the process that logged the event)."""
+        self.catch_up()
+        self.split.item_index(item_id)  # UnknownIdError before anything is logged
+        with self._lock:  # no other thread applies the event between its append and its `catch_up` here
+            event = self.events.append(user_id, item_id, timestamp, context)
+            applied = next(a for a in self.catch_up() if a.event.event_id == event.event_id)
+        user = applied.user
         every = self.config.online.profile_refresh_every
-        refresh = bool(every) and since_profile >= every
+        refresh = bool(every) and applied.added % every == 0
         if refresh:
             self._schedule_refresh(user, event.user_id)
         return {"event_id": event.event_id, "user_id": event.user_id,
@@ -197,6 +215,7 @@ class Recommender:
 
     def health(self) -> dict[str, Any]:
         """Liveness and what is being served."""
+        self.catch_up()
         return {"status": "ok", "items": self.split.num_items, "users": len(self.users),
                 "model": InterestModel.name, "reranker": self.reranker is not None,
                 "retrieval": "index" if self.index is not None else "exact",
@@ -215,8 +234,9 @@ class Recommender:
             future.result()
 
     def close(self) -> None:
-        """Stop the background worker and free the LLM."""
+        """Stop the background worker, free the LLM and close the event log."""
         self._refresher.shutdown(wait=True)
+        self.events.close()
         self.profiles.release_llm()
         if self._explainer is not None and self._explainer.backend is not None:
             self._explainer.backend.close()
@@ -354,7 +374,6 @@ class Recommender:
 
     def _schedule_refresh(self, user: int, user_id: str) -> None:
         """Queue a rewrite of the user's profile (one worker, in order: a later one reads a newer history)."""
-        self.users.profile_written(user)
         with self._lock:
             self._refreshes = [f for f in self._refreshes if not f.done()]
             self._refreshes.append(self._refresher.submit(self._refresh_profile, user, user_id))
@@ -392,32 +411,40 @@ class Recommender:
             self.model.inputs.profiles[user] = vector
             self.model.inputs.has_profile[user] = len(long_term) > 0
 
+    def catch_up(self) -> list[AppliedEvent]:
+        """Apply the events logged since the last one this facade applied, by this process or any other that
+        shares the event log; every request starts with it, and loading replays the whole log through it."""
+        with self._lock:
+            applied = self._event_tail.apply_new(self._apply_event)
+        skipped = sum(a.user is None for a in applied)
+        if skipped:
+            log.warning("%d logged events name items that are not in the catalog; skipped", skipped)
+        return applied
+
+    def _apply_event(self, event: Event) -> AppliedEvent:
+        try:
+            item = self.split.item_index(event.item_id)
+        except UnknownIdError:
+            return AppliedEvent(event, None, 0)
+        user, added = self.users.add(event.user_id, item, event.timestamp)
+        return AppliedEvent(event, user, added)
+
     def _replay_events(self) -> None:
         """Apply the logged events of earlier sessions, then each such user's latest long-term vector: the stored
         refreshed profile, or, for sources without text, the long-term part of the current history once the
         user has had a refresh's worth of events."""
-        skipped = 0
-        events: dict[int, int] = {}
-        user_ids: dict[int, str] = {}
-        for event in self.events.events_since(0):
-            try:
-                item = self.split.item_index(event.item_id)
-            except KeyError:
-                skipped += 1
-                continue
-            user, _ = self.users.add(event.user_id, item, event.timestamp)
-            events[user] = events.get(user, 0) + 1
-            user_ids[user] = event.user_id
-        if skipped:
-            log.warning("%d logged events name items that are not in the catalog; skipped", skipped)
+        added: dict[int, tuple[str, int]] = {}
+        for applied in self.catch_up():
+            if applied.user is not None:
+                added[applied.user] = (applied.event.user_id, applied.added)
         every = self.config.online.profile_refresh_every
-        for user, user_id in user_ids.items():
+        for user, (user_id, count) in added.items():
             history = self.users.history(user)
             if self._profile_service() is not None:
                 stored = self._stored_profile(user_id)
                 if stored is not None and stored.provenance.cutoff > 0:
                     self._set_long_term(user, history[:stored.provenance.cutoff], stored)
-            elif every and events[user] >= every:
+            elif every and count >= every:
                 self._set_long_term(user, history[:max(0, len(history) - self.config.profile.recent_items)], None)
 
     def _item_index(self) -> ItemIndex:

@@ -9,8 +9,28 @@
 # -march=native): a native build's AMX kernels crashed with a protection fault on a machine whose CPU lists
 # AMX but whose kernel does not enable it. Set CMAKE_ARGS to build it your way (e.g. -DGGML_CUDA=on) and
 # delete the cached wheel to rebuild.
+#
+# PostgreSQL's server binaries (Debian's postgresql package) are installed when missing, as root or with
+# passwordless sudo: the tests of the PostgreSQL event and profile stores start a throwaway server with them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then
+    as_root=()
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    as_root=(sudo -n)
+  else
+    as_root=(unavailable)
+  fi
+  if [ "${as_root[*]-}" = unavailable ] || ! command -v apt-get >/dev/null; then
+    echo "PostgreSQL is not installed and cannot be installed here (needs apt-get as root or passwordless" \
+      "sudo): the PostgreSQL store tests will be skipped; install the postgresql package to run them" >&2
+  else
+    echo "installing PostgreSQL (Debian package postgresql) for the PostgreSQL store tests" >&2
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql
+  fi
+fi
 venv="${LLMREC_VENV:-.venv}"
 python="${PYTHON:-python3}"
 wheels="${LLMREC_WHEELS:-$HOME/.cache/llmrec/wheels}"

@@ -1,14 +1,17 @@
-"""Shared fixtures: the real benchmark datasets (loaded once per session, skipped when absent) and writers of
-tiny datasets in the original file layouts, so tests can build exactly the input they need in `tmp_path`."""
+"""Shared fixtures: the real benchmark datasets (loaded once per session, skipped when absent), writers of
+tiny datasets in the original file layouts, so tests can build exactly the input they need in `tmp_path`, and a
+real PostgreSQL server for the stores."""
 
 from __future__ import annotations
 
 import gzip
 import json
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import pytest
+
+from postgres_server import PostgresServer, unavailable_reason as postgres_unavailable
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -219,3 +222,34 @@ def write_amazon_original() -> Callable[..., Path]:
         return folder
 
     return write
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A real PostgreSQL server (tests/postgres_server.py), started once per session; skipped with a reason when the
+# binaries are not installed.
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    reason = postgres_unavailable()
+    if reason:
+        pytest.skip(reason)
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The URL of a fresh, empty database, dropped after the test."""
+    url = postgres_server.new_database()
+    yield url
+    postgres_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a store lives, once per engine: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store.sqlite")
+    return request.getfixturevalue("postgres_url")

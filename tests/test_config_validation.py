@@ -94,6 +94,12 @@ def test_choices(override, message):
     (["data.temporal_valid_fraction=0.5", "data.temporal_test_fraction=0.5"],
      "data.temporal_valid_fraction + data.temporal_test_fraction must be < 1, got 0.5 + 0.5"),
     (["eval.ks=[]"], "eval.ks must hold at least one k, got []"),
+    (["online.events=postgressql://db.example/llmrec"],
+     "online.events: unsupported database URL 'postgressql://db.example/llmrec': use a SQLite file path or a "
+     "postgresql:// or postgres:// URL"),
+    (["profile.store=mysql://user:secret@db.example/llmrec"],
+     "profile.store: unsupported database URL 'mysql://user:***@db.example/llmrec': use a SQLite file path or a "
+     "postgresql:// or postgres:// URL"),
 ])
 def test_cross_field_rules(overrides, message):
     assert config_error(overrides) == message

@@ -271,6 +271,33 @@ def test_store_export_roundtrip_and_bad_export(tmp_path, movies):
         copy.load_export(tmp_path / "broken.jsonl.gz")
 
 
+def test_store_put_get_delete_and_export_on_each_engine(database_location, tmp_path, movies):
+    dataset, split, facts = movies
+    store = ProfileStore(database_location)
+    writer = ProfileWriter(facts, dataset.name, ProfileConfig(writer="template", recent_items=2))
+    tricky, crime = writer.write([long_term_request(split, split.user_index(u), 2) for u in ("tricky", "crime")])
+    assert store.put([tricky, crime]) == 2 and len(store) == 2
+    version, cutoff = crime.provenance.prompt_version, crime.provenance.cutoff
+    key = (dataset.name, "crime", version, "template")
+    assert store.get(*key) == crime and store.get(*key, cutoff=cutoff) == crime
+    assert store.get(*key, cutoff=cutoff + 1) is None and store.get("other", "crime", version, "template") is None
+    rewritten = dataclasses.replace(crime, text="Rewritten.")
+    store.put([rewritten], replace=False)
+    assert store.get(*key) == crime
+    store.put([rewritten])
+    assert store.get(*key) == rewritten and len(store) == 2
+    assert store.history_hashes(dataset.name, version, "template") == {
+        (p.user_id, p.provenance.cutoff): p.provenance.history_hash for p in (tricky, crime)}
+    assert store.llm_texts(dataset.name, version, "template") == set()  # template texts only
+    assert store.export(tmp_path / "profiles.jsonl.gz", dataset.name) == 2
+    summaries = store.beside("summaries")  # another table of the same database
+    assert len(summaries) == 0 and summaries.load_export(tmp_path / "profiles.jsonl.gz") == 2
+    assert [p.user_id for p in summaries.profiles()] == ["crime", "tricky"]  # key order
+    assert store.delete([rewritten]) == 1 and store.get(*key) is None
+    assert len(store) == 1 and len(summaries) == 2 and list(store.profiles("other")) == []
+    store.close()
+
+
 def test_service_profile_is_stored_and_reused(tmp_path, movies):
     dataset, split, _ = movies
     config = load_config(None, [f"run_dir={tmp_path}", "profile.writer=template", "profile.recent_items=2"])

@@ -1,8 +1,10 @@
-"""EventStore: the durable log of user-item interactions, in SQLite (`llmrec.sqlite`: WAL, `synchronous=FULL`).
+"""EventStore: the durable log of user-item interactions, in a SQLite file or a PostgreSQL database
+(`llmrec.database`).
 
-`append` returns only after its transaction is committed and synced, so an acknowledged event survives a
-killed process (and a power loss, as far as SQLite promises). Every call opens its own connection, so one store
-may be shared by threads, and several processes may open the same file (they wait on each other's locks).
+`append` returns only after its transaction is committed (and synced), so an acknowledged event survives a killed
+process (and a power loss, as far as the database promises). One store may be shared by threads, and several
+processes, on one machine (SQLite) or several (PostgreSQL), may append to the same log. Event ids commit in the
+order they are given, so a process follows the others' appends with `events_since(the last id it saw)`.
 """
 
 from __future__ import annotations
@@ -16,20 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from llmrec.data.schema import PLAUSIBLE_TIMESTAMPS, plausible_timestamps
+from llmrec.database import Database, open_database
 from llmrec.errors import DataError
-from llmrec.sqlite import connect
 
 MAX_ID_CHARS = 256
 MAX_CONTEXT_KEYS = 32
 MAX_CONTEXT_VALUE_CHARS = 256
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    event_id INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, item_id TEXT NOT NULL,
-    timestamp REAL NOT NULL, context TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, timestamp, event_id);
-"""
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS events (
+        event_id {auto_id}, user_id TEXT NOT NULL, item_id TEXT NOT NULL, timestamp DOUBLE PRECISION NOT NULL,
+        context TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, timestamp, event_id)",
+)
 _COLUMNS = "event_id, user_id, item_id, timestamp, context"
 
 
@@ -45,13 +47,12 @@ class Event:
 
 
 class EventStore:
-    """An append-only interaction log on disk."""
+    """An append-only interaction log."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with connect(self.path) as db:
-            db.executescript(_SCHEMA)
+    def __init__(self, location: str | Path | Database) -> None:
+        """`location`: a SQLite file (created with its folder when missing) or a `postgresql://` URL."""
+        self.db = open_database(location)
+        self.db.create([statement.format(auto_id=self.db.auto_id) for statement in _SCHEMA])
 
     def append(self, user_id: str, item_id: str, timestamp: float | None = None,
                context: dict[str, str] | None = None) -> Event:
@@ -64,34 +65,40 @@ class EventStore:
         item = _clean_id(item_id, "item_id")
         when = _clean_timestamp(time.time() if timestamp is None else timestamp)
         extra = _clean_context(context)
-        with connect(self.path) as db:
-            cursor = db.execute("INSERT INTO events (user_id, item_id, timestamp, context) VALUES (?, ?, ?, ?)",
-                                (user, item, when, json.dumps(extra, ensure_ascii=False, sort_keys=True)))
-            event_id = int(cursor.lastrowid)
-        return Event(event_id, user, item, when, extra)
+        with self.db.transaction() as tx:
+            self.db.lock_for_append(tx, "events")
+            (event_id,) = tx.execute("INSERT INTO events (user_id, item_id, timestamp, context) VALUES (?, ?, ?, ?) "
+                                     "RETURNING event_id",
+                                     (user, item, when, json.dumps(extra, ensure_ascii=False, sort_keys=True))
+                                     ).fetchone()
+        return Event(int(event_id), user, item, when, extra)
 
     def history(self, user_id: str) -> list[Event]:
         """A user's events, oldest first (ties in time keep the order they were appended in)."""
         return self._select("WHERE user_id=? ORDER BY timestamp, event_id", (user_id,))
 
     def users(self) -> list[str]:
-        """Every user with at least one event, sorted."""
-        with connect(self.path) as db:
-            return [row[0] for row in db.execute("SELECT DISTINCT user_id FROM events ORDER BY user_id")]
+        """Every user with at least one event, sorted (by code point, whatever the database's collation)."""
+        with self.db.transaction() as tx:
+            return sorted(row[0] for row in tx.execute("SELECT DISTINCT user_id FROM events"))
 
     def count(self, user_id: str | None = None) -> int:
         """How many events are stored (for one user, when given)."""
         query = "SELECT COUNT(*) FROM events" + (" WHERE user_id=?" if user_id is not None else "")
-        with connect(self.path) as db:
-            return int(db.execute(query, (user_id,) if user_id is not None else ()).fetchone()[0])
+        with self.db.transaction() as tx:
+            return int(tx.execute(query, (user_id,) if user_id is not None else ()).fetchone()[0])
 
     def events_since(self, event_id: int) -> list[Event]:
         """Events appended after `event_id`, in append order (0 gives every event)."""
         return self._select("WHERE event_id>? ORDER BY event_id", (int(event_id),))
 
+    def close(self) -> None:
+        """Close the database connections this store keeps open (PostgreSQL's pool)."""
+        self.db.close()
+
     def _select(self, where: str, args: tuple[Any, ...]) -> list[Event]:
-        with connect(self.path) as db:
-            rows = db.execute(f"SELECT {_COLUMNS} FROM events {where}", args).fetchall()
+        with self.db.transaction() as tx:
+            rows = tx.execute(f"SELECT {_COLUMNS} FROM events {where}", args).fetchall()
         return [Event(int(e), u, i, float(t), json.loads(c)) for e, u, i, t, c in rows]
 
 

@@ -1,5 +1,5 @@
 """The serving-time view of users: every known user's full history (the dataset's interactions plus the new
-events), users who arrived after training, and how many events each user got since their profile was written."""
+events), users who arrived after training, and how many new events each user has."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class UserBook:
         self._inputs = inputs
         self._index = {str(u): i for i, u in enumerate(split.user_ids)}
         self._histories: dict[int, list[int]] = {}
-        self._since_profile: dict[int, int] = {}
+        self._added: dict[int, int] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -44,7 +44,7 @@ class UserBook:
 
     def add(self, user_id: str, item: int, timestamp: float) -> tuple[int, int]:
         """Append one interaction at `timestamp` (Unix seconds), creating the user when new; returns (user row,
-        events since the user's profile was last written)."""
+        how many interactions were added for the user so far, this one included)."""
         with self._lock:
             user = self._index.get(str(user_id))
             if user is None:
@@ -53,10 +53,5 @@ class UserBook:
             self._histories.setdefault(user, []).append(item)
             if self._inputs.times is not None:
                 self._inputs.times.append(user, item, timestamp)
-            self._since_profile[user] = self._since_profile.get(user, 0) + 1
-            return user, self._since_profile[user]
-
-    def profile_written(self, user: int) -> None:
-        """Reset the user's count of events since their profile (when a rewrite is scheduled)."""
-        with self._lock:
-            self._since_profile[user] = 0
+            self._added[user] = self._added.get(user, 0) + 1
+            return user, self._added[user]

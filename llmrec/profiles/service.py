@@ -36,7 +36,7 @@ class ProfileService:
         self.config = config
         self.dataset = dataset
         self.split = split
-        self.store = store or ProfileStore(Path(config.profile.store or Path(run_dir) / "profiles.sqlite"))
+        self.store = store or ProfileStore(config.profile.store or Path(run_dir) / "profiles.sqlite")
         preload = config.profile.preload
         if preload:
             if not Path(preload).is_file():
@@ -128,7 +128,7 @@ class ProfileService:
         LLM writer), in the same store."""
         settings = dataclasses.replace(self.config.profile, writer=writer, preload=None, adapter=adapter)
         return ProfileService(dataclasses.replace(self.config, profile=settings), self.dataset, self.split,
-                              self.store.path.parent, self.store)
+                              self.config.run_dir, self.store)
 
     def lookup(self, requests: Sequence[ProfileRequest]) -> list[Profile | None]:
         """The stored profile of each request's history by this writer, None where there is none."""
@@ -165,8 +165,8 @@ class ProfileService:
 
     @cached_property
     def summaries(self) -> ProfileStore:
-        """The interest summaries (`summary`), in their own store beside the long-term inputs' store."""
-        return ProfileStore(self.store.path.with_name("summaries.sqlite"))
+        """The interest summaries (`summary`), in their own table beside the long-term inputs'."""
+        return self.store.beside("summaries")
 
     def summary_request(self, user_id: str, history: np.ndarray | None = None) -> ProfileRequest:
         """The interest summary's input: the user's whole known history (default: the full sequence of a user of

@@ -22,6 +22,7 @@ from llmrec.errors import ConfigError, DataError, UnknownIdError
 from llmrec.service.guard import RequestGuard
 from llmrec.service.schemas import (EventAck, EventRequest, ErrorBody, Health, RecommendRequest,
                                     RecommendResponse)
+from llmrec.service.workers import WorkerPid
 
 if TYPE_CHECKING:
     from llmrec.pipeline import Recommender
@@ -48,6 +49,7 @@ def create_app(recommender: "Recommender") -> FastAPI:
     app = FastAPI(title="llmrec", version="0.1.0",
                   description="Recommendations from text interest profiles. Errors are `{\"error\": message}`.")
     app.add_middleware(RequestGuard)
+    app.add_middleware(WorkerPid)
     _add_error_handlers(app)
 
     @app.post("/recommend", response_model=RecommendResponse, responses=_ERRORS, tags=["recommend"])

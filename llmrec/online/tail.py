@@ -1,0 +1,38 @@
+"""LogTail: follow an append-only log (the event log; any log whose entries carry an increasing position) so that
+every entry is applied once, in log order, whoever appended it.
+
+    tail = LogTail(events.events_since, lambda event: event.event_id)
+    tail.apply_new(apply_event)      # at load: every logged entry; at each request: those appended since
+
+Several processes (`llmrec serve --workers N`, or workers on several machines sharing a PostgreSQL log) each keep
+a tail of the same log, which makes the log their one source of truth.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Generic, Sequence, TypeVar
+
+Entry = TypeVar("Entry")
+Result = TypeVar("Result")
+
+
+class LogTail(Generic[Entry]):
+    """The position of the last entry applied from one log. Not thread-safe: the caller serialises `apply_new`
+    with whatever else reads what it applies to."""
+
+    def __init__(self, since: Callable[[int], Sequence[Entry]], position: Callable[[Entry], int]) -> None:
+        """`since(p)` returns the entries after position `p` in log order (`p=0`: every entry); `position(entry)`
+        is an entry's position, > 0."""
+        self._since = since
+        self._position = position
+        self.position = 0
+        """The position of the last entry applied (0: none yet)."""
+
+    def apply_new(self, apply: Callable[[Entry], Result]) -> list[Result]:
+        """Apply each entry appended since the last one applied, in order; returns what `apply` returned. When
+        `apply` raises, the entries before stay applied and the failing one is tried again next time."""
+        results = []
+        for entry in self._since(self.position):
+            results.append(apply(entry))
+            self.position = self._position(entry)
+        return results

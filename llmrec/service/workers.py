@@ -1,0 +1,91 @@
+"""Serving one run from several worker processes (`llmrec serve --workers N`).
+
+uvicorn starts each worker as a fresh process that imports the app factory `WORKER_APP` and calls it; the factory
+reads what to serve from the environment the parent set (`ServeTarget`), so every worker loads its own
+`Recommender` over the same run. The workers share the run's event log and profile stores: an event one worker
+acknowledges is applied by every other worker at the start of its next request (`Recommender.catch_up`). Every
+response says which process answered in its `X-Worker-PID` header.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from typing import AsyncIterator
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from llmrec.errors import ConfigError
+
+WORKER_APP = "llmrec.service.workers:worker_app"
+"""The import string of the app factory uvicorn calls in each worker process."""
+ENVIRONMENT_KEY = "LLMREC_SERVE"
+HEALTHCHECK_TIMEOUT_S = 120
+"""uvicorn restarts a worker that does not answer its supervisor's ping within this time (its default, 5 s, is
+shorter than loading a run can hold the interpreter on a busy machine)."""
+PID_HEADER = "X-Worker-PID"
+
+
+@dataclass(frozen=True)
+class ServeTarget:
+    """What every worker serves: the arguments of `Recommender.load`."""
+
+    run_dir: str
+    overrides: list[str] = field(default_factory=list)
+    adapter: str | None = None
+
+    def export(self) -> None:
+        """Put this target in the environment, which the worker processes inherit."""
+        os.environ[ENVIRONMENT_KEY] = json.dumps(asdict(self))
+
+    @classmethod
+    def from_environment(cls) -> "ServeTarget":
+        """The target the parent process exported; ConfigError when there is none."""
+        text = os.environ.get(ENVIRONMENT_KEY)
+        if not text:
+            raise ConfigError(f"{ENVIRONMENT_KEY} is not set: start worker processes with `llmrec serve --workers N`")
+        return cls(**json.loads(text))
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process: the exported target's `Recommender`, closed (background profile refreshes
+    finished) when the worker shuts down."""
+    from llmrec.pipeline import Recommender
+    from llmrec.service.app import create_app
+
+    target = ServeTarget.from_environment()
+    recommender = Recommender.load(target.run_dir, target.overrides, adapter=target.adapter)
+    app = create_app(recommender)
+
+    @asynccontextmanager
+    async def closing(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            recommender.close()
+
+    app.router.lifespan_context = closing
+    return app
+
+
+class WorkerPid:
+    """ASGI middleware: the `X-Worker-PID` header, the id of the process that answered, on every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = (PID_HEADER.lower().encode(), str(os.getpid()).encode())
+
+        async def send_with_pid(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_pid)

@@ -1,0 +1,150 @@
+"""Several processes over one run (tests/online_fixture.py): facades sharing an event log on SQLite and on a real
+PostgreSQL server see each other's events at their next request, and `llmrec serve --workers 2` answers from
+either worker with every event any worker acknowledged."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import httpx
+import pytest
+
+from llmrec.errors import UnknownIdError
+from llmrec.pipeline import Recommender
+from llmrec.service.workers import PID_HEADER
+from online_fixture import tiny_run
+
+START_TIMEOUT_S = 600
+"""The parent and then each worker import torch and load the run (about 50 s on 2 idle cores); the machines
+running the tests may be busy."""
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_run(tmp_path_factory)  # online.profile_refresh_every=3
+
+
+def test_facades_sharing_an_event_log_see_each_others_events(run_dir: Path, database_location: str) -> None:
+    overrides = [f"online.events={database_location}", f"profile.store={database_location}"]
+    first, second = Recommender.load(run_dir, overrides), Recommender.load(run_dir, overrides)
+    try:
+        with pytest.raises(UnknownIdError):
+            second.recommend("walker")
+        before = second.recommend("u2", k=5)
+        assert first.add_interaction("walker", "i3")["history_length"] == 1
+        first.add_interaction("u2", before[0].item_id)
+        assert second.profile("walker")["history_length"] == 1  # a user another process created
+        assert "i3" not in {r.item_id for r in second.recommend("walker", k=5)}
+        after = [r.item_id for r in second.recommend("u2", k=5)]
+        assert before[0].item_id not in after and after == [r.item_id for r in first.recommend("u2", k=5)]
+        # profile refreshes follow the user's events in the shared log, whichever process acknowledged them
+        refreshes = [second.add_interaction("walker", "i4"), second.add_interaction("walker", "i5"),
+                     first.add_interaction("walker", "i6"), first.add_interaction("walker", "i7"),
+                     second.add_interaction("walker", "i8")]
+        assert [ack["profile_refresh"] for ack in refreshes] == [False, True, False, False, True]
+        assert [ack["history_length"] for ack in refreshes] == [2, 3, 4, 5, 6]
+        assert first.profile("walker")["history_length"] == 6
+    finally:
+        first.close()
+        second.close()
+
+
+def test_two_serve_workers_answer_with_every_acknowledged_event(run_dir: Path, tmp_path: Path) -> None:
+    with serving(run_dir, tmp_path / "server.log", workers=2) as base_url:
+        health = answers_by_worker(base_url, lambda http: http.get("/healthz"), count=2)
+        assert all(response.status_code == 200 for response in health.values())
+        unknown = answers_by_worker(base_url, lambda http: http.get("/profile/runner"), count=2)
+        assert all(response.status_code == 404 for response in unknown.values())
+        with httpx.Client(base_url=base_url, timeout=60) as http:
+            ack = http.post("/events", json={"user_id": "runner", "item_id": "i3"})
+        assert ack.status_code == 201, ack.text
+        acknowledged_by = int(ack.headers[PID_HEADER])
+        other = answers_by_worker(base_url, lambda http: http.post("/recommend", json={"user_id": "runner", "k": 5}),
+                                  count=1, excluding=acknowledged_by)
+        ((pid, listed),) = other.items()
+        assert pid != acknowledged_by and listed.status_code == 200, listed.text
+        assert len(listed.json()["items"]) == 5 and "i3" not in {item["item_id"] for item in listed.json()["items"]}
+
+
+def answers_by_worker(base_url: str, request: Callable[[httpx.Client], httpx.Response], count: int,
+                      excluding: int | None = None) -> dict[int, httpx.Response]:
+    """The first answer of `count` distinct worker processes (by `X-Worker-PID`), other than `excluding`: the same
+    request is sent on new connections, several at once, until enough workers have answered (a worker may still
+    be starting when the first one is healthy)."""
+    def send(_: int) -> httpx.Response:
+        with httpx.Client(base_url=base_url, timeout=60) as http:  # a new connection: any worker may take it
+            return request(http)
+
+    answers: dict[int, httpx.Response] = {}
+    deadline = time.monotonic() + START_TIMEOUT_S
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        while time.monotonic() < deadline:
+            for response in pool.map(send, range(4)):
+                pid = int(response.headers[PID_HEADER])
+                if pid != excluding:
+                    answers.setdefault(pid, response)
+            if len(answers) >= count:
+                return dict(list(answers.items())[:count])
+            time.sleep(0.2)
+    raise AssertionError(f"only workers {sorted(answers)} answered within {START_TIMEOUT_S} s (excluding {excluding})")
+
+
+@contextmanager
+def serving(run_dir: Path, log: Path, workers: int) -> Iterator[str]:
+    """`llmrec serve` on a free local port, healthy; stopped (with its workers) afterwards, whatever happens."""
+    port = free_port()
+    command = [sys.executable, "-m", "llmrec", "serve", "--run-dir", str(run_dir), "--port", str(port),
+               "--workers", str(workers)]
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+                                   env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(base_url, process, log)
+        yield base_url
+    finally:
+        stop(process)
+
+
+def wait_until_healthy(base_url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"llmrec serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"llmrec serve was not healthy within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group (uvicorn stops its workers gracefully), SIGKILL after 60 s."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # any worker left behind
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
