@@ -400,7 +400,7 @@ def test_a_recheck_rewrites_stored_texts_that_fail_todays_checks(tmp_path, movie
     today = ScriptedBackend()
     today.model_id = "not-a-loadable/model"
     service.__dict__["writer"] = ProfileWriter(facts, dataset.name, config.profile, today)
-    assert service.purge_rejected(requests) == 1  # tricky repeats crime's text; crime, stored first, keeps it
+    assert service.purge_rejected(requests) == 1  # tricky repeats crime's text; crime, first in store order, keeps it
     assert service.lookup(requests)[0].text == shared and service.lookup(requests)[1] is None
     service.store.put([dataclasses.replace(service.lookup(requests)[0], text=copied)])
     report = service.write_all([split.user_index(u) for u in ("crime", "tricky")], progress=False, recheck=True)
