@@ -273,7 +273,7 @@ def test_store_export_roundtrip_and_bad_export(tmp_path, movies):
 def test_service_profile_is_stored_and_reused(tmp_path, movies):
     dataset, split, _ = movies
     config = load_config(None, [f"run_dir={tmp_path}", "profile.writer=template", "profile.recent_items=2"])
-    service = ProfileService(config, dataset, split, tmp_path)
+    service = ProfileService.from_dataset(config, dataset, split, tmp_path)
     profile = service.profile("crime")
     assert profile.user_id == "crime" and len(service.store) == 1
     assert service.profile("crime") == profile and len(service.store) == 1
@@ -287,7 +287,7 @@ def test_service_profile_is_stored_and_reused(tmp_path, movies):
 def test_the_interest_summary_covers_the_whole_history_of_every_user(tmp_path, movies):
     dataset, split, _ = movies
     config = load_config(None, [f"run_dir={tmp_path}", "profile.writer=template", "profile.recent_items=2"])
-    service = ProfileService(config, dataset, split, tmp_path)
+    service = ProfileService.from_dataset(config, dataset, split, tmp_path)
     short = service.summary("short")  # no long-term part, but four items: the summary names them
     assert short.n_long_term == len(HISTORIES["short"]) and short.provenance.cutoff == 4
     assert "Toy Story" in short.text or "Babe" in short.text or "Annie Hall" in short.text
@@ -318,7 +318,7 @@ def test_few_shot_copies_are_rejected():
 def test_release_llm_frees_the_backend_and_reloads_on_demand(tmp_path, movies):
     dataset, split, _ = movies
     config = load_config(None, [f"run_dir={tmp_path}", "profile.recent_items=2"])
-    service = ProfileService(config, dataset, split, tmp_path)
+    service = ProfileService.from_dataset(config, dataset, split, tmp_path)
     backend = ScriptedBackend()
     facts = CatalogFacts.from_catalog(dataset.catalog, split)
     service.__dict__["writer"] = ProfileWriter(facts, dataset.name, config.profile, backend)  # as if loaded
@@ -339,7 +339,7 @@ def test_stored_profiles_are_served_without_loading_the_llm(tmp_path, movies):
     config = load_config(None, overrides)
     backend = ScriptedBackend()
     backend.model_id = "not-a-loadable/model"
-    service = ProfileService(config, dataset, split, tmp_path)
+    service = ProfileService.from_dataset(config, dataset, split, tmp_path)
     written = ProfileWriter(facts, dataset.name, config.profile, backend).write([service.request("crime")])
     service.store.put(written)
     assert service.profile("crime") == written[0] and "writer" not in service.__dict__
