@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from llmrec.config import load_config
+from llmrec.experiment import Experiment
 from llmrec.online.hybrid import HybridScorer
 from llmrec.pipeline import Recommender
 
@@ -37,9 +39,8 @@ REPORTED = ["NDCG@10", "HR@10", "NDCG@20", "HR@20", "MRR", "NDCG@10-tail-users",
             "diversity@10", "novelty@10"]
 
 
-def rerank_records(recommender: Recommender, dataset: str, command: str, seed: int) -> list[dict]:
+def rerank_records(experiment: Experiment, dataset: str, command: str, seed: int) -> list[dict]:
     """`llmrec-retrieval-only` and `llmrec-rerank` on the test split (the reranker trains first if missing)."""
-    experiment = recommender.experiment
     started = time.perf_counter()
     results = experiment.evaluate_rerank()
     training, _ = training_metrics(experiment.model_dir("rerank"))
@@ -53,9 +54,9 @@ def rerank_records(recommender: Recommender, dataset: str, command: str, seed: i
     return records
 
 
-def hybrid_records(recommender: Recommender, dataset: str, command: str, seed: int) -> list[dict]:
+def hybrid_records(recommender: Recommender, experiment: Experiment, dataset: str, command: str,
+                   seed: int) -> list[dict]:
     """The interest model's default list (`llmrec`) vs its hybrid tagged list (`llmrec-hybrid`), same cases."""
-    experiment = recommender.experiment
     evaluator = experiment.evaluator()
     records = []
     for name, scorer in (("llmrec", recommender.model),
@@ -132,18 +133,17 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     command = "LLMREC_DATA_DIR=../shared/datasets python " + shlex.join(sys.argv)
     run_dir = args.run_dir or f"runs/bench-{args.dataset}/llmrec"
-    recommender = Recommender.load(run_dir, args.overrides)
-    seed = recommender.config.seed
+    experiment = Experiment(load_config(Path(run_dir) / "config.yaml", [f"run_dir={run_dir}", *args.overrides]))
+    seed = experiment.config.seed
 
     def write(records: list[dict]) -> None:
         write_records(RESULTS, [served(r, run_dir) for r in records])
 
     if "rerank" not in args.skip:
-        write(rerank_records(recommender, args.dataset, command, seed))
-        recommender.close()
-        recommender = Recommender.load(run_dir, args.overrides)  # now with the reranker
+        write(rerank_records(experiment, args.dataset, command, seed))
+    recommender = Recommender.load(run_dir, args.overrides)  # served through the run's bundle, with the reranker
     if "hybrid" not in args.skip:
-        write(hybrid_records(recommender, args.dataset, command, seed))
+        write(hybrid_records(recommender, experiment, args.dataset, command, seed))
     if "latency" not in args.skip:
         write([latency_record(recommender, args.dataset, args.requests, command, seed)])
     if "explain" not in args.skip:

@@ -1,5 +1,6 @@
 """`llmrec` command line: data, embed, index, profile, train, rerank, evaluate, recommend, `run` for all of them,
-`serve` (the HTTP API over a trained run) and `finetune` (adapt a trained interest model to a new domain).
+`export` (the serving bundle of a trained run), `serve` (the HTTP API over a bundle or a trained run) and
+`finetune` (adapt a trained interest model to a new domain).
 
 Every command reads the same configuration: defaults < `--config FILE` (TOML or YAML) < `--set key=value`.
 """
@@ -11,6 +12,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 import typer
@@ -261,7 +263,11 @@ def run(config: ConfigOption = None, set_: SetOption = None,
     typer.echo("[7/7] test metrics (leave-one-out, full ranking):\n" + format_table(results))
     user = user or str(experiment.split.user_ids[0])
     if online:
-        _show_online(experiment.run_dir, user)
+        from llmrec.serving.bundle import export_bundle
+
+        bundle = export_bundle(experiment.run_dir)
+        typer.echo(f"\nserving bundle: {bundle}")
+        _show_online(bundle, user)
     else:
         best = experiment.config.models[-1]
         typer.echo(f"\ntop 5 for user {user} by {best}:")
@@ -270,11 +276,11 @@ def run(config: ConfigOption = None, set_: SetOption = None,
     typer.echo(f"\noutputs in {experiment.run_dir}")
 
 
-def _show_online(run_dir: str, user: str) -> None:
+def _show_online(bundle: Path, user: str) -> None:
     """What the online facade answers for one user: profile, interest weights, list, explanation, update."""
     from llmrec.pipeline import Recommender
 
-    recommender = Recommender.load(run_dir)
+    recommender = Recommender.load(bundle)
     try:
         profile = recommender.profile(user)
         weights = profile["interest_weights"]
@@ -295,9 +301,27 @@ def _show_online(run_dir: str, user: str) -> None:
 
 
 @app.command()
+def export(run_dir: Annotated[str, typer.Argument(help="Trained run folder (its config.yaml and models/).")],
+           out: Annotated[Optional[str], typer.Option(
+               help="Bundle folder to write; default: RUN_DIR/bundle (an adapter's: its folder/bundle).")] = None,
+           adapter: Annotated[Optional[str], typer.Option(
+               help="Export the run's model adapted by this domain adapter (a name under RUN_DIR/adapters/ or a "
+                    "folder, written by `llmrec finetune`), merged into its weights.")] = None) -> None:
+    """Write the serving bundle of a trained run: model weights, user feature store, item ids, texts and vectors,
+    the split's histories, the ChromaDB collection, reranker, profiles and config, with versions and checksums.
+    `llmrec serve --run-dir BUNDLE` and `Recommender.load(BUNDLE)` load it from anywhere, without the raw data."""
+    from llmrec.serving.bundle import export_bundle
+
+    started = time.perf_counter()
+    folder = export_bundle(run_dir, out, adapter)
+    typer.echo(f"exported {folder} in {time.perf_counter() - started:.1f}s")
+
+
+@app.command()
 def serve(config: ConfigOption = None, set_: SetOption = None,
           run_dir: Annotated[Optional[str], typer.Option(
-              help="Trained run folder to serve; default: the config's run_dir.")] = None,
+              help="Bundle (`llmrec export`) or trained run folder to serve (a run is served through its "
+                   "bundle, exported when missing or stale); default: the config's run_dir.")] = None,
           host: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 exposes the service to "
                                                  "the network.")] = "127.0.0.1",
           port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,

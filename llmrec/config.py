@@ -314,7 +314,11 @@ class OnlineConfig(Validated):
     """Rerank the retrieved candidates when a trained reranker exists."""
     events: str | None = None
     """The event log of new interactions: a SQLite file, or a `postgresql://user@host:port/db` URL (workers on
-    several machines); None = run_dir/events.sqlite."""
+    several machines); None = `<state_dir>/events.sqlite`."""
+    state_dir: str | None = None
+    """Folder of everything serving writes: the event log, the profiles and interest summaries it rewrites, the
+    working copy of the ChromaDB index; None = `<bundle>/state` (of `<run_dir>/bundle` for a run folder). The
+    bundle's own files are never changed, so their checksums keep verifying."""
     explain_with_llm: StrictBool = True
     """Write explanations with the `llm` model (checked for faithfulness); False = the attribution text."""
     explain_grammar: StrictBool = True
@@ -544,10 +548,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def save_config(config: RunConfig, path: str | Path) -> None:
-    """Write the resolved configuration as YAML (readable back with `load_config`)."""
+    """Write the resolved configuration as YAML (readable back with `load_config`); an unchanged file is left
+    alone, so its modification time says when the configuration last changed."""
     path = Path(path)
+    text = yaml.safe_dump(config.to_dict(), sort_keys=False)
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
+
+
+def with_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
+    """`config` with `section.key=value` overrides applied (checked like `load_config`'s)."""
+    raw = config.to_dict()
+    for override in overrides:
+        _apply_override(raw, override)
+    return TypeAdapter(RunConfig).validate_python(raw)
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:

@@ -31,8 +31,8 @@ from llmrec.eval.ann import ann_recall
 from llmrec.eval.evaluator import FullRankingEvaluator
 from llmrec.index.chroma_index import ItemIndex
 from llmrec.models.base import Model
-from llmrec.models.interest import InterestModel, UserInputs
-from llmrec.models.interest_inputs import build_user_inputs
+from llmrec.models.interest import InterestModel
+from llmrec.models.interest_inputs import build_user_features
 from llmrec.models.item_knn import ItemKNN
 from llmrec.models.lightgcn import LightGCN
 from llmrec.models.long_term import GRAPH_SOURCES
@@ -40,6 +40,7 @@ from llmrec.models.popularity import Popularity
 from llmrec.models.registry import load_model, model_class
 from llmrec.models.sasrec import SASRec
 from llmrec.models.text_knn import TextKNN
+from llmrec.models.user_features import UserFeatures
 from llmrec.models.user_knn import UserKNN
 from llmrec.profiles.service import ProfileService
 from llmrec.rerank.reranker import Reranker, RerankScorer
@@ -83,7 +84,7 @@ class Experiment:
     @cached_property
     def profiles(self) -> ProfileService:
         """Long-term interest profiles of this run's users (written by `profiles.write_all()`)."""
-        return ProfileService(self.config, self.dataset, self.split, self.run_dir)
+        return ProfileService.from_dataset(self.config, self.dataset, self.split, self.run_dir)
 
     @cached_property
     def index(self) -> ItemIndex:
@@ -212,8 +213,7 @@ class Experiment:
         lightgcn-longterm, else trained now (settings from `lightgcn`)."""
         folder = self.model_dir(LONG_TERM_GRAPH)
         if (folder / "model.json").is_file():
-            _, params, tensors = Model.read_saved(folder)
-            return LightGCN.from_state(params, tensors)
+            return LightGCN.load(folder)
         window = self.config.profile.recent_items
         long_terms = [items[:max(0, len(items) - window)] for items in self.split.train]
         graph = LightGCN(self.config.lightgcn, self.config.seed, folder / "checkpoints")
@@ -222,11 +222,11 @@ class Experiment:
             graph.save(folder)
         return graph
 
-    def interest_inputs(self) -> UserInputs:
-        """The interest model's per-user inputs: long-term vectors from `interest.profile_source` (profiles from
+    def user_features(self) -> UserFeatures:
+        """The interest model's feature store: long-term vectors from `interest.profile_source` (profiles from
         this run's store, the long-term graph) and context."""
         graph = self.long_term_graph() if self.config.interest.profile_source in GRAPH_SOURCES else None
-        return build_user_inputs(self.config, self.dataset, self.split, self.item_vectors, self.encoder,
+        return build_user_features(self.config, self.dataset, self.split, self.item_vectors, self.encoder,
                                  self.profiles, graph)
 
     def model_dir(self, name: str) -> Path:
@@ -243,7 +243,7 @@ class Experiment:
         if name == LightGCN.name:
             return LightGCN(self.config.lightgcn, self.config.seed, checkpoints)
         if name == InterestModel.name:
-            return InterestModel(self.item_vectors, self.interest_inputs(), self.config.profile.recent_items,
+            return InterestModel(self.item_vectors, self.user_features(), self.config.profile.recent_items,
                                  self.config.interest, self.config.seed, checkpoints)
         return SASRec(self.split.num_items, self.config.sasrec, self.config.seed, checkpoint_dir=checkpoints)
 

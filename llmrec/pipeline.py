@@ -1,24 +1,27 @@
-"""Recommender: the online facade over one trained run — what a product team calls in production.
+"""Recommender: the online facade over one exported bundle of a trained run — what a product team calls in
+production.
 
-    rec = Recommender.load("runs/beauty")
+    rec = Recommender.load("runs/beauty/bundle")          # or the run folder: served through its bundle
     rec.recommend("A1YJEY40YUW4SE", k=10)                 # retrieve (ChromaDB) -> rerank -> top k
     rec.recommend(history=["B0009RF9DW", "B000FS05VE"])  # an anonymous session
     rec.add_interaction("A1YJEY40YUW4SE", "B004Z40048")   # durable when it returns; the next list changes
     rec.profile("A1YJEY40YUW4SE")                         # interest summary + long/short-term weights
     rec.explain("A1YJEY40YUW4SE", "B004Z40048")           # attribution + grounded LLM explanation
 
-Retrieval asks the ChromaDB collection of the interest model's item vectors (inner product) for the top N
-unseen items; the reranker rescores them. A new interaction is logged (SQLite or PostgreSQL, synced per commit)
-before it is acknowledged and changes the user's short-term input at once; the long-term profile is rewritten every
-`online.profile_refresh_every` new interactions on a background thread, never on the request path. The event log
-is the source of truth: every request starts by applying the events logged since the last one applied, so
-processes sharing one log (`llmrec serve --workers N`) each see every event from their next request on.
+The facade is composed of the bundle's parts (`llmrec.serving.bundle`): model and user feature store, reranker,
+split, catalog facts, item vectors, ChromaDB collection and profiles; it reads no raw data and loads the text
+encoder only for new text. Retrieval asks the ChromaDB collection of the interest model's item vectors (inner
+product) for the top N unseen items; the reranker rescores them. A new interaction is logged (SQLite or
+PostgreSQL, synced per commit) before it is acknowledged and changes the user's short-term input at once; the
+long-term profile is rewritten every `online.profile_refresh_every` new interactions on a background thread, never
+on the request path. The event log is the source of truth: every request starts by applying the events logged
+since the last one applied, so processes sharing one log (`llmrec serve --workers N`) each see every event from
+their next request on. Everything serving writes goes to the state folder (`online.state_dir`), never into the
+bundle.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,12 +33,11 @@ import numpy as np
 import torch
 
 from llmrec.claims import ClaimChecker
-from llmrec.config import check_k, load_config, save_config
+from llmrec.config import check_k
 from llmrec.encoders.item_encoder import ItemEncoder
-from llmrec.errors import ConfigError, DataError, UnknownIdError
-from llmrec.experiment import Experiment, collection_name
+from llmrec.errors import DataError, UnknownIdError
 from llmrec.explain import Explainer, attribute
-from llmrec.index.chroma_index import CollectionMissingError, ItemIndex
+from llmrec.index.chroma_index import ItemIndex
 from llmrec.llm import GenerationParams, make_backend
 from llmrec.models.interest import InterestModel
 from llmrec.models.long_term import GRAPH_SOURCES, long_term_vectors, profile_writer_of
@@ -43,12 +45,11 @@ from llmrec.online.events import Event, EventStore
 from llmrec.online.hybrid import hybrid_list
 from llmrec.online.tail import LogTail
 from llmrec.online.users import UserBook
-from llmrec.profiles.facts import CatalogFacts
 from llmrec.profiles.hygiene import split_sentences
 from llmrec.profiles.service import ProfileService
 from llmrec.profiles.writer import Profile, ProfileRequest
 from llmrec.rerank.candidates import Candidates, exact_candidates, index_candidates, item_table
-from llmrec.rerank.reranker import Reranker
+from llmrec.serving.bundle import Bundle, served_bundle
 
 log = logging.getLogger(__name__)
 
@@ -78,62 +79,46 @@ class AppliedEvent(NamedTuple):
 
 
 class Recommender:
-    """Recommend, profile, explain and update for the users of one run folder (see the module docstring)."""
+    """Recommend, profile, explain and update for the users of one bundle (see the module docstring)."""
 
-    def __init__(self, experiment: Experiment, model: InterestModel | None = None) -> None:
-        """`model` replaces the run's own interest model (an adapted one, see `load`); the run's reranker,
-        trained over its own model, is then not used."""
-        self.experiment = experiment
-        self.config = config = experiment.config
-        self.split = experiment.split
-        adapted = model is not None
-        if model is None:
-            model_dir = experiment.model_dir(InterestModel.name)
-            if not (model_dir / "model.json").is_file():
-                raise ConfigError(f"no trained interest model in {model_dir}; run `llmrec train -m llmrec` first")
-            model = experiment.model(InterestModel.name)
-            if not isinstance(model, InterestModel):
-                raise ConfigError(f"{model_dir} holds no interest model")
-        self.model = model
-        self.table = item_table(model)
-        self.retrieval_table = model.retrieval_table()
-        has_reranker = not adapted and (experiment.model_dir(Reranker.name) / "model.json").is_file()
-        self.reranker = experiment.reranker() if config.online.rerank and has_reranker else None
+    def __init__(self, bundle: Bundle) -> None:
+        """The facade composed of a loaded bundle's parts (`Recommender.load` loads one)."""
+        self.bundle = bundle
+        self.config = config = bundle.config
+        self.split = bundle.split
+        self.model = bundle.model
+        self.table = item_table(self.model)
+        self.retrieval_table = self.model.retrieval_table()
+        self.reranker = bundle.reranker
         self.index = self._item_index() if config.online.retrieval == "index" else None
-        self.users = UserBook(self.split, model.inputs)
-        self.events = EventStore(config.online.events or Path(config.run_dir) / "events.sqlite")
+        self.users = UserBook(self.split, self.model.features)
+        self.events = EventStore(config.online.events or bundle.state.events)
         self._event_tail = LogTail(self.events.events_since, lambda event: event.event_id)
         self._lock = threading.RLock()
         self._llm_lock = threading.Lock()
         self._refresher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="profile-refresh")
         self._refreshes: list[Future] = []
         self._summaries_queued: set[int] = set()
-        self._facts = CatalogFacts.from_catalog(experiment.dataset.catalog, self.split,
-                                                config.profile.category_column, config.profile.title_chars)
-        self._texts = [""] + [str(t) for t in experiment.dataset.catalog.items.set_index("item_id")
-                              .reindex(self.split.item_ids)["text"].fillna("")]
-        self._popularity = self.split.train_popularity()
+        self._facts = bundle.facts
+        self._texts = bundle.texts
+        self._popularity = bundle.popularity
         self._popular = np.argsort(-self._popularity, kind="stable")
+        self._profiles = bundle.profile_service()
+        self._encoder: ItemEncoder | None = None
+        self._encoder_lock = threading.Lock()
         self._explainer: Explainer | None = None
         self._replay_events()
 
     @classmethod
-    def load(cls, run_dir: str | Path, overrides: list[str] | None = None,
+    def load(cls, path: str | Path, overrides: list[str] | None = None,
              adapter: str | Path | None = None) -> "Recommender":
-        """The facade over a run folder written by `llmrec train` / `llmrec run` (its config.yaml, models,
-        profiles and events); `overrides` are `section.key=value` strings as on the command line. With `adapter`
-        (a folder, or a name under run_dir/adapters/, written by `llmrec finetune`), `run_dir` is the adapter's
-        target run (the new domain's config, data and profiles) and the interest model is the base run's,
-        transferred and adapted (`llmrec.transfer.load_adapter`)."""
-        path = Path(run_dir) / "config.yaml"
-        if not path.is_file():
-            raise ConfigError(f"{run_dir} is not an llmrec run folder (no config.yaml); train a model there first")
-        experiment = Experiment(load_config(path, [f"run_dir={run_dir}", *(overrides or [])]))
-        if adapter is None:
-            return cls(experiment)
-        from llmrec.transfer import load_adapter  # peft is imported only for adapters
-
-        return cls(experiment, load_adapter(experiment, adapter))
+        """The facade over a bundle folder (`llmrec export`), or over a run folder written by `llmrec train` /
+        `llmrec run`, served through its bundle (exported first when missing or older than the run's models);
+        `overrides` are `section.key=value` strings as on the command line. With `adapter` (a folder, or a name
+        under run_dir/adapters/, written by `llmrec finetune`), `path` is the adapter's target run and the
+        interest model is the base run's, transferred and adapted (`llmrec.transfer.load_adapter`), merged into
+        the weights of the adapter's own bundle."""
+        return cls(Bundle.load(served_bundle(path, adapter), overrides))
 
     # ------------------------------------------------------------------------------------------------ serving
 
@@ -156,7 +141,7 @@ class Recommender:
         else:
             user, items = -1, np.array([self.split.item_index(i) for i in history or []], dtype=np.int64)
         blocked = np.unique(np.concatenate([items, [self.split.item_index(i) for i in exclude]]).astype(np.int64))
-        context_ids = self.model.inputs.context_ids(user, context)[None] if context else None
+        context_ids = self.model.features.context_ids(user, context)[None] if context else None
         with self._lock:
             if not len(items):
                 return self._popular_items(blocked, k)
@@ -222,11 +207,10 @@ class Recommender:
                 "index": self.index.location if self.index is not None else None, "events": self.events.count()}
 
     def save(self) -> Path:
-        """Finish pending profile refreshes and write the configuration; events and profiles are already on
-        disk (SQLite), so `Recommender.load` of the run folder continues from here."""
+        """Finish pending profile refreshes and return the state folder: events and profiles are already on disk
+        there, so `Recommender.load` of the same bundle (and state folder) continues from here."""
         self.wait_for_refreshes()
-        save_config(self.config, Path(self.config.run_dir) / "config.yaml")
-        return Path(self.config.run_dir)
+        return self.bundle.state.folder
 
     def wait_for_refreshes(self) -> None:
         """Block until the background profile refreshes scheduled so far are done."""
@@ -246,22 +230,26 @@ class Recommender:
     @property
     def dataset_name(self) -> str:
         """The served dataset's name (the key of its profile stores)."""
-        return self.experiment.dataset.name
+        return self.split.dataset
 
     @property
     def profiles(self) -> ProfileService:
-        """The profile writer and stores (interest summaries and long-term model inputs)."""
-        return self.experiment.profiles
+        """The profile writer and stores (interest summaries and long-term model inputs), in the state folder."""
+        return self._profiles
 
     @property
     def encoder(self) -> ItemEncoder:
-        """The text encoder, for text the bundle does not hold (profile sentences, new texts)."""
-        return self.experiment.encoder
+        """The text encoder, loaded on first use: only text the bundle does not hold needs it (profile sentences,
+        rewritten profiles)."""
+        with self._encoder_lock:
+            if self._encoder is None:
+                self._encoder = ItemEncoder(self.config.encoder)
+            return self._encoder
 
     @property
     def item_vectors(self) -> np.ndarray:
         """The catalog's text vectors ([items + 1, dim], row 0 padding)."""
-        return self.experiment.item_vectors
+        return self.bundle.item_vectors
 
     @property
     def explainer(self) -> Explainer:
@@ -399,17 +387,16 @@ class Recommender:
     def _set_long_term(self, user: int, long_term: np.ndarray, profile: Profile | None) -> None:
         """Swap in the user's long-term vector (the graph folds the user in from the long-term items); an empty
         long-term part has none."""
-        vector: np.ndarray | float = 0.0
+        vector = None
         if len(long_term):
             service = self._profile_service()
             source = self._profile_source
-            graph = self.experiment.long_term_graph() if source in GRAPH_SOURCES else None
+            graph = self.bundle.long_term_graph if source in GRAPH_SOURCES else None
             vector = long_term_vectors(source, [long_term], np.array([-1]), [profile.text] if profile else None,
                                        service.prompt_version if service else None, self.encoder,
                                        self.item_vectors, graph)[0]
         with self._lock:
-            self.model.inputs.profiles[user] = vector
-            self.model.inputs.has_profile[user] = len(long_term) > 0
+            self.model.features.set_long_term(user, vector)
 
     def catch_up(self) -> list[AppliedEvent]:
         """Apply the events logged since the last one this facade applied, by this process or any other that
@@ -449,16 +436,5 @@ class Recommender:
 
     def _item_index(self) -> ItemIndex:
         """The ChromaDB collection of the interest model's retrieval vectors (inner product; with the new-item
-        boost coordinate), (re)built when it does not hold exactly these vectors."""
-        vectors = self.retrieval_table[1:].numpy()
-        digest = hashlib.sha256(vectors.tobytes()).hexdigest()[:12]
-        config = dataclasses.replace(self.config.index, space="ip", collection=None)
-        name = collection_name(self.dataset_name, f"llmrec-{digest}")
-        index = ItemIndex(config, Path(self.config.run_dir) / "index", name)
-        try:
-            complete = index.count() == len(vectors)
-        except CollectionMissingError:
-            complete = False
-        if not complete:
-            index.rebuild([str(i) for i in self.split.item_ids], vectors)
-        return index
+        boost coordinate): the bundle's, rebuilt in the state folder when it does not hold exactly these."""
+        return self.bundle.item_index(self.retrieval_table)

@@ -58,8 +58,9 @@ def test_run_does_the_whole_job(project):
     for step in ["[1/7] data: 40 users, 25 items", "[3/7] indexed", "[4/7] profiles by template: 40 written",
                  "[6/7] trained the reranker", "[7/7] test metrics", "sasrec", "llmrec-rerank",
                  "long-term profile: Enjoys", "interest weights: long-term", "top 5 for user", "why #1",
-                 "the new top 3"]:
+                 "the new top 3", f"serving bundle: {project / 'run' / 'bundle'}"]:
         assert step in result.stdout
+    assert (project / "run" / "bundle" / "bundle.json").is_file()
     evaluation = json.loads((project / "run" / "results" / "evaluation.json").read_text())
     assert set(evaluation) == {"popularity", "text-knn", "sasrec", "llmrec", "llmrec-retrieval-only",
                                "llmrec-rerank"}

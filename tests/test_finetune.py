@@ -16,13 +16,16 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from llmrec.cli import app, main
-from llmrec.config import EvalConfig, InterestConfig
+from llmrec.config import EvalConfig, InterestConfig, load_config
 from llmrec.data.split import make_split
 from llmrec.errors import ConfigError
 from llmrec.eval.evaluator import FullRankingEvaluator
-from llmrec.models.interest import InterestModel, UserInputs
+from llmrec.experiment import Experiment
+from llmrec.models.interest import InterestModel
+from llmrec.models.user_features import UserFeatures
 from llmrec.pipeline import Recommender
-from llmrec.transfer import apply_adapter, check_fraction, finetune, sample_users, save_adapter, transfer
+from llmrec.transfer import (apply_adapter, check_fraction, finetune, load_adapter, sample_users, save_adapter,
+                             transfer)
 from online_fixture import generic_config, tiny_run
 from synthetic import cyclic_dataset
 
@@ -48,8 +51,8 @@ def domain(num_users: int, num_items: int, seed: int, context: dict[str, list[st
     text[0] = 0
     profiles = rng.normal(size=(split.num_users, TEXT_DIM)).astype(np.float32)
     ids = np.stack([rng.integers(1, len(v) + 1, size=split.num_users) for v in context.values()], axis=1)
-    inputs = UserInputs(profiles, np.ones(split.num_users, dtype=bool), ids, [len(v) for v in context.values()],
-                        list(context), list(context.values()))
+    inputs = UserFeatures(profiles, np.ones(split.num_users, dtype=bool), ids, [len(v) for v in context.values()],
+                          list(context), list(context.values()))
     return split, text, inputs
 
 
@@ -201,7 +204,12 @@ def test_finetune_command_saves_an_adapter_that_the_facade_serves(tmp_path_facto
     recommender = Recommender.load(root / "run", adapter="shop")
     try:
         assert recommender.reranker is None and recommender.model.config.hidden_size == 16  # the base's
-        assert any("lora_A" in name for name, _ in recommender.model.net.named_parameters())
+        assert recommender.bundle.path == folder / "bundle"  # the adapter's own bundle, its LoRA merged
+        assert not any("lora" in name for name in recommender.model.net.state_dict())
+        adapted = load_adapter(Experiment(load_config(config, [f"run_dir={root / 'run'}"])), "shop")
+        users, histories = recommender.split.test.users, recommender.split.test.histories
+        assert torch.allclose(recommender.model.score(users, histories), adapted.score(users, histories),
+                              atol=1e-4, rtol=1e-5)
         items = recommender.recommend("u1", k=5)
         assert len(items) == 5 and all(item.item_id.startswith("p") for item in items)
         assert items[0].text.startswith("product ")

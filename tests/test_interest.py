@@ -13,10 +13,11 @@ from llmrec.config import EvalConfig, InterestConfig
 from llmrec.data.schema import Catalog
 from llmrec.data.split import make_split
 from llmrec.eval.evaluator import FullRankingEvaluator
-from llmrec.models.interest import InterestModel, UserInputs, training_examples
+from llmrec.models.interest import InterestModel, training_examples
 from llmrec.models.interest_net import InterestNet, ItemTower, lora_targets
 from llmrec.models.popularity import Popularity
 from llmrec.models.registry import load_model
+from llmrec.models.user_features import UserFeatures
 from synthetic import cyclic_dataset
 
 WINDOW = 4
@@ -34,8 +35,8 @@ def cyclic():
     text = rng.normal(size=(split.num_items + 1, 24)).astype(np.float32)
     text[0] = 0
     profiles = rng.normal(size=(split.num_users, 24)).astype(np.float32)
-    inputs = UserInputs(profiles, np.ones(split.num_users, dtype=bool),
-                        rng.integers(1, 3, size=(split.num_users, 1)), [2])
+    inputs = UserFeatures(profiles, np.ones(split.num_users, dtype=bool),
+                          rng.integers(1, 3, size=(split.num_users, 1)), [2])
     return split, text, inputs
 
 
@@ -215,13 +216,13 @@ def test_graph_long_term_sources_train_without_leaking_the_predicted_items(tmp_p
                    lightgcn={"epochs": 2, "hidden_size": 8, "threads": 1})
     rec = Recommender.load(run)
     try:
-        graph = rec.experiment.long_term_graph()
+        graph = rec.bundle.long_term_graph
         assert (run / "models" / LONG_TERM_GRAPH / "model.json").is_file()
         window = rec.config.profile.recent_items
         trained_pairs = sum(max(0, len(items) - window) for items in rec.split.train)
         assert graph.vectors[0].shape[0] == rec.split.num_users and trained_pairs > 0
-        inputs = rec.model.inputs
-        text_width = rec.experiment.item_vectors.shape[1]
+        inputs = rec.model.features
+        text_width = rec.item_vectors.shape[1]
         assert inputs.profiles.shape[1] == 8 + text_width  # graph part, then the profile text
         assert len(rec.recommend("u1", k=5)) == 5
         for item in ["i1", "i2", "i3", "i4", "i5", "i6"]:  # refreshed after 3 (nothing long-term yet) and 6

@@ -23,7 +23,7 @@ from llmrec.data.split import EvalCases, Split
 from llmrec.encoders.item_encoder import ItemEncoder
 from llmrec.eval.evaluator import FullRankingEvaluator
 from llmrec.models.interest import InterestModel
-from llmrec.models.interest_inputs import build_user_inputs
+from llmrec.models.interest_inputs import build_user_features
 from llmrec.models.popularity import Popularity
 from llmrec.models.registry import load_model
 
@@ -96,7 +96,7 @@ def interest_model(ml100k, ml100k_split):
     encoder = ItemEncoder(config.encoder)
     vectors = encoder.encode(ml100k.catalog.texts(), ml100k.catalog.text_template)
     item_vectors = np.vstack([np.zeros((1, vectors.shape[1]), dtype=vectors.dtype), vectors])
-    inputs = build_user_inputs(config, ml100k, ml100k_split, item_vectors, encoder, profiles=None)
+    inputs = build_user_features(config, ml100k, ml100k_split, item_vectors, encoder, profiles=None)
     return InterestModel(item_vectors, inputs, config.profile.recent_items, config.interest).fit(ml100k_split)
 
 

@@ -162,7 +162,7 @@ def test_interest_components_add_up_to_the_interest_vector(recommender):
 
 def test_an_untrained_reranker_keeps_retrievals_order_and_a_saved_one_reloads(recommender, tmp_path):
     model, split = recommender.model, recommender.split
-    text, popularity = recommender.experiment.item_vectors, split.train_popularity()
+    text, popularity = recommender.item_vectors, split.train_popularity()
     fresh = Reranker(model, text, popularity)
     users, histories = split.test.users[:6], split.test.histories[:6]
     queries = fresh.describe(users, histories)
@@ -182,12 +182,12 @@ def test_long_term_vectors_without_text_are_rebuilt_after_a_restart(tmp_path_fac
         rec.add_interaction("reader", item)
     rec.wait_for_refreshes()
     row = rec.users.index("reader")
-    before = rec.model.inputs.profiles[row].copy()
+    before = rec.model.features.profiles[row].copy()
     rec.close()
     again = Recommender.load(run)
     try:
         row = again.users.index("reader")
-        assert again.model.inputs.has_profile[row] and np.abs(before).sum() > 0
-        assert np.allclose(again.model.inputs.profiles[row], before)
+        assert again.model.features.has_profile[row] and np.abs(before).sum() > 0
+        assert np.allclose(again.model.features.profiles[row], before)
     finally:
         again.close()

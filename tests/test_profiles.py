@@ -301,7 +301,7 @@ def test_store_put_get_delete_and_export_on_each_engine(database_location, tmp_p
 def test_service_profile_is_stored_and_reused(tmp_path, movies):
     dataset, split, _ = movies
     config = load_config(None, [f"run_dir={tmp_path}", "profile.writer=template", "profile.recent_items=2"])
-    service = ProfileService(config, dataset, split, tmp_path)
+    service = ProfileService.from_dataset(config, dataset, split, tmp_path)
     profile = service.profile("crime")
     assert profile.user_id == "crime" and len(service.store) == 1
     assert service.profile("crime") == profile and len(service.store) == 1
@@ -315,7 +315,7 @@ def test_service_profile_is_stored_and_reused(tmp_path, movies):
 def test_the_interest_summary_covers_the_whole_history_of_every_user(tmp_path, movies):
     dataset, split, _ = movies
     config = load_config(None, [f"run_dir={tmp_path}", "profile.writer=template", "profile.recent_items=2"])
-    service = ProfileService(config, dataset, split, tmp_path)
+    service = ProfileService.from_dataset(config, dataset, split, tmp_path)
     short = service.summary("short")  # no long-term part, but four items: the summary names them
     assert short.n_long_term == len(HISTORIES["short"]) and short.provenance.cutoff == 4
     assert "Toy Story" in short.text or "Babe" in short.text or "Annie Hall" in short.text
@@ -346,7 +346,7 @@ def test_few_shot_copies_are_rejected():
 def test_release_llm_frees_the_backend_and_reloads_on_demand(tmp_path, movies):
     dataset, split, _ = movies
     config = load_config(None, [f"run_dir={tmp_path}", "profile.recent_items=2"])
-    service = ProfileService(config, dataset, split, tmp_path)
+    service = ProfileService.from_dataset(config, dataset, split, tmp_path)
     backend = ScriptedBackend()
     facts = CatalogFacts.from_catalog(dataset.catalog, split)
     service.__dict__["writer"] = ProfileWriter(facts, dataset.name, config.profile, backend)  # as if loaded
@@ -367,7 +367,7 @@ def test_stored_profiles_are_served_without_loading_the_llm(tmp_path, movies):
     config = load_config(None, overrides)
     backend = ScriptedBackend()
     backend.model_id = "not-a-loadable/model"
-    service = ProfileService(config, dataset, split, tmp_path)
+    service = ProfileService.from_dataset(config, dataset, split, tmp_path)
     written = ProfileWriter(facts, dataset.name, config.profile, backend).write([service.request("crime")])
     service.store.put(written)
     assert service.profile("crime") == written[0] and "writer" not in service.__dict__
@@ -389,7 +389,7 @@ def test_a_recheck_rewrites_stored_texts_that_fail_todays_checks(tmp_path, movie
     overrides = [f"run_dir={tmp_path}", "profile.recent_items=2", "llm.backend=transformers",
                  "llm.model=not-a-loadable/model"]
     config = load_config(None, overrides)
-    service = ProfileService(config, dataset, split, tmp_path)
+    service = ProfileService.from_dataset(config, dataset, split, tmp_path)
     copied = "This person buys everyday makeup, especially for the eyes and nails. They like red lipstick."
     shared = "Loves gangster epics and witty romantic comedies alike."
     for user in ("crime", "tricky"):  # written one by one, as by an older writer that checked no duplicates

@@ -12,9 +12,10 @@ import torch
 from llmrec.config import EvalConfig, InterestConfig
 from llmrec.data.split import hold_out_items, make_split
 from llmrec.eval.evaluator import FullRankingEvaluator
-from llmrec.models.interest import InterestModel, UserInputs, training_examples
+from llmrec.models.interest import InterestModel, training_examples
 from llmrec.models.registry import load_model
 from llmrec.models.time_features import FIRST_ITEM, UNKNOWN, TimeLookup, time_features
+from llmrec.models.user_features import UserFeatures
 from synthetic import gap_dataset
 
 MONDAY = 4 * 86400  # 1970-01-05
@@ -71,9 +72,9 @@ def gaps():
     rng = np.random.default_rng(0)
     text = rng.normal(size=(split.num_items + 1, 16)).astype(np.float32)
     text[0] = 0
-    inputs = UserInputs(np.zeros((split.num_users, 16), np.float32), np.zeros(split.num_users, dtype=bool),
-                        np.zeros((split.num_users, 0), np.int64), [],
-                        times=TimeLookup(split.sequences, split.timestamps))
+    inputs = UserFeatures(np.zeros((split.num_users, 16), np.float32), np.zeros(split.num_users, dtype=bool),
+                          np.zeros((split.num_users, 0), np.int64), [],
+                          times=TimeLookup(split.sequences, split.timestamps))
     return split, text, inputs
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -90,6 +91,47 @@ class Split:
         counts[PADDING] = 0
         return counts
 
+
+def save_split(split: Split, path: str | Path) -> Path:
+    """Write the split (ids, sequences, timestamps, training sequences, evaluation cases) as one `.npz` file of
+    plain arrays (no pickled objects), which `load_split` reads back."""
+    arrays: dict[str, np.ndarray] = {"names": np.array([split.dataset, split.protocol]),
+                                     "item_ids": np.asarray(split.item_ids, dtype=str),
+                                     "user_ids": np.asarray(split.user_ids, dtype=str)}
+    ragged = {"sequences": split.sequences, "train": split.train, "timestamps": split.timestamps,
+              "train_timestamps": split.train_timestamps}
+    for name, cases in (("valid", split.valid), ("test", split.test)):
+        arrays[f"{name}_users"] = np.asarray(cases.users, dtype=np.int64)
+        ragged.update({f"{name}_histories": cases.histories, f"{name}_targets": cases.targets})
+    for name, rows in ragged.items():
+        if rows is not None:
+            arrays[f"{name}_lengths"] = np.array([len(r) for r in rows], dtype=np.int64)
+            arrays[name] = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows] or [np.zeros(0, np.int64)])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as out:
+        np.savez(out, **arrays)
+    return path
+
+
+def load_split(path: str | Path) -> Split:
+    """A split written by `save_split`."""
+    with np.load(path, allow_pickle=False) as stored:
+        arrays = dict(stored)
+
+    def rows(name: str) -> list[np.ndarray] | None:
+        if f"{name}_lengths" not in arrays:
+            return None
+        bounds = np.concatenate([[0], np.cumsum(arrays[f"{name}_lengths"])])
+        return [arrays[name][a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def cases(name: str) -> EvalCases:
+        return EvalCases(arrays[f"{name}_users"], rows(f"{name}_histories") or [], rows(f"{name}_targets") or [])
+
+    dataset, protocol = (str(name) for name in arrays["names"])
+    return Split(dataset, protocol, arrays["item_ids"].astype(object), arrays["user_ids"].astype(object),
+                 rows("sequences") or [], rows("train") or [], rows("train_timestamps"), cases("valid"),
+                 cases("test"), rows("timestamps"))
 
 
 def make_split(dataset: Dataset, protocol: str = "leave-one-out", valid_fraction: float = 0.1,

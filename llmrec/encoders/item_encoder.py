@@ -55,11 +55,8 @@ class ItemEncoder:
 
     @property
     def model_id(self) -> str:
-        """A stable name of the model for cache keys: the config string, with the package version for the
-        embedded model."""
-        if self.config.model == EMBEDDED_MINILM:
-            return f"{EMBEDDED_MINILM}@{_EMBEDDED_PACKAGE}=={version(_EMBEDDED_PACKAGE)}"
-        return self.config.model
+        """A stable name of the model for cache keys (`encoder_model_id`)."""
+        return encoder_model_id(self.config)
 
     @property
     def dim(self) -> int:
@@ -103,6 +100,14 @@ class ItemEncoder:
                 encoded.update(zip(chunk_keys, vectors))
                 progress.update(len(vectors))
         return encoded
+
+
+def encoder_model_id(config: EncoderConfig) -> str:
+    """The configured model's stable name, known without loading it: the config string, with the package version
+    for the embedded model."""
+    if config.model == EMBEDDED_MINILM:
+        return f"{EMBEDDED_MINILM}@{_EMBEDDED_PACKAGE}=={version(_EMBEDDED_PACKAGE)}"
+    return config.model
 
 
 def _load_model(model: str, device: str) -> SentenceTransformer:

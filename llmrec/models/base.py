@@ -58,16 +58,28 @@ class Model(ABC):
         (folder / "model.json").write_text(json.dumps({"model": self.name, "params": params}, indent=2))
         return folder
 
+    @classmethod
+    def load(cls, folder: str | Path) -> "Model":
+        """A model written by `save`."""
+        _, params, tensors = cls.read_saved(folder)
+        return cls.from_state(params, tensors)
+
+    @staticmethod
+    def saved_name(folder: str | Path) -> str:
+        """The name of the model saved in `folder` (from its `model.json`)."""
+        meta_path = Path(folder) / "model.json"
+        if not meta_path.is_file():
+            raise DataError(f"no saved model in {folder} (model.json missing); train it first")
+        return json.loads(meta_path.read_text())["model"]
+
     @staticmethod
     def read_saved(folder: str | Path) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
         """(model name, params, tensors) from a folder written by `save`."""
         folder = Path(folder)
-        meta_path = folder / "model.json"
-        if not meta_path.is_file():
-            raise DataError(f"no saved model in {folder} (model.json missing); train it first")
-        meta = json.loads(meta_path.read_text())
+        name = Model.saved_name(folder)
+        meta = json.loads((folder / "model.json").read_text())
         tensors = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
-        return meta["model"], meta["params"], tensors
+        return name, meta["params"], tensors
 
 
 def pad_histories(histories: Sequence[np.ndarray], max_len: int) -> torch.Tensor:

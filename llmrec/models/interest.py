@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -23,6 +22,8 @@ from llmrec.errors import DataError, ModelNotTrainedError
 from llmrec.models.base import Model, pad_histories
 from llmrec.models.interest_net import InterestNet
 from llmrec.models.time_features import TimeLookup, pad_time_features, time_features
+from llmrec.models.user_features import FILENAME as FEATURES_FILE
+from llmrec.models.user_features import UserFeatures
 from llmrec.train.losses import full_softmax_loss, sampled_softmax_loss
 from llmrec.train.loop import Trainer, TrainingReport, checkpoint_fingerprint, seed_everything
 
@@ -30,83 +31,18 @@ _NEGATIVE_SMOOTHING = 0.75
 """Negatives are drawn in proportion to popularity ** 0.75 (word2vec's unigram smoothing), logQ-corrected."""
 
 
-@dataclass
-class UserInputs:
-    """Per-user inputs, indexed by the split's user index."""
-
-    profiles: np.ndarray
-    """[num_users, P] long-term vectors (embedded profile text, or mean long-term item vector)."""
-    has_profile: np.ndarray
-    """[num_users] False where the user has no long-term part."""
-    context: np.ndarray
-    """[num_users, F] category ids of user-level context (demographics, usual device), 0 = unknown."""
-    context_sizes: list[int]
-    context_names: list[str] = dataclasses.field(default_factory=list)
-    """Each context feature's name (a user attribute, or `usual_<column>` for an interaction column)."""
-    context_values: list[list[str]] = dataclasses.field(default_factory=list)
-    """Each feature's values; value `v` has category id `context_values[f].index(v) + 1`."""
-    times: TimeLookup | None = None
-    """The timestamps of the users' known interactions (for `interest.time_features`)."""
-
-    num_users: int = dataclasses.field(init=False)
-    """Rows in use; the arrays may hold spare rows for users added while serving (`add_user`)."""
-
-    def __post_init__(self) -> None:
-        self.num_users = len(self.has_profile)
-
-    def add_user(self) -> int:
-        """A row for a user the model was not trained with (no profile, unknown context); returns its index.
-        The arrays grow by half their size at a time, so adding users one by one stays cheap."""
-        if self.num_users == len(self.has_profile):
-            extra = max(16, len(self.has_profile) // 2)
-            self.profiles = np.vstack([self.profiles, np.zeros((extra, self.profiles.shape[1]), self.profiles.dtype)])
-            self.has_profile = np.concatenate([self.has_profile, np.zeros(extra, dtype=bool)])
-            self.context = np.vstack([self.context, np.zeros((extra, self.context.shape[1]), self.context.dtype)])
-        self.num_users += 1
-        return self.num_users - 1
-
-    def context_ids(self, user: int, values: dict[str, str]) -> np.ndarray:
-        """[F] the user's context ids with request `values` (keyed by column, e.g. `device`) in place of the
-        user's usual ones; a value never seen in training becomes 0 (unknown)."""
-        ids = self.context[user].copy() if user >= 0 else np.zeros(len(self.context_sizes), dtype=np.int64)
-        by_name = {name: f for f, name in enumerate(self.context_names)}
-        for key, value in values.items():
-            feature = by_name.get(key, by_name.get(f"usual_{key}"))
-            if feature is None:
-                known = ", ".join(n.removeprefix("usual_") for n in self.context_names) or "none"
-                raise DataError(f"unknown context key {key!r}; this model knows: {known}")
-            vocabulary = self.context_values[feature]
-            ids[feature] = vocabulary.index(value) + 1 if value in vocabulary else 0
-        return ids
-
-    def rows(self, users: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(profiles, has_profile, context) for split user indices; -1 (an unknown user) gets none of them."""
-        users = np.asarray(users)
-        known = users >= 0
-        safe = np.where(known, users, 0)
-        profiles = torch.as_tensor(self.profiles[safe] * known[:, None], dtype=torch.float32)
-        has_profile = torch.as_tensor(self.has_profile[safe] & known)
-        context = torch.as_tensor(self.context[safe] * known[:, None], dtype=torch.long)
-        return profiles, has_profile, context
-
-    def time_rows(self, users: np.ndarray, histories: Sequence[np.ndarray], max_len: int) -> torch.Tensor:
-        """[B, max_len, 3] time feature ids of the histories' last `max_len` items (0 where not known)."""
-        lookup = self.times or TimeLookup([], [])
-        return pad_time_features([time_features(lookup.history_times(int(u), h)) for u, h in zip(users, histories)],
-                                 max_len)
-
-
 class InterestModel(Model):
     """The llmrec model. `window` is L, the number of recent items the profile leaves out (its cut-off); the
-    sequence encoder reads the last `config.max_len` items (L when unset)."""
+    sequence encoder reads the last `config.max_len` items (L when unset). The per-user inputs come from the
+    feature store `features`, which is not part of the weights (`save` writes it to its own file)."""
 
     name = "llmrec"
 
-    def __init__(self, item_vectors: np.ndarray, inputs: UserInputs, window: int,
+    def __init__(self, item_vectors: np.ndarray, features: UserFeatures, window: int,
                  config: InterestConfig | None = None, seed: int = 42, checkpoint_dir: str | Path | None = None,
                  seen: np.ndarray | None = None) -> None:
         self.item_vectors = np.asarray(item_vectors, dtype=np.float32)
-        self.inputs = inputs
+        self.features = features
         self.window = window
         self.config = config or InterestConfig()
         self.seed = seed
@@ -120,7 +56,7 @@ class InterestModel(Model):
     def _build_net(self) -> InterestNet:
         seed_everything(self.seed)
         return InterestNet(torch.from_numpy(self.item_vectors), torch.from_numpy(self.seen),
-                           self.inputs.profiles.shape[1], self.inputs.context_sizes, self.config, self.max_len)
+                           self.features.profile_dim, self.features.context_sizes, self.config, self.max_len)
 
     def fit(self, split: Split) -> "InterestModel":
         self.seen = split.train_popularity() > 0
@@ -161,7 +97,7 @@ class InterestModel(Model):
     def interest(self, users: np.ndarray, histories: Sequence[np.ndarray],
                  context: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(interest vectors [B, d], long-term weights [B]) after each history; `context` [B, F] replaces the
-        users' stored context ids (see `UserInputs.context_ids`)."""
+        users' stored context ids (see `UserFeatures.context_ids`)."""
         with torch.no_grad():
             vectors, long_weight = self.net(*self._query(users, histories, context))
         return vectors[:, -1], long_weight[:, -1]
@@ -178,9 +114,9 @@ class InterestModel(Model):
         if not self._fitted:
             raise ModelNotTrainedError("llmrec: call fit() or load a trained model first")
         self.net.eval()
-        profiles, has_profile, stored_context = self.inputs.rows(users)
+        profiles, has_profile, stored_context = self.features.rows(users)
         context_ids = stored_context if context is None else torch.as_tensor(context, dtype=torch.long)
-        times = self.inputs.time_rows(users, histories, self.max_len) if self.config.time_features else None
+        times = self.features.time_rows(users, histories, self.max_len) if self.config.time_features else None
         return pad_histories(histories, self.max_len), profiles, has_profile, context_ids, times
 
     def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
@@ -208,32 +144,46 @@ class InterestModel(Model):
         return torch.cat([interest, torch.ones(len(interest), 1)], dim=1)
 
     def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """The network and the item side; the feature store is saved apart from them (`save`)."""
         params = {"window": self.window, "seed": self.seed, "config": dataclasses.asdict(self.config),
-                  "context_sizes": self.inputs.context_sizes, "context_names": self.inputs.context_names,
-                  "context_values": self.inputs.context_values}
+                  "profile_dim": self.features.profile_dim, "context_sizes": self.features.context_sizes}
         tensors = {f"net.{k}": v for k, v in self.net.state_dict().items()}
         tensors.update({"item_vectors": torch.from_numpy(self.item_vectors), "seen": torch.from_numpy(self.seen)})
-        used = self.inputs.num_users
-        tensors.update({"profiles": torch.from_numpy(self.inputs.profiles[:used]),
-                        "has_profile": torch.from_numpy(self.inputs.has_profile[:used]),
-                        "context": torch.from_numpy(self.inputs.context[:used])})
-        if self.inputs.times is not None:
-            tensors.update(self.inputs.times.to_tensors())
         return params, tensors
 
     @classmethod
-    def from_state(cls, params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "InterestModel":
-        inputs = UserInputs(tensors["profiles"].numpy(), tensors["has_profile"].numpy(),
-                            tensors["context"].numpy(), list(params["context_sizes"]),
-                            list(params.get("context_names", [])), list(params.get("context_values", [])),
-                            TimeLookup.from_tensors(tensors) if "time_lengths" in tensors else None)
-        model = cls(tensors["item_vectors"].numpy(), inputs, params["window"], InterestConfig(**params["config"]),
+    def from_state(cls, params: dict[str, Any], tensors: dict[str, torch.Tensor],
+                   features: UserFeatures | None = None) -> "InterestModel":
+        """The model of `state()` over the feature store `features`; models saved before the store moved out of
+        the weights carry it in `tensors` instead."""
+        if features is None:
+            if "profiles" not in tensors:
+                raise DataError(f"the interest model's user feature store ({FEATURES_FILE}) is missing")
+            features = _features_in_weights(params, tensors)
+        shape = (params.get("profile_dim", features.profile_dim), list(params["context_sizes"]))
+        if (features.profile_dim, features.context_sizes) != shape:
+            raise DataError(f"the user feature store (long-term width {features.profile_dim}, context sizes "
+                            f"{features.context_sizes}) does not fit the model ({shape[0]}, {shape[1]})")
+        model = cls(tensors["item_vectors"].numpy(), features, params["window"], InterestConfig(**params["config"]),
                     params["seed"], seen=tensors["seen"].numpy())
         return model.load_weights({k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")})
 
+    def save(self, folder: str | Path) -> Path:
+        """Write `model.json`, `weights.pt` and the feature store (`users.safetensors`) into `folder`."""
+        folder = super().save(folder)
+        self.features.save(folder / FEATURES_FILE)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "InterestModel":
+        """A model written by `save`, with its feature store."""
+        _, params, tensors = cls.read_saved(folder)
+        path = Path(folder) / FEATURES_FILE
+        return cls.from_state(params, tensors, UserFeatures.load(path) if path.is_file() else None)
+
     def _loss(self, net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """`net` is `self.net` or its DDP wrapper."""
-        profiles, has_profile, context = self.inputs.rows(batch["users"].numpy())
+        profiles, has_profile, context = self.features.rows(batch["users"].numpy())
         text_table = self.net.items.text_table()
         table = self.net.items.table(text_table)
         has_profile = has_profile.unsqueeze(1) & batch["profile_mask"]
@@ -265,8 +215,8 @@ class InterestModel(Model):
             yield {key: value[rows] for key, value in examples.items()}
 
     def _fingerprint(self, split: Split, *extra: Any) -> str:
-        inputs = hashlib.sha256(self.inputs.profiles.tobytes() + self.inputs.context.tobytes()).hexdigest()
-        return checkpoint_fingerprint(self.name, self.config, self.seed, split, self.window, inputs, *extra)
+        features = hashlib.sha256(self.features.profiles.tobytes() + self.features.context.tobytes()).hexdigest()
+        return checkpoint_fingerprint(self.name, self.config, self.seed, split, self.window, features, *extra)
 
 
 def training_examples(train: Sequence[np.ndarray], window: int, max_len: int, earlier_windows: int,
@@ -296,3 +246,11 @@ def training_examples(train: Sequence[np.ndarray], window: int, max_len: int, ea
     if timestamps is not None:
         examples["times"] = pad_time_features(times, max_len)
     return examples
+
+
+def _features_in_weights(params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> UserFeatures:
+    """The feature store of a model saved before it moved out of `weights.pt`."""
+    return UserFeatures(tensors["profiles"].numpy(), tensors["has_profile"].numpy(), tensors["context"].numpy(),
+                        list(params["context_sizes"]), list(params.get("context_names", [])),
+                        list(params.get("context_values", [])),
+                        TimeLookup.from_tensors(tensors) if "time_lengths" in tensors else None)

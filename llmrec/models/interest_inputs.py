@@ -1,4 +1,5 @@
-"""Per-user inputs of the interest model: long-term vectors (from profiles) and user-level context."""
+"""The interest model's feature store, built at training time: long-term vectors (from profiles), user-level
+context and interaction times."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from llmrec.config import RunConfig
 from llmrec.data.schema import USER_ID, Dataset
 from llmrec.data.split import Split
 from llmrec.encoders.item_encoder import ItemEncoder
-from llmrec.models.interest import UserInputs
 from llmrec.models.lightgcn import LightGCN
 from llmrec.models.long_term import long_term_vectors, profile_writer_of
 from llmrec.models.time_features import TimeLookup
+from llmrec.models.user_features import UserFeatures
 from llmrec.profiles.job import long_term_request
 from llmrec.profiles.service import ProfileService
 
@@ -23,8 +24,9 @@ MAX_CONTEXT_VALUES = 100
 """User attribute columns with more distinct values than this (zip codes, names) are not used as context."""
 
 
-def build_user_inputs(config: RunConfig, dataset: Dataset, split: Split, item_vectors: np.ndarray,
-                      encoder: ItemEncoder, profiles: ProfileService, graph: LightGCN | None = None) -> UserInputs:
+def build_user_features(config: RunConfig, dataset: Dataset, split: Split, item_vectors: np.ndarray,
+                        encoder: ItemEncoder, profiles: ProfileService, graph: LightGCN | None = None
+                        ) -> UserFeatures:
     """Long-term vectors from `config.interest.profile_source` (see `llmrec.models.long_term`; `graph` is the
     long-term LightGCN the graph sources need), context from user attributes and the interactions' context
     columns, and the interactions' timestamps when `config.interest.time_features` asks for them."""
@@ -42,8 +44,8 @@ def build_user_inputs(config: RunConfig, dataset: Dataset, split: Split, item_ve
     vectors = long_term_vectors(source, [r.long_term for r in requests], np.arange(split.num_users), texts,
                                 prompt_version, encoder, item_vectors, graph)
     context, names, values = user_context(dataset, split)
-    return UserInputs(np.where(has_profile[:, None], vectors, 0).astype(np.float32), has_profile, context,
-                      [len(v) for v in values], names, values, time_lookup(config, split))
+    return UserFeatures(np.where(has_profile[:, None], vectors, 0).astype(np.float32), has_profile, context,
+                        [len(v) for v in values], names, values, time_lookup(config, split))
 
 
 def time_lookup(config: RunConfig, split: Split) -> TimeLookup | None:

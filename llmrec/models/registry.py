@@ -28,5 +28,4 @@ def model_class(name: str) -> type[Model]:
 
 def load_model(folder: str | Path) -> Model:
     """Load a model written by `Model.save` (`folder` as a str or Path)."""
-    name, params, tensors = Model.read_saved(folder)
-    return model_class(name).from_state(params, tensors)
+    return model_class(Model.saved_name(folder)).load(folder)

@@ -9,16 +9,17 @@ import numpy as np
 
 from llmrec.data.split import Split
 from llmrec.errors import UnknownIdError
-from llmrec.models.interest import UserInputs
+from llmrec.models.user_features import UserFeatures
 
 
 class UserBook:
     """Histories by user id. A user the model was trained with keeps its split index (its profile and context
-    rows in `inputs`); a new user gets a fresh row in `inputs` (no profile, unknown context). Thread-safe."""
+    rows in the feature store `features`); a new user gets a fresh row there (no profile, unknown context).
+    Thread-safe."""
 
-    def __init__(self, split: Split, inputs: UserInputs) -> None:
+    def __init__(self, split: Split, features: UserFeatures) -> None:
         self._split = split
-        self._inputs = inputs
+        self._features = features
         self._index = {str(u): i for i, u in enumerate(split.user_ids)}
         self._histories: dict[int, list[int]] = {}
         self._added: dict[int, int] = {}
@@ -48,10 +49,10 @@ class UserBook:
         with self._lock:
             user = self._index.get(str(user_id))
             if user is None:
-                user = self._inputs.add_user()
+                user = self._features.add_user()
                 self._index[str(user_id)] = user
             self._histories.setdefault(user, []).append(item)
-            if self._inputs.times is not None:
-                self._inputs.times.append(user, item, timestamp)
+            if self._features.times is not None:
+                self._features.times.append(user, item, timestamp)
             self._added[user] = self._added.get(user, 0) + 1
             return user, self._added[user]

@@ -43,12 +43,16 @@ class CatalogFacts:
             categories: list[tuple[str, ...]] = [()] * len(titles)
         else:
             categories = [()] + [_as_categories(v) for v in rows[column]]
-        counts = split.train_popularity()
-        popularity = counts.argsort().argsort() / max(1, len(counts) - 1)
-        return cls([""] + [str(i) for i in split.item_ids], titles, categories, popularity)
+        return cls([""] + [str(i) for i in split.item_ids], titles, categories,
+                   popularity_percentiles(split.train_popularity()))
 
     def __len__(self) -> int:
         return len(self.titles)
+
+
+def popularity_percentiles(counts: np.ndarray) -> np.ndarray:
+    """Each item's rank by training interactions `counts` (index 0 = padding) as a fraction from 0 to 1."""
+    return counts.argsort().argsort() / max(1, len(counts) - 1)
 
 
 def _as_categories(value: object) -> tuple[str, ...]:

@@ -29,19 +29,33 @@ log = logging.getLogger(__name__)
 
 class ProfileService:
     """Writes and serves a run's profiles (`config.profile` says how): the interest model's long-term inputs
-    (`profile`, `write_all`) and the interest summaries people are shown (`summary`)."""
+    (`profile`, `write_all`) and the interest summaries people are shown (`summary`). It reads the users'
+    histories from `split` and the items from `facts`; the store is `profile.store`, else
+    `<run_dir>/profiles.sqlite`."""
 
-    def __init__(self, config: RunConfig, dataset: Dataset, split: Split, run_dir: str | Path,
+    def __init__(self, config: RunConfig, split: Split, facts: CatalogFacts, run_dir: str | Path,
                  store: ProfileStore | None = None) -> None:
         self.config = config
-        self.dataset = dataset
         self.split = split
+        self.facts = facts
         self.store = store or ProfileStore(config.profile.store or Path(run_dir) / "profiles.sqlite")
         preload = config.profile.preload
         if preload:
             if not Path(preload).is_file():
                 raise ConfigError(f"profile.preload: file not found: {preload}")
             log.info("preloaded %d profiles from %s", self.store.load_export(preload, replace=False), preload)
+
+    @classmethod
+    def from_dataset(cls, config: RunConfig, dataset: Dataset, split: Split, run_dir: str | Path) -> "ProfileService":
+        """The service of a run over its loaded dataset (the catalog facts come from `dataset.catalog`)."""
+        settings = config.profile
+        facts = CatalogFacts.from_catalog(dataset.catalog, split, settings.category_column, settings.title_chars)
+        return cls(config, split, facts, run_dir)
+
+    @property
+    def dataset_name(self) -> str:
+        """The dataset's name, the first part of every store key."""
+        return self.split.dataset
 
     @cached_property
     def adapter(self) -> LoRAAdapter | None:
@@ -76,12 +90,10 @@ class ProfileService:
     def writer(self) -> ProfileWriter:
         """The configured writer; building it loads the LLM when `profile.writer` is `llm`."""
         settings = self.settings
-        facts = CatalogFacts.from_catalog(self.dataset.catalog, self.split, settings.category_column,
-                                          settings.title_chars)
         backend = make_backend(self.config.llm, self.adapter) if settings.writer == "llm" else None
         params = GenerationParams(max_tokens=settings.max_tokens, temperature=self.config.llm.temperature,
                                   seed=self.config.seed)
-        return ProfileWriter(facts, self.dataset.name, settings, backend, params)
+        return ProfileWriter(self.facts, self.dataset_name, settings, backend, params)
 
     def release_llm(self) -> None:
         """Free the LLM (it is loaded again when next needed); call it before CPU-heavy work in this process."""
@@ -112,7 +124,7 @@ class ProfileService:
         writer = self.writer
         stored = [(r, p) for r, p in zip(requests, self.lookup(requests)) if p is not None and p.source == "llm"]
         owners: dict[str, str] = {}
-        for profile in self.store.profiles(self.dataset.name):
+        for profile in self.store.profiles(self.dataset_name):
             if profile.source == "llm" and (profile.provenance.prompt_version, profile.provenance.model_id) == (
                     writer.prompt_version, writer.model_id):
                 owners.setdefault(profile.text, profile.user_id)
@@ -127,12 +139,12 @@ class ProfileService:
         """The same run's profiles written by another writer (`llm` or `template`; with `adapter`, the tuned
         LLM writer), in the same store."""
         settings = dataclasses.replace(self.config.profile, writer=writer, preload=None, adapter=adapter)
-        return ProfileService(dataclasses.replace(self.config, profile=settings), self.dataset, self.split,
+        return ProfileService(dataclasses.replace(self.config, profile=settings), self.split, self.facts,
                               self.config.run_dir, self.store)
 
     def lookup(self, requests: Sequence[ProfileRequest]) -> list[Profile | None]:
         """The stored profile of each request's history by this writer, None where there is none."""
-        found = [self.store.get(self.dataset.name, r.user_id, self.prompt_version, self.model_id, r.cutoff)
+        found = [self.store.get(self.dataset_name, r.user_id, self.prompt_version, self.model_id, r.cutoff)
                  if len(r.long_term) else None for r in requests]
         return [p if p is not None and p.provenance.history_hash == r.history_hash else None
                 for p, r in zip(found, requests)]
@@ -156,7 +168,7 @@ class ProfileService:
         request = self.request(user_id)
         if not len(request.long_term):
             return None
-        stored = self.store.get(self.dataset.name, user_id, self.prompt_version, self.model_id, request.cutoff)
+        stored = self.store.get(self.dataset_name, user_id, self.prompt_version, self.model_id, request.cutoff)
         if stored is not None and stored.provenance.history_hash == request.history_hash:
             return stored
         (profile,) = self.writer.write([request])
@@ -181,11 +193,11 @@ class ProfileService:
     def stored_summary(self, request: ProfileRequest) -> Profile | None:
         """The stored summary of this request's history, else the user's latest one (of an older history), else
         None."""
-        stored = self.summaries.get(self.dataset.name, request.user_id, self.prompt_version, self.model_id,
+        stored = self.summaries.get(self.dataset_name, request.user_id, self.prompt_version, self.model_id,
                                     request.cutoff)
         if stored is not None and stored.provenance.history_hash == request.history_hash:
             return stored
-        return self.summaries.get(self.dataset.name, request.user_id, self.prompt_version, self.model_id)
+        return self.summaries.get(self.dataset_name, request.user_id, self.prompt_version, self.model_id)
 
     def summary(self, user_id: str, history: np.ndarray | None = None) -> Profile:
         """What the user likes, from their whole known history: stored, or written (and stored) now."""

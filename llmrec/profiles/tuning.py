@@ -177,7 +177,7 @@ class ProfileTuner:
                                     progress)
         manifest = AdapterManifest(
             base_model=model_id_for(self.config.llm), base_sha256=file_sha256(gguf),
-            dataset=self.profiles.dataset.name,
+            dataset=self.profiles.dataset_name,
             prompt=ChatTemplate.load("profile", tune.prompt).key, reward=REWARD,
             teacher_prompt=self.profiles.prompt_version, tuning_users=len(self.groups.tuning),
             check_users=len(self.groups.check),

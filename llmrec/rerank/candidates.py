@@ -49,7 +49,7 @@ def describe_queries(model: InterestModel, users: np.ndarray, histories: Sequenc
     """The reranker's view of each (user, history): `users` are split user indices (-1 = unknown user);
     `context` [B, F] replaces the users' stored context ids."""
     interest, long_weight = model.interest(users, histories, context)
-    profiles, has_profile, stored_context = model.inputs.rows(users)
+    profiles, has_profile, stored_context = model.features.rows(users)
     context = stored_context if context is None else torch.as_tensor(context, dtype=torch.long)
     lengths = torch.as_tensor([len(h) for h in histories], dtype=torch.long)
     return Queries(pad_histories(histories, history_len), interest, long_weight, profiles, has_profile, context,

@@ -78,7 +78,7 @@ class Reranker:
         self.report: TrainingReport | None = None
         seed_everything(seed)
         self.net = RerankNet(item_table(model), torch.as_tensor(np.asarray(text_vectors)),
-                             torch.as_tensor(np.asarray(popularity)), model.inputs.context_sizes,
+                             torch.as_tensor(np.asarray(popularity)), model.features.context_sizes,
                              self.config.hidden_size).to(self.device)
 
     def describe(self, users: np.ndarray, histories: Sequence[np.ndarray],

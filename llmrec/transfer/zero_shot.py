@@ -31,8 +31,9 @@ import numpy as np
 from llmrec.config import InterestConfig, RunConfig, load_config
 from llmrec.errors import ConfigError
 from llmrec.experiment import Experiment
-from llmrec.models.interest import InterestModel, UserInputs
+from llmrec.models.interest import InterestModel
 from llmrec.models.registry import load_model
+from llmrec.models.user_features import UserFeatures
 
 ARCHITECTURE = ("hidden_size", "short_term", "num_blocks", "num_heads", "fusion", "sum_weight", "use_profile",
                 "use_recent", "use_context")
@@ -85,16 +86,16 @@ class Transferred:
         return sorted({key.rpartition(".")[0] for key in self.fresh})
 
 
-def transfer(base: InterestModel, item_vectors: np.ndarray, inputs: UserInputs, window: int,
+def transfer(base: InterestModel, item_vectors: np.ndarray, features: UserFeatures, window: int,
              config: InterestConfig, seed: int = 42, checkpoint_dir: str | Path | None = None) -> Transferred:
-    """A model of the target's items (`item_vectors` [num_items + 1, dim]) and users (`inputs`, profile cut-off
+    """A model of the target's items (`item_vectors` [num_items + 1, dim]) and users (`features`, profile cut-off
     `window`) with `config`'s training settings and the base's architecture, whose network holds the base's
     weights as the module docstring says; ready to score (zero-shot) or to fine-tune."""
     target_config = dataclasses.replace(config, **{name: getattr(base.config, name) for name in ARCHITECTURE},
                                         max_len=base.max_len, use_ids=False)
-    model = InterestModel(item_vectors, inputs, window, target_config, seed, checkpoint_dir)
+    model = InterestModel(item_vectors, features, window, target_config, seed, checkpoint_dir)
     source, state = base.net.state_dict(), model.net.state_dict()
-    matches = _shared_context(base.inputs, inputs)
+    matches = _shared_context(base.features, features)
     copied, fresh = [], []
     for key, tensor in state.items():
         origin = _base_key(key, matches)
@@ -113,14 +114,14 @@ def transfer(base: InterestModel, item_vectors: np.ndarray, inputs: UserInputs, 
 
 
 def transfer_to(base: BaseRun, target: Experiment, checkpoint_dir: str | Path | None = None) -> Transferred:
-    """`transfer` onto the target run: its item text vectors, and its user inputs as its own `llmrec` model
-    would get them (`Experiment.interest_inputs`: profiles from its store and `profile.preload`, context)."""
+    """`transfer` onto the target run: its item text vectors, and its user features as its own `llmrec` model
+    would get them (`Experiment.user_features`: profiles from its store and `profile.preload`, context)."""
     if base.config.encoder.model != target.config.encoder.model:
         raise ConfigError(f"the base run embeds item texts with {base.config.encoder.model}, the target with "
                           f"{target.config.encoder.model}; transfer needs the same text encoder "
                           f"(set encoder.model={base.config.encoder.model})")
     config = target.config
-    return transfer(base.model, target.item_vectors, target.interest_inputs(), config.profile.recent_items,
+    return transfer(base.model, target.item_vectors, target.user_features(), config.profile.recent_items,
                     config.interest, config.seed, checkpoint_dir)
 
 
@@ -133,7 +134,7 @@ def _base_key(key: str, context_matches: dict[int, int]) -> str | None:
     return None if base_feature is None else f"context.{base_feature}.{rest}"
 
 
-def _shared_context(base: UserInputs, target: UserInputs) -> dict[int, int]:
+def _shared_context(base: UserFeatures, target: UserFeatures) -> dict[int, int]:
     """Target context feature -> the base feature it is (same name and the same values in the same order)."""
     by_name = {name: f for f, name in enumerate(base.context_names)}
     return {f: by_name[name] for f, name in enumerate(target.context_names)
