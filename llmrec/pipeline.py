@@ -10,7 +10,12 @@
 Retrieval asks the ChromaDB collection of the interest model's item vectors (inner product) for the top N
 unseen items; the reranker rescores them. A new interaction is logged in SQLite (WAL, fsync per commit) before
 it is acknowledged and changes the user's short-term input at once; the long-term profile is rewritten every
-`online.profile_refresh_every` new interactions on a background thread, never on the request path.
+`online.profile_refresh_every` new interactions in the background, never on the request path.
+
+All LLM work (explanations, profile refreshes, interest summaries) runs on one LLM worker thread
+(`llmrec.serving.llm_worker`); an explanation waits for it at most `online.explain_timeout_s`, then falls back to
+its attribution text. The facade may be called from many threads at once: reads (recommend, profile, explain)
+take no lock; changes to a user's state take one short lock.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ import dataclasses
 import hashlib
 import logging
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -32,9 +38,11 @@ from llmrec.config import check_k, load_config, save_config
 from llmrec.encoders.item_encoder import ItemEncoder
 from llmrec.errors import ConfigError, DataError
 from llmrec.experiment import Experiment, collection_name
-from llmrec.explain import Explainer, attribute
+from llmrec.explain import Explainer, Explanation, attribute
+from llmrec.explain.attribution import Attribution
 from llmrec.index.chroma_index import CollectionMissingError, ItemIndex
-from llmrec.llm import GenerationParams, make_backend
+from llmrec.llm import GenerationParams
+from llmrec.llm.lazy import LazyBackend
 from llmrec.models.interest import InterestModel
 from llmrec.models.long_term import GRAPH_SOURCES, long_term_vectors, profile_writer_of
 from llmrec.online.events import EventStore
@@ -46,6 +54,8 @@ from llmrec.profiles.service import ProfileService
 from llmrec.profiles.writer import Profile, ProfileRequest
 from llmrec.rerank.candidates import Candidates, exact_candidates, index_candidates, item_table
 from llmrec.rerank.reranker import Reranker
+from llmrec.serving import health
+from llmrec.serving.llm_worker import LLMUnavailableError, LLMWorker, Priority
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +83,8 @@ class Recommender:
         trained over its own model, is then not used."""
         self.experiment = experiment
         self.config = config = experiment.config
+        if config.online.torch_threads:
+            torch.set_num_threads(config.online.torch_threads)
         self.split = experiment.split
         adapted = model is not None
         if model is None:
@@ -90,10 +102,10 @@ class Recommender:
         self.index = self._item_index() if config.online.retrieval == "index" else None
         self.users = UserBook(self.split, model.inputs)
         self.events = EventStore(config.online.events or Path(config.run_dir) / "events.sqlite")
-        self._lock = threading.RLock()
-        self._llm_lock = threading.Lock()
-        self._refresher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="profile-refresh")
-        self._refreshes: list[Future] = []
+        self._lock = threading.Lock()  # guards changes to users' state; reads take no lock
+        self.llm_worker = LLMWorker(config.online.llm_queue)
+        """The one thread that runs LLM work: explanations first, profile refreshes and summaries in between."""
+        self._background: list[Future] = []
         self._summaries_queued: set[int] = set()
         self._facts = CatalogFacts.from_catalog(experiment.dataset.catalog, self.split,
                                                 config.profile.category_column, config.profile.title_chars)
@@ -143,12 +155,11 @@ class Recommender:
             user, items = -1, np.array([self.split.item_index(i) for i in history or []], dtype=np.int64)
         blocked = np.unique(np.concatenate([items, [self.split.item_index(i) for i in exclude]]).astype(np.int64))
         context_ids = self.model.inputs.context_ids(user, context)[None] if context else None
-        with self._lock:
-            if not len(items):
-                return self._popular_items(blocked, k)
-            if mode == "hybrid":
-                return self._hybrid(user, items, context_ids, blocked, k)
-            return self._ranked(user, items, context_ids, blocked, k)
+        if not len(items):
+            return self._popular_items(blocked, k)
+        if mode == "hybrid":
+            return self._hybrid(user, items, context_ids, blocked, k)
+        return self._ranked(user, items, context_ids, blocked, k)
 
     def profile(self, user_id: str) -> dict[str, Any]:
         """What the user likes: the interest summary of their whole known history (text, top categories,
@@ -161,10 +172,12 @@ class Recommender:
                 "interest_weights": self._interest_weights(user, history),
                 "profile": summary.to_dict() if summary else None}
 
-    def explain(self, user_id: str, item_id: str) -> dict[str, Any]:
+    def explain(self, user_id: str, item_id: str, timeout_s: float | None = None) -> dict[str, Any]:
         """Why `item_id` suits the user: the history items and profile sentences behind the score, with weights
         from the model's own item vectors, and a short LLM explanation that may only cite the user's history
-        (else the attribution text is used)."""
+        (else the attribution text is used). The LLM gets at most `timeout_s` seconds (default
+        `online.explain_timeout_s`); when it is busy or too slow, the attribution text is returned and `degraded`
+        says why (`llm-busy`, `llm-timeout`, `llm-stopped`; None when it was not)."""
         user = self.users.index(user_id)
         item = self.split.item_index(item_id)
         history = self.users.history(user)
@@ -175,9 +188,8 @@ class Recommender:
         weights = self._interest_weights(user, history)
         attribution = attribute(item, history, self.table.numpy(), self._facts.titles, profile_text,
                                 sentence_vectors, self.item_vectors[item], weights["long_term"])
-        with self._llm_lock:
-            explanation = self.explainer.explain(str(item_id), attribution, history)
-        return {**explanation.to_dict(), "interest_weights": weights}
+        explanation, degraded = self._explanation(str(item_id), attribution, history, timeout_s)
+        return {**explanation.to_dict(), "interest_weights": weights, "degraded": degraded}
 
     def add_interaction(self, user_id: str, item_id: str, timestamp: float | None = None,
                         context: dict[str, str] | None = None) -> dict[str, Any]:
@@ -189,18 +201,20 @@ class Recommender:
         with self._lock:
             user, since_profile = self.users.add(event.user_id, item, event.timestamp)
         every = self.config.online.profile_refresh_every
-        refresh = bool(every) and since_profile >= every
-        if refresh:
-            self._schedule_refresh(user, event.user_id)
+        refresh = bool(every) and since_profile >= every and self._schedule_refresh(user, event.user_id)
         return {"event_id": event.event_id, "user_id": event.user_id,
                 "history_length": int(len(self.users.history(user))), "profile_refresh": refresh}
 
     def health(self) -> dict[str, Any]:
-        """Liveness and what is being served."""
-        return {"status": "ok", "items": self.split.num_items, "users": len(self.users),
-                "model": InterestModel.name, "reranker": self.reranker is not None,
+        """What is served, and whether its parts work without waiting for any of them: `components` holds the
+        ChromaDB index, the LLM worker and the event store, each `ok`, `degraded` (with a `detail`) or
+        `disabled`; `status` is `degraded` when any component is."""
+        components = {"index": self._index_health(), "llm": self._llm_health(),
+                      "events": health.probe("events", lambda: {"count": self.events.count()})}
+        return {"status": health.overall(components), "components": components, "items": self.split.num_items,
+                "users": len(self.users), "model": InterestModel.name, "reranker": self.reranker is not None,
                 "retrieval": "index" if self.index is not None else "exact",
-                "index": self.index.location if self.index is not None else None, "events": self.events.count()}
+                "index": self.index.location if self.index is not None else None}
 
     def save(self) -> Path:
         """Finish pending profile refreshes and write the configuration; events and profiles are already on
@@ -210,13 +224,16 @@ class Recommender:
         return Path(self.config.run_dir)
 
     def wait_for_refreshes(self) -> None:
-        """Block until the background profile refreshes scheduled so far are done."""
-        for future in list(self._refreshes):
+        """Block until the background profile refreshes and summaries queued so far are done (raising the error
+        of one that failed)."""
+        with self._lock:
+            pending = list(self._background)
+        for future in pending:
             future.result()
 
     def close(self) -> None:
-        """Stop the background worker and free the LLM."""
-        self._refresher.shutdown(wait=True)
+        """Finish the queued LLM work, stop the LLM worker and free the LLM."""
+        self.llm_worker.close()
         self.profiles.release_llm()
         if self._explainer is not None and self._explainer.backend is not None:
             self._explainer.backend.close()
@@ -245,12 +262,39 @@ class Recommender:
 
     @property
     def explainer(self) -> Explainer:
-        """The explanation writer: the configured LLM (`online.explain_with_llm`), else attribution text."""
-        if self._explainer is None:
-            backend = make_backend(self.config.llm) if self.config.online.explain_with_llm else None
-            params = GenerationParams(max_tokens=60, temperature=0.0, seed=self.config.seed)  # greedy read best
-            self._explainer = Explainer(ClaimChecker.from_facts(self._facts), backend, params)
-        return self._explainer
+        """The explanation writer: the configured LLM (`online.explain_with_llm`; loaded by its first explanation,
+        on the LLM worker), else attribution text."""
+        with self._lock:
+            if self._explainer is None:
+                backend = LazyBackend(self.config.llm) if self.config.online.explain_with_llm else None
+                params = GenerationParams(max_tokens=60, temperature=0.0, seed=self.config.seed)  # greedy read best
+                self._explainer = Explainer(ClaimChecker.from_facts(self._facts), backend, params)
+            return self._explainer
+
+    def _explanation(self, item_id: str, attribution: Attribution, history: np.ndarray,
+                     timeout_s: float | None) -> tuple[Explanation, str | None]:
+        """(the explanation, why it is degraded or None): the LLM's via the worker, waiting at most `timeout_s`
+        (default `online.explain_timeout_s`), else the attribution text."""
+        explainer = self.explainer
+        if explainer.backend is None:
+            return explainer.explain(item_id, attribution, history), None
+        wait = self.config.online.explain_timeout_s if timeout_s is None else timeout_s
+        try:
+            return self.llm_worker.call(partial(explainer.explain, item_id, attribution, history), wait), None
+        except LLMUnavailableError as exc:
+            return explainer.fallback(item_id, attribution, history, exc.reason), exc.reason
+
+    def _index_health(self) -> dict[str, Any]:
+        if self.index is None:
+            return health.disabled("online.retrieval is exact")
+        return health.probe("index", lambda: {"items": self.index.count()})
+
+    def _llm_health(self) -> dict[str, Any]:
+        state = self.llm_worker.status()
+        writers = {self.config.profile.writer, profile_writer_of(self._profile_source, self.config.profile.writer)}
+        if state["status"] == health.OK and not self.config.online.explain_with_llm and "llm" not in writers:
+            return health.disabled("online.explain_with_llm is false and no profile writer uses the LLM")
+        return state
 
     def _ranked(self, user: int, items: np.ndarray, context: np.ndarray | None, blocked: np.ndarray,
                 k: int) -> list[Recommendation]:
@@ -295,8 +339,7 @@ class Recommender:
         """The fusion's weights for this user now: long-term (profile) vs short-term (recent items)."""
         if not len(history):
             return {"long_term": 0.0, "short_term": 1.0}
-        with self._lock:
-            _, long_weight = self.model.interest(np.array([user]), [history])
+        _, long_weight = self.model.interest(np.array([user]), [history])
         value = float(long_weight[0])
         return {"long_term": value, "short_term": 1.0 - value}
 
@@ -333,16 +376,28 @@ class Recommender:
         if service.config.profile.writer == "template":
             return service.summary(user_id, history)
         with self._lock:
-            if user not in self._summaries_queued:
-                self._summaries_queued.add(user)
-                self._refreshes.append(self._refresher.submit(self._write_summary, user, user_id, history))
+            queue = user not in self._summaries_queued
+            self._summaries_queued.add(user)
+        if queue and not self._in_background(partial(self._write_summary, user, user_id, history)):
+            with self._lock:
+                self._summaries_queued.discard(user)  # asked again at the next read
         return stored or service.with_writer("template").summary(user_id, history)
+
+    def _in_background(self, job: Callable[[], None]) -> bool:
+        """Queue a background job on the LLM worker; False when its queue is full (or it has stopped)."""
+        try:
+            future = self.llm_worker.submit(job, Priority.BACKGROUND)
+        except LLMUnavailableError as exc:
+            log.warning("background LLM job not queued: %s", exc)
+            return False
+        with self._lock:
+            self._background = [f for f in self._background if not f.done()] + [future]
+        return True
 
     def _write_summary(self, user: int, user_id: str, history: np.ndarray) -> None:
         """Write (and store) the user's interest summary with the LLM; a background job."""
         try:
-            with self._llm_lock:
-                self.profiles.summary(user_id, history)
+            self.profiles.summary(user_id, history)
         except Exception:  # a background job: log it, the user keeps the previous summary
             log.exception("summary failed for user %s", user_id)
             raise
@@ -350,12 +405,13 @@ class Recommender:
             with self._lock:
                 self._summaries_queued.discard(user)
 
-    def _schedule_refresh(self, user: int, user_id: str) -> None:
-        """Queue a rewrite of the user's profile (one worker, in order: a later one reads a newer history)."""
-        self.users.profile_written(user)
-        with self._lock:
-            self._refreshes = [f for f in self._refreshes if not f.done()]
-            self._refreshes.append(self._refresher.submit(self._refresh_profile, user, user_id))
+    def _schedule_refresh(self, user: int, user_id: str) -> bool:
+        """Queue a rewrite of the user's profile (one worker, in order: a later one reads a newer history); False
+        when the worker has no room, and the user's next interaction tries again."""
+        queued = self._in_background(partial(self._refresh_profile, user, user_id))
+        if queued:
+            self.users.profile_written(user)
+        return queued
 
     def _refresh_profile(self, user: int, user_id: str) -> None:
         """Rewrite one user's long-term profile from their current history, swap its vector in, and rewrite the
@@ -366,8 +422,7 @@ class Recommender:
             service = self._profile_service()
             profile = None
             if service is not None and cutoff:
-                with self._llm_lock:
-                    (profile,) = service.writer.write([ProfileRequest(user_id, history[:cutoff], cutoff)])
+                (profile,) = service.writer.write([ProfileRequest(user_id, history[:cutoff], cutoff)])
                 service.store.put([profile])
             self._set_long_term(user, history[:cutoff], profile)
             self._write_summary(user, user_id, history)
