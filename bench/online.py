@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from records import make_record, training_metrics, write_records  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "online.json"
+EXPLAIN_WAIT_S = 600.0
+"""The explanation record measures the LLM's sentences, so each waits for the LLM (a server gives up sooner)."""
 REPORTED = ["NDCG@10", "HR@10", "NDCG@20", "HR@20", "MRR", "NDCG@10-tail-users", "NDCG@10-tail-items",
             "diversity@10", "novelty@10"]
 
@@ -97,7 +99,7 @@ def explanation_record(recommender: Recommender, dataset: str, users: int, comma
     for user in chosen:
         user_id = str(recommender.split.user_ids[user])
         (top,) = recommender.recommend(user_id, k=1)
-        recommender.explain(user_id, top.item_id)
+        recommender.explain(user_id, top.item_id, timeout_s=EXPLAIN_WAIT_S)
     stats = recommender.explainer.stats.to_dict()
     metrics = {"faithfulness": stats["faithfulness"], "fallback_rate": stats["fallback_rate"],
                "explanations": stats["explanations"], "fallbacks": stats["fallbacks"]}

@@ -66,7 +66,7 @@ def test_a_call_waits_at_most_its_timeout_and_an_abandoned_job_never_runs(worker
     started = time.monotonic()
     with pytest.raises(LLMUnavailableError) as late:
         worker.call(recorder(ran, "late"), timeout_s=0.2)
-    assert late.value.reason == TIMEOUT and 0.2 <= time.monotonic() - started < 2
+    assert late.value.reason == TIMEOUT and 0.2 <= time.monotonic() - started < 5
     assert worker.status()["waiting"]["interactive"] == 0  # the abandoned job frees its place at once
     waiting = [worker.submit(recorder(ran, f"explain-{n}"), Priority.INTERACTIVE) for n in range(2)]
     with pytest.raises(LLMUnavailableError) as full:

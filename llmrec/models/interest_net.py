@@ -68,6 +68,14 @@ class ItemTower(nn.Module):
             vectors = vectors + ids  # the padding row is never `seen`, so it stays zero
         return vectors
 
+    def rows(self, items: torch.Tensor) -> torch.Tensor:
+        """[*items.shape, hidden]: `table()[items]` computed for these items only (a request's history, not the
+        whole catalog); for inference, where no ID dropout applies."""
+        vectors = self.text_proj(self.text_vectors[items]) * (items > 0).unsqueeze(-1)
+        if self.id_embedding is not None:
+            vectors = vectors + self.id_embedding(items) * self.seen[items]
+        return vectors
+
 
 class ShortTermEncoder(nn.Module):
     """Recent item vectors + positions (+ time-gap buckets, with `time_features`) -> a causal hidden state per
@@ -176,7 +184,7 @@ class InterestNet(nn.Module):
         """recent [B, L] (left-padded item indices), profile [B, P], has_profile [B] (or [B, L] per position),
         context [B, F] category ids (0 = unknown), times [B, L, 3] (gap, hour, weekday) ids of the recent items
         (`llmrec.models.time_features`; None = unknown); `table` = `items.table()` when the caller already has
-        it."""
+        it (training does; inference embeds only the recent items)."""
         return self.fusion(*self._inputs(recent, profile, has_profile, context, times, table))
 
     def components(self, recent: torch.Tensor, profile: torch.Tensor, has_profile: torch.Tensor,
@@ -189,12 +197,14 @@ class InterestNet(nn.Module):
                 times: torch.Tensor | None, table: torch.Tensor | None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(short-term [B, L, d], long-term [B, d], context [B, L, d], whether long-term may be used [B, L])."""
-        table = self.items.table() if table is None else table
+        if table is None and self.training:
+            table = self.items.table()  # ID dropout is drawn over the whole table
         padding = recent == 0
         if self.config.use_recent:
-            short = self.short_term(table[recent], padding, None if times is None else times[..., 0])
+            recent_vectors = self.items.rows(recent) if table is None else table[recent]
+            short = self.short_term(recent_vectors, padding, None if times is None else times[..., 0])
         else:
-            short = torch.zeros(*recent.shape, table.shape[1], device=recent.device)
+            short = torch.zeros(*recent.shape, self.config.hidden_size, device=recent.device)
         has_long = (has_profile if has_profile.dim() == 2 else has_profile.unsqueeze(1)).expand(recent.shape)
         has_long = has_long & self.config.use_profile
         long = self.long_term(profile)
