@@ -98,6 +98,16 @@ def test_id_dropout_makes_dropped_items_look_exactly_cold(cyclic):
     assert bool(same_as_text[~warm].all())  # cold items (and padding) have only their text
 
 
+@pytest.mark.parametrize("use_ids", [True, False])
+def test_inference_embeds_only_the_items_it_needs(cyclic, use_ids):
+    split, text, _ = cyclic
+    tower = ItemTower(torch.from_numpy(text), torch.from_numpy(split.train_popularity() > 0), hidden=16,
+                      use_ids=use_ids, id_dropout=0.5).eval()
+    items = torch.tensor([[0, 0, 3, 1, 7], [2, 5, 0, 9, len(text) - 1]])  # left padding, and padding inside
+    with torch.no_grad():
+        assert torch.allclose(tower.rows(items), tower.table()[items], atol=1e-6)
+
+
 def test_new_item_boost_adds_to_the_scores_of_items_without_an_id_embedding(cyclic):
     split, text, inputs = cyclic
     model = InterestModel(text, inputs, WINDOW, dataclasses.replace(FAST, epochs=1), seed=1).fit(split)

@@ -5,8 +5,8 @@
 The recommender is safe to call from many threads, and nothing waits for the LLM longer than
 `online.explain_timeout_s` (its one worker thread writes explanations; `/explain` then falls back to the
 attribution text and says so in `degraded`). `/recommend` runs on the event loop: its work is a few
-milliseconds of CPU (the model, the embedded index), and handing it to a thread cost more than that under load
-(thread hops and GIL contention: 30 % more CPU per request, measured). The other endpoints wait on disk (event
+milliseconds of CPU (the model, the embedded index), and handing it to a thread costs more under load (thread
+hops and GIL contention took a third more CPU per request on a small run). The other endpoints wait on disk (event
 commits, profile stores) or on the LLM worker, so they are plain functions that FastAPI runs in its threadpool.
 With a remote Chroma server (`index.host`), its round trip holds the event loop too: run one worker per core.
 Every error is `{"error": message}`: 404 for an unknown user or item, 422 for bad input (`DataError`, a

@@ -1,11 +1,10 @@
 """RequestGuard: the ASGI middleware at the edge of the service.
 
 It gives every request an id (the client's `X-Request-ID` when it is a short plain token, else a new one), sent
-back as the `X-Request-ID` response header and kept in `request.state.request_id`; refuses request bodies over a
-size cap with 413 (by their `Content-Length`, and by counting the bytes of a streamed body before the application
-sees any of it); and turns any exception that escapes the application into
-`500 {"error": "internal error", "request_id": ...}`, logging the traceback under the request id on the server
-and sending none to the client.
+back as the `X-Request-ID` response header; refuses request bodies over a size cap with 413 (by their
+`Content-Length`, and by counting the bytes of a streamed body before the application sees any of it); and turns
+any exception that escapes the application into `500 {"error": "internal error", "request_id": ...}`, logging
+the traceback under the request id on the server and sending none to the client.
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         request_id = _request_id(scope)
-        scope.setdefault("state", {})["request_id"] = request_id
         send = _with_request_id(send, request_id)
         too_large = JSONResponse({"error": f"request body over {self.max_body_bytes} bytes"}, status_code=413)
         if _content_length(scope) > self.max_body_bytes:
