@@ -4,9 +4,9 @@ stops it, and writes two records to bench/results/online.json:
 - `http-service`: POST /recommend for random known users from `--clients` concurrent clients: rps, p50/p99,
   errors, clients, server workers, and `in_process_p99_ms`, the p99 of the same call in Python (measured first,
   in this process, with no server running).
-- `http-recommend-under-explain`: one client's POST /recommend latency alone (`idle_p50_ms`, `idle_p99_ms`) and
-  while another client loops GET /explain (`p50_ms`, `p99_ms`), and `p99_ratio` = busy / idle: how much an
-  explanation (the LLM) slows recommendations down.
+- `http-recommend-under-explain`: one client's POST /recommend latency alone (`idle_p50_ms`, `idle_p99_ms`, for
+  `--probe-requests`) and while another client sends `--explanations` GET /explain one after another (`p50_ms`,
+  `p99_ms`, `max_ms`), and `p99_ratio` = busy / idle: how much explanations (the LLM) slow recommendations down.
 
     python bench/service.py runs/demo --requests 2000 --clients 8
     python bench/service.py runs/demo --set online.explain_with_llm=true     # with the LLM explaining
@@ -80,8 +80,9 @@ def wait_healthy(base_url: str, server: subprocess.Popen, timeout_s: float) -> N
 
 
 async def drive(http: httpx.AsyncClient, send: Send, requests: int, clients: int, max_seconds: float,
-                seed: int) -> Load:
-    """Send up to `requests` requests from `clients` concurrent clients until `max_seconds` pass."""
+                seed: int, until: asyncio.Task | None = None) -> Load:
+    """Send up to `requests` requests from `clients` concurrent clients until `max_seconds` pass (or `until`
+    is done)."""
     rng = random.Random(seed)
     latencies: list[float] = []
     errors = 0
@@ -91,7 +92,7 @@ async def drive(http: httpx.AsyncClient, send: Send, requests: int, clients: int
 
     async def client() -> None:
         nonlocal errors, remaining
-        while remaining > 0 and time.monotonic() < deadline:
+        while remaining > 0 and time.monotonic() < deadline and not (until and until.done()):
             remaining -= 1
             sent = time.perf_counter()
             try:
@@ -103,20 +104,6 @@ async def drive(http: httpx.AsyncClient, send: Send, requests: int, clients: int
 
     await asyncio.gather(*(client() for _ in range(clients)))
     return Load(latencies, errors, time.monotonic() - started)
-
-
-async def loop_until(done: asyncio.Future, http: httpx.AsyncClient, send: Send, seed: int) -> tuple[int, int]:
-    """Send requests one after another until `done` is set; returns (answered, answered degraded)."""
-    rng = random.Random(seed)
-    answered = degraded = 0
-    while not done.done():
-        try:
-            response = await send(http, rng)
-        except httpx.HTTPError:
-            continue
-        answered += response.status_code == 200
-        degraded += response.status_code == 200 and response.json().get("degraded") is not None
-    return answered, degraded
 
 
 def in_process_p99(recommender: Recommender, users: list[str], requests: int, k: int, seed: int) -> float:
@@ -144,9 +131,10 @@ def stop(server: subprocess.Popen) -> None:
             server.wait()
 
 
-async def measure(base_url: str, users: list[str], args: argparse.Namespace) -> tuple[Load, Load, Load, int, int]:
-    """(the concurrent /recommend load, one client idle, one client under /explain, explanations answered,
-    explanations degraded)."""
+async def measure(base_url: str, users: list[str], args: argparse.Namespace) -> tuple[Load, Load, Load, Load, int]:
+    """(the concurrent /recommend load, one /recommend client idle, one while /explain is looped, that /explain
+    load, its answers that came back degraded)."""
+    degraded = 0
 
     limits = httpx.Limits(max_connections=args.clients + 1, max_keepalive_connections=args.clients + 1)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=httpx.Timeout(30.0)) as http:
@@ -156,16 +144,17 @@ async def measure(base_url: str, users: list[str], args: argparse.Namespace) -> 
         def recommend(http: httpx.AsyncClient, rng: random.Random) -> Awaitable[httpx.Response]:
             return http.post("/recommend", json={"user_id": rng.choice(users), "k": args.k})
 
-        def explain(http: httpx.AsyncClient, rng: random.Random) -> Awaitable[httpx.Response]:
-            return http.get("/explain", params={"user_id": rng.choice(users), "item_id": rng.choice(items)})
+        async def explain(http: httpx.AsyncClient, rng: random.Random) -> httpx.Response:
+            nonlocal degraded
+            response = await http.get("/explain", params={"user_id": rng.choice(users), "item_id": rng.choice(items)})
+            degraded += response.status_code == 200 and response.json().get("degraded") is not None
+            return response
 
         service = await drive(http, recommend, args.requests, args.clients, args.max_seconds, args.seed)
         idle = await drive(http, recommend, args.probe_requests, 1, args.max_seconds, args.seed)
-        done = asyncio.get_running_loop().create_future()
-        explaining = asyncio.create_task(loop_until(done, http, explain, args.seed))
-        busy = await drive(http, recommend, args.probe_requests, 1, args.max_seconds, args.seed)
-        done.set_result(None)
-        explained, degraded = await explaining
+        explaining = asyncio.create_task(drive(http, explain, args.explanations, 1, args.max_seconds, args.seed))
+        busy = await drive(http, recommend, sys.maxsize, 1, args.max_seconds, args.seed, until=explaining)
+        explained = await explaining
     return service, idle, busy, explained, degraded
 
 
@@ -175,8 +164,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="how many concurrent-load requests at most")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
     parser.add_argument("--workers", type=int, default=1, help="server processes (`llmrec serve --workers`)")
-    parser.add_argument("--probe-requests", type=int, default=300,
-                        help="requests of the one-client loads (idle, and while /explain is looped)")
+    parser.add_argument("--probe-requests", type=int, default=300, help="requests of the idle one-client load")
+    parser.add_argument("--explanations", type=int, default=20,
+                        help="explanations asked one after another while one client sends /recommend")
     parser.add_argument("--k", type=int, default=10, help="items per recommendation")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="stop each load after this long")
     parser.add_argument("--startup-seconds", type=float, default=300.0, help="wait this long for /healthz")
@@ -208,7 +198,7 @@ def main() -> None:
             service, idle, busy, explained, degraded = asyncio.run(measure(base_url, users, args))
         finally:
             stop(server)
-    if not service.latencies_ms or not idle.latencies_ms or not busy.latencies_ms:
+    if not all(load.latencies_ms for load in (service, idle, busy, explained)):
         raise SystemExit(f"no request was answered; see {log_path}")
     ran = "python " + shlex.join(sys.argv)
     wall = time.monotonic() - started
@@ -217,9 +207,12 @@ def main() -> None:
                   "p99_ms": service.percentile(99), "clients": args.clients, "workers": args.workers, "k": args.k,
                   "in_process_p99_ms": in_process}
     interference = {"requests": len(busy.latencies_ms), "errors": idle.errors + busy.errors,
-                    "p50_ms": busy.percentile(50), "p99_ms": busy.percentile(99), "idle_p50_ms": idle.percentile(50),
-                    "idle_p99_ms": idle.percentile(99), "p99_ratio": round(busy.percentile(99) / idle.percentile(99), 2),
-                    "explanations": explained, "explanations_degraded": degraded, "workers": args.workers}
+                    "p50_ms": busy.percentile(50), "p99_ms": busy.percentile(99), "max_ms": busy.percentile(100),
+                    "idle_p50_ms": idle.percentile(50), "idle_p99_ms": idle.percentile(99),
+                    "p99_ratio": round(busy.percentile(99) / idle.percentile(99), 2),
+                    "explanations": len(explained.latencies_ms), "explanation_errors": explained.errors,
+                    "explanations_degraded": degraded, "explanation_p50_ms": explained.percentile(50),
+                    "workers": args.workers}
     write_records(args.output, [make_record(dataset, "http-service", throughput, ran, seed, wall),
                                 make_record(dataset, "http-recommend-under-explain", interference, ran, seed, wall)])
     print(f"{dataset} http-service: {throughput}\n{dataset} http-recommend-under-explain: {interference}\n"
