@@ -35,6 +35,8 @@ from records import make_record, training_metrics, write_records  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "online.json"
 UNCONSTRAINED = ["online.explain_grammar=false", "online.explain_attempts=1"]
+EXPLAIN_WAIT_S = 600.0
+"""The explanation record measures the LLM's sentences, so each waits for the LLM (a server gives up sooner)."""
 REPORTED = ["NDCG@10", "HR@10", "NDCG@20", "HR@20", "MRR", "NDCG@10-tail-users", "NDCG@10-tail-items",
             "diversity@10", "novelty@10"]
 
@@ -105,7 +107,7 @@ def explanation_record(recommender: Recommender, dataset: str, users: int, comma
     for user in chosen:
         user_id = str(recommender.split.user_ids[user])
         (top,) = recommender.recommend(user_id, k=1)
-        served = recommender.explain(user_id, top.item_id)
+        served = recommender.explain(user_id, top.item_id, timeout_s=EXPLAIN_WAIT_S)
         allowed = set(recommender.users.history(recommender.users.index(user_id)).tolist())
         report = claims.check(served["text"], allowed | {recommender.split.item_index(top.item_id)})
         title_ok += not report.unsupported["title"]

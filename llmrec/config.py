@@ -326,6 +326,17 @@ class OnlineConfig(Validated):
     from the user's history (GBNF; llama.cpp backends only, `llmrec.explain.grammar`)."""
     explain_attempts: PositiveInt = 2
     """Tries per explanation: a rejected LLM text is written again (sampled) before the attribution text is used."""
+    explain_timeout_s: PositiveFloat = 5.0
+    """How long an explanation waits for the LLM; after that (or when `llm_queue` explanations are waiting
+    already) the attribution text is returned with `degraded: llm-timeout` (or `llm-busy`). One LLM worker thread
+    per process writes explanations first and profile refreshes and summaries in between."""
+    llm_queue: PositiveInt = 8
+    """How many explanations, and separately how many background profile jobs, may wait for the LLM worker; more
+    are refused at once (an explanation falls back to its attribution text, a profile refresh is tried again at
+    the user's next interaction)."""
+    torch_threads: NonNegativeInt = 1
+    """Torch threads of a serving process (`torch.set_num_threads` when the recommender starts): one per process
+    lets concurrent requests, and one process per core, use the cores; 0 = leave torch's default."""
     profile_refresh_every: NonNegativeInt = 10
     """Rewrite a user's long-term profile in the background after this many new interactions (0 = never)."""
     hybrid_mix: dict[str, NonNegativeFloat] = field(

@@ -18,16 +18,22 @@ on the request path. The event log is the source of truth: every request starts 
 since the last one applied, so processes sharing one log (`llmrec serve --workers N`) each see every event from
 their next request on. Everything serving writes goes to the state folder (`online.state_dir`), never into the
 bundle.
+
+All LLM work (explanations, profile refreshes, interest summaries) runs on one LLM worker thread
+(`llmrec.serving.llm_worker`); an explanation waits for it at most `online.explain_timeout_s`, then falls back to
+its attribution text. The facade may be called from many threads at once: reads (recommend, profile, explain)
+take no lock; changes to a user's state take one short lock.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -36,9 +42,11 @@ from llmrec.claims import ClaimChecker
 from llmrec.config import check_k
 from llmrec.encoders.item_encoder import ItemEncoder
 from llmrec.errors import DataError, UnknownIdError
-from llmrec.explain import Explainer, attribute
+from llmrec.explain import Explainer, Explanation, attribute
+from llmrec.explain.attribution import Attribution
 from llmrec.index.chroma_index import ItemIndex
-from llmrec.llm import GenerationParams, make_backend
+from llmrec.llm import GenerationParams
+from llmrec.llm.lazy import LazyBackend
 from llmrec.models.interest import InterestModel
 from llmrec.models.long_term import GRAPH_SOURCES, long_term_vectors, profile_writer_of
 from llmrec.online.events import Event, EventStore
@@ -49,7 +57,9 @@ from llmrec.profiles.hygiene import split_sentences
 from llmrec.profiles.service import ProfileService
 from llmrec.profiles.writer import Profile, ProfileRequest
 from llmrec.rerank.candidates import Candidates, exact_candidates, index_candidates, item_table
+from llmrec.serving import health
 from llmrec.serving.bundle import Bundle, served_bundle
+from llmrec.serving.llm_worker import LLMUnavailableError, LLMWorker, Priority
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +95,8 @@ class Recommender:
         """The facade composed of a loaded bundle's parts (`Recommender.load` loads one)."""
         self.bundle = bundle
         self.config = config = bundle.config
+        if config.online.torch_threads:
+            torch.set_num_threads(config.online.torch_threads)
         self.split = bundle.split
         self.model = bundle.model
         self.table = item_table(self.model)
@@ -94,10 +106,12 @@ class Recommender:
         self.users = UserBook(self.split, self.model.features)
         self.events = EventStore(config.online.events or bundle.state.events)
         self._event_tail = LogTail(self.events.events_since, lambda event: event.event_id)
-        self._lock = threading.RLock()
-        self._llm_lock = threading.Lock()
-        self._refresher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="profile-refresh")
-        self._refreshes: list[Future] = []
+        self._lock = threading.RLock()  # guards changes to users' state; reads take no lock
+        self.llm_worker = LLMWorker(config.online.llm_queue)
+        """The one thread that runs LLM work: explanations first, profile refreshes and summaries in between."""
+        self._background: list[Future] = []
+        self._refreshes_owed: set[int] = set()
+        """Users whose due profile refresh found the LLM worker full: tried again at their next interaction."""
         self._summaries_queued: set[int] = set()
         self._facts = bundle.facts
         self._texts = bundle.texts
@@ -142,12 +156,11 @@ class Recommender:
             user, items = -1, np.array([self.split.item_index(i) for i in history or []], dtype=np.int64)
         blocked = np.unique(np.concatenate([items, [self.split.item_index(i) for i in exclude]]).astype(np.int64))
         context_ids = self.model.features.context_ids(user, context)[None] if context else None
-        with self._lock:
-            if not len(items):
-                return self._popular_items(blocked, k)
-            if mode == "hybrid":
-                return self._hybrid(user, items, context_ids, blocked, k)
-            return self._ranked(user, items, context_ids, blocked, k)
+        if not len(items):
+            return self._popular_items(blocked, k)
+        if mode == "hybrid":
+            return self._hybrid(user, items, context_ids, blocked, k)
+        return self._ranked(user, items, context_ids, blocked, k)
 
     def profile(self, user_id: str) -> dict[str, Any]:
         """What the user likes: the interest summary of their whole known history (text, top categories,
@@ -161,10 +174,12 @@ class Recommender:
                 "interest_weights": self._interest_weights(user, history),
                 "profile": summary.to_dict() if summary else None}
 
-    def explain(self, user_id: str, item_id: str) -> dict[str, Any]:
+    def explain(self, user_id: str, item_id: str, timeout_s: float | None = None) -> dict[str, Any]:
         """Why `item_id` suits the user: the history items and profile sentences behind the score, with weights
         from the model's own item vectors, and a short LLM explanation that may only cite the user's history
-        (else the attribution text is used)."""
+        (else the attribution text is used). The LLM gets at most `timeout_s` seconds (default
+        `online.explain_timeout_s`); when it is busy or too slow, the attribution text is returned and `degraded`
+        says why (`llm-busy`, `llm-timeout`, `llm-stopped`; None when it was not)."""
         self.catch_up()
         user = self.users.index(user_id)
         item = self.split.item_index(item_id)
@@ -176,9 +191,8 @@ class Recommender:
         weights = self._interest_weights(user, history)
         attribution = attribute(item, history, self.table.numpy(), self._facts.titles, profile_text,
                                 sentence_vectors, self.item_vectors[item], weights["long_term"])
-        with self._llm_lock:
-            explanation = self.explainer.explain(str(item_id), attribution, history)
-        return {**explanation.to_dict(), "interest_weights": weights}
+        explanation, degraded = self._explanation(str(item_id), attribution, history, timeout_s)
+        return {**explanation.to_dict(), "interest_weights": weights, "degraded": degraded}
 
     def add_interaction(self, user_id: str, item_id: str, timestamp: float | None = None,
                         context: dict[str, str] | None = None) -> dict[str, Any]:
@@ -192,19 +206,22 @@ class Recommender:
             applied = next(a for a in self.catch_up() if a.event.event_id == event.event_id)
         user = applied.user
         every = self.config.online.profile_refresh_every
-        refresh = bool(every) and applied.added % every == 0
-        if refresh:
-            self._schedule_refresh(user, event.user_id)
+        due = bool(every) and (applied.added % every == 0 or user in self._refreshes_owed)
+        refresh = due and self._schedule_refresh(user, event.user_id)
         return {"event_id": event.event_id, "user_id": event.user_id,
                 "history_length": int(len(self.users.history(user))), "profile_refresh": refresh}
 
     def health(self) -> dict[str, Any]:
-        """Liveness and what is being served."""
+        """What is served, and whether its parts work without waiting for any of them: `components` holds the
+        ChromaDB index, the LLM worker and the event store, each `ok`, `degraded` (with a `detail`) or
+        `disabled`; `status` is `degraded` when any component is."""
         self.catch_up()
-        return {"status": "ok", "items": self.split.num_items, "users": len(self.users),
-                "model": InterestModel.name, "reranker": self.reranker is not None,
+        components = {"index": self._index_health(), "llm": self._llm_health(),
+                      "events": health.probe("events", lambda: {"count": self.events.count()})}
+        return {"status": health.overall(components), "components": components, "items": self.split.num_items,
+                "users": len(self.users), "model": InterestModel.name, "reranker": self.reranker is not None,
                 "retrieval": "index" if self.index is not None else "exact",
-                "index": self.index.location if self.index is not None else None, "events": self.events.count()}
+                "index": self.index.location if self.index is not None else None}
 
     def save(self) -> Path:
         """Finish pending profile refreshes and return the state folder: events and profiles are already on disk
@@ -213,13 +230,16 @@ class Recommender:
         return self.bundle.state.folder
 
     def wait_for_refreshes(self) -> None:
-        """Block until the background profile refreshes scheduled so far are done."""
-        for future in list(self._refreshes):
+        """Block until the background profile refreshes and summaries queued so far are done (raising the error
+        of one that failed)."""
+        with self._lock:
+            pending = list(self._background)
+        for future in pending:
             future.result()
 
     def close(self) -> None:
-        """Stop the background worker, free the LLM and close the event log."""
-        self._refresher.shutdown(wait=True)
+        """Finish the queued LLM work, stop the LLM worker, free the LLM and close the event log."""
+        self.llm_worker.close()
         self.events.close()
         self.profiles.release_llm()
         if self._explainer is not None and self._explainer.backend is not None:
@@ -253,14 +273,41 @@ class Recommender:
 
     @property
     def explainer(self) -> Explainer:
-        """The explanation writer: the configured LLM (`online.explain_with_llm`), else attribution text."""
-        if self._explainer is None:
-            backend = make_backend(self.config.llm) if self.config.online.explain_with_llm else None
-            params = GenerationParams(max_tokens=60, temperature=0.0, seed=self.config.seed)  # greedy read best
-            self._explainer = Explainer(ClaimChecker.from_facts(self._facts), backend, params,
-                                        grammar=self.config.online.explain_grammar,
-                                        attempts=self.config.online.explain_attempts)
-        return self._explainer
+        """The explanation writer: the configured LLM (`online.explain_with_llm`; loaded by its first explanation,
+        on the LLM worker), else attribution text."""
+        with self._lock:
+            if self._explainer is None:
+                backend = LazyBackend(self.config.llm) if self.config.online.explain_with_llm else None
+                params = GenerationParams(max_tokens=60, temperature=0.0, seed=self.config.seed)  # greedy read best
+                self._explainer = Explainer(ClaimChecker.from_facts(self._facts), backend, params,
+                                            grammar=self.config.online.explain_grammar,
+                                            attempts=self.config.online.explain_attempts)
+            return self._explainer
+
+    def _explanation(self, item_id: str, attribution: Attribution, history: np.ndarray,
+                     timeout_s: float | None) -> tuple[Explanation, str | None]:
+        """(the explanation, why it is degraded or None): the LLM's via the worker, waiting at most `timeout_s`
+        (default `online.explain_timeout_s`), else the attribution text."""
+        explainer = self.explainer
+        if explainer.backend is None:
+            return explainer.explain(item_id, attribution, history), None
+        wait = self.config.online.explain_timeout_s if timeout_s is None else timeout_s
+        try:
+            return self.llm_worker.call(partial(explainer.explain, item_id, attribution, history), wait), None
+        except LLMUnavailableError as exc:
+            return explainer.fallback(item_id, attribution, history, exc.reason), exc.reason
+
+    def _index_health(self) -> dict[str, Any]:
+        if self.index is None:
+            return health.disabled("online.retrieval is exact")
+        return health.probe("index", lambda: {"items": self.index.count()})
+
+    def _llm_health(self) -> dict[str, Any]:
+        state = self.llm_worker.status()
+        writers = {self.config.profile.writer, profile_writer_of(self._profile_source, self.config.profile.writer)}
+        if state["status"] == health.OK and not self.config.online.explain_with_llm and "llm" not in writers:
+            return health.disabled("online.explain_with_llm is false and no profile writer uses the LLM")
+        return state
 
     def _ranked(self, user: int, items: np.ndarray, context: np.ndarray | None, blocked: np.ndarray,
                 k: int) -> list[Recommendation]:
@@ -305,8 +352,7 @@ class Recommender:
         """The fusion's weights for this user now: long-term (profile) vs short-term (recent items)."""
         if not len(history):
             return {"long_term": 0.0, "short_term": 1.0}
-        with self._lock:
-            _, long_weight = self.model.interest(np.array([user]), [history])
+        _, long_weight = self.model.interest(np.array([user]), [history])
         value = float(long_weight[0])
         return {"long_term": value, "short_term": 1.0 - value}
 
@@ -343,16 +389,28 @@ class Recommender:
         if service.config.profile.writer == "template":
             return service.summary(user_id, history)
         with self._lock:
-            if user not in self._summaries_queued:
-                self._summaries_queued.add(user)
-                self._refreshes.append(self._refresher.submit(self._write_summary, user, user_id, history))
+            queue = user not in self._summaries_queued
+            self._summaries_queued.add(user)
+        if queue and not self._in_background(partial(self._write_summary, user, user_id, history)):
+            with self._lock:
+                self._summaries_queued.discard(user)  # asked again at the next read
         return stored or service.with_writer("template").summary(user_id, history)
+
+    def _in_background(self, job: Callable[[], None]) -> bool:
+        """Queue a background job on the LLM worker; False when its queue is full (or it has stopped)."""
+        try:
+            future = self.llm_worker.submit(job, Priority.BACKGROUND)
+        except LLMUnavailableError as exc:
+            log.warning("background LLM job not queued: %s", exc)
+            return False
+        with self._lock:
+            self._background = [f for f in self._background if not f.done()] + [future]
+        return True
 
     def _write_summary(self, user: int, user_id: str, history: np.ndarray) -> None:
         """Write (and store) the user's interest summary with the LLM; a background job."""
         try:
-            with self._llm_lock:
-                self.profiles.summary(user_id, history)
+            self.profiles.summary(user_id, history)
         except Exception:  # a background job: log it, the user keeps the previous summary
             log.exception("summary failed for user %s", user_id)
             raise
@@ -360,11 +418,13 @@ class Recommender:
             with self._lock:
                 self._summaries_queued.discard(user)
 
-    def _schedule_refresh(self, user: int, user_id: str) -> None:
-        """Queue a rewrite of the user's profile (one worker, in order: a later one reads a newer history)."""
+    def _schedule_refresh(self, user: int, user_id: str) -> bool:
+        """Queue a rewrite of the user's profile (one worker, in order: a later one reads a newer history); False
+        when the worker has no room, and this process owes the user the refresh at their next interaction."""
+        queued = self._in_background(partial(self._refresh_profile, user, user_id))
         with self._lock:
-            self._refreshes = [f for f in self._refreshes if not f.done()]
-            self._refreshes.append(self._refresher.submit(self._refresh_profile, user, user_id))
+            (self._refreshes_owed.discard if queued else self._refreshes_owed.add)(user)
+        return queued
 
     def _refresh_profile(self, user: int, user_id: str) -> None:
         """Rewrite one user's long-term profile from their current history, swap its vector in, and rewrite the
@@ -375,8 +435,7 @@ class Recommender:
             service = self._profile_service()
             profile = None
             if service is not None and cutoff:
-                with self._llm_lock:
-                    (profile,) = service.writer.write([ProfileRequest(user_id, history[:cutoff], cutoff)])
+                (profile,) = service.writer.write([ProfileRequest(user_id, history[:cutoff], cutoff)])
                 service.store.put([profile])
             self._set_long_term(user, history[:cutoff], profile)
             self._write_summary(user, user_id, history)

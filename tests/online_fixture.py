@@ -1,9 +1,10 @@
 """A tiny trained run folder for the online-path tests: the cyclic dataset as generic files (plus one catalog item
 nobody interacted with), template profiles, an interest model and a reranker trained for a few epochs, ready for
-`Recommender.load`."""
+`Recommender.load`; and `hold`, which keeps an LLM worker busy."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +13,7 @@ import yaml
 
 from llmrec.config import load_config
 from llmrec.experiment import Experiment
+from llmrec.serving.llm_worker import LLMWorker
 from synthetic import cyclic_dataset
 
 NEW_ITEM = "i-new"
@@ -48,3 +50,17 @@ def generic_config(root: Path, **sections: dict) -> dict:
                      "generic": {"interactions": "events.csv", "items": "items.csv", "text_template": "{text}"}},
             "encoder": {"cache_dir": str(root / "cache")},
             "profile": {"writer": "template", "recent_items": 3}, **sections}
+
+
+def hold(worker: LLMWorker) -> threading.Event:
+    """Occupy the worker's thread with a background job (as a long profile rewrite would) until the returned gate
+    is set."""
+    gate, started = threading.Event(), threading.Event()
+
+    def long_job() -> None:
+        started.set()
+        gate.wait(30)
+
+    worker.submit(long_job)
+    assert started.wait(10), "the LLM worker did not start the job"
+    return gate

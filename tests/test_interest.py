@@ -111,6 +111,17 @@ def test_a_bounded_id_part_stays_within_its_share_of_the_text_part(cyclic):
     assert torch.allclose(delta[warm], 0.25 * text_part.norm(dim=1)[warm], rtol=1e-4)  # long ones are at the bound
     assert torch.allclose(full[~warm], text_part[~warm])  # cold items: their text alone
 
+
+@pytest.mark.parametrize("use_ids", [True, False])
+def test_inference_embeds_only_the_items_it_needs(cyclic, use_ids):
+    split, text, _ = cyclic
+    tower = ItemTower(torch.from_numpy(text), torch.from_numpy(split.train_popularity() > 0), hidden=16,
+                      use_ids=use_ids, id_dropout=0.5).eval()
+    items = torch.tensor([[0, 0, 3, 1, 7], [2, 5, 0, 9, len(text) - 1]])  # left padding, and padding inside
+    with torch.no_grad():
+        assert torch.allclose(tower.rows(items), tower.table()[items], atol=1e-6)
+
+
 def test_new_item_boost_adds_to_the_scores_of_items_without_an_id_embedding(cyclic):
     split, text, inputs = cyclic
     model = InterestModel(text, inputs, WINDOW, dataclasses.replace(FAST, epochs=1), seed=1).fit(split)

@@ -12,7 +12,7 @@ from llmrec.online.hybrid import TAGS, hybrid_list, quotas
 from llmrec.pipeline import Recommender
 from llmrec.rerank.candidates import exact_candidates
 from llmrec.rerank.reranker import Reranker
-from online_fixture import NEW_ITEM, tiny_run
+from online_fixture import NEW_ITEM, hold, tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +191,35 @@ def test_long_term_vectors_without_text_are_rebuilt_after_a_restart(tmp_path_fac
         assert np.allclose(again.model.features.profiles[row], before)
     finally:
         again.close()
+
+
+def test_a_refresh_the_llm_worker_has_no_room_for_is_tried_at_the_next_interaction(run_dir):
+    rec = Recommender.load(run_dir, ["online.llm_queue=1"])
+    try:
+        gate = hold(rec.llm_worker)
+        waiting = rec.llm_worker.submit(lambda: None)  # the one background place is taken
+        acks = [rec.add_interaction("patient", item) for item in ["i1", "i2", "i3"]]
+        assert acks[-1]["profile_refresh"] is False  # due after 3 events, but refused at once
+        gate.set()
+        waiting.result(10)
+        ack = rec.add_interaction("patient", "i4")
+        assert ack["profile_refresh"] is True
+        rec.wait_for_refreshes()
+        assert rec.profile("patient")["profile"]["provenance"]["cutoff"] == 4
+    finally:
+        rec.close()
+
+
+def test_llm_explanations_are_written_on_the_llm_worker(run_dir):
+    rec = Recommender.load(run_dir, ["online.explain_with_llm=true", "llm.threads=1"])
+    try:
+        assert not rec.explainer.backend.loaded  # building the facade loads no LLM
+        top = rec.recommend("u4", k=1)[0]
+        explanation = rec.explain("u4", top.item_id, timeout_s=300)
+        # the LLM answered in time (its sentence may still have failed a check and been replaced)
+        assert explanation["degraded"] is None and explanation["text"]
+        assert explanation["fallback_reason"] not in {"llm-busy", "llm-timeout", "llm-stopped"}
+        assert rec.explainer.backend.loaded and rec.explainer.stats.explanations == 1
+    finally:
+        rec.close()
+    assert not rec.explainer.backend.loaded

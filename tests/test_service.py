@@ -1,5 +1,6 @@
-"""The HTTP API over a real trained run (tests/online_fixture.py): validation, limits, error mapping, events,
-health and docs; and one round trip through a real uvicorn server on 127.0.0.1."""
+"""The HTTP API over a real trained run (tests/online_fixture.py): validation, limits, error mapping, request ids,
+events, health and docs; round trips through a real uvicorn server on 127.0.0.1, one of them while the LLM worker
+is busy."""
 
 from __future__ import annotations
 
@@ -7,17 +8,19 @@ import logging
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from llmrec.pipeline import Recommender
 from llmrec.service import create_app
-from online_fixture import tiny_run
+from online_fixture import hold, tiny_run
 
 MIB = 1 << 20
 
@@ -171,7 +174,12 @@ def test_invalid_events_get_422(client: TestClient, body: dict[str, Any], messag
 def test_healthz_and_docs(client: TestClient) -> None:
     health = client.get("/healthz")
     assert health.status_code == 200
-    assert health.json()["status"] == "ok" and health.json()["items"] > 0 and health.json()["users"] > 0
+    body = health.json()
+    assert body["status"] == "ok" and body["items"] > 0 and body["users"] > 0
+    components = body["components"]
+    assert components["index"] == {"status": "ok", "detail": None, "items": body["items"]}
+    assert components["events"]["status"] == "ok" and components["events"]["count"] >= 0
+    assert components["llm"]["status"] == "disabled"  # tiny_run: template profiles, attribution explanations
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     spec = client.get("/openapi.json").json()
@@ -188,18 +196,41 @@ def test_an_internal_error_sends_no_traceback(client: TestClient, recommender: R
     monkeypatch.setattr(recommender, "explain", failing)  # one method of the real recommender breaks
     with caplog.at_level(logging.ERROR):
         response = client.get("/explain", params={"user_id": "u1", "item_id": "i1"})
-    assert response.status_code == 500 and response.json() == {"error": "internal error"}
+    request_id = response.headers["X-Request-ID"]
+    assert response.status_code == 500 and response.json() == {"error": "internal error", "request_id": request_id}
     assert "secret" not in response.text and "Traceback" not in response.text
     logged = [r for r in caplog.records if r.exc_info]
-    assert logged and "secret detail" in str(logged[-1].exc_info[1])
+    assert logged and "secret detail" in str(logged[-1].exc_info[1]) and request_id in logged[-1].getMessage()
 
 
-def test_a_real_server_on_localhost(recommender: Recommender) -> None:
+def test_a_value_error_inside_the_recommender_is_a_500_not_bad_input(client: TestClient, recommender: Recommender,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("operands could not be broadcast together with shapes (1,64) (1,65)")
+
+    monkeypatch.setattr(recommender.model, "interest", broken)  # a bug deep in the model, not the request
+    response = client.post("/recommend", json={"user_id": "u1", "k": 3})
+    assert response.status_code == 500 and "broadcast" not in response.text
+    assert response.json()["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_every_response_carries_a_request_id(client: TestClient) -> None:
+    first, second = client.get("/healthz"), client.post("/recommend", json={"user_id": "u1", "k": 0})
+    assert first.headers["X-Request-ID"] != second.headers["X-Request-ID"]
+    assert len(first.headers["X-Request-ID"]) == 32 and second.status_code == 422
+    given = client.get("/healthz", headers={"X-Request-ID": "edge-proxy.42"})
+    assert given.headers["X-Request-ID"] == "edge-proxy.42"  # a proxy's id is kept, so logs line up
+    odd = client.get("/healthz", headers={"X-Request-ID": "no spaces or\tcontrol"})
+    assert odd.headers["X-Request-ID"] != "no spaces or\tcontrol" and len(odd.headers["X-Request-ID"]) == 32
+
+
+@contextmanager
+def live_server(app: FastAPI) -> Iterator[httpx.Client]:
+    """`app` on a real uvicorn server on a free port of 127.0.0.1; yields a client for it."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(recommender), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -208,12 +239,65 @@ def test_a_real_server_on_localhost(recommender: Recommender) -> None:
             time.sleep(0.05)
         assert server.started, "uvicorn did not start within 30 s"
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            assert http.get("/healthz").json()["status"] == "ok"
-            items = http.post("/recommend", json={"user_id": "u2", "k": 3}).json()["items"]
-            assert len(items) == 3
-            assert_clear_error(http.post("/recommend", json={"user_id": "u2", "k": 0}), 422)
-            assert_clear_error(http.post("/recommend", content=b"x" * (2 * MIB),
-                                         headers={"content-type": "application/json"}), 413)
+            yield http
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def test_a_real_server_on_localhost(recommender: Recommender) -> None:
+    with live_server(create_app(recommender)) as http:
+        assert http.get("/healthz").json()["status"] == "ok"
+        items = http.post("/recommend", json={"user_id": "u2", "k": 3}).json()["items"]
+        assert len(items) == 3
+        assert_clear_error(http.post("/recommend", json={"user_id": "u2", "k": 0}), 422)
+        assert_clear_error(http.post("/recommend", content=b"x" * (2 * MIB),
+                                     headers={"content-type": "application/json"}), 413)
+
+
+def eventually(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    """Whether `condition()` becomes true within `timeout_s` (polled)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.fixture()
+def llm_recommender(run_dir: Path) -> Iterator[Recommender]:
+    """The run with LLM explanations (the embedded GGUF model, loaded only if a job ever reaches it), one waiting
+    explanation at most, and short waits."""
+    rec = Recommender.load(run_dir, ["online.explain_with_llm=true", "online.llm_queue=1",
+                                     "online.explain_timeout_s=5", "llm.threads=1"])
+    yield rec
+    rec.close()
+
+
+def test_recommend_answers_and_explain_degrades_while_the_llm_is_busy(llm_recommender: Recommender,
+                                                                      known: dict[str, str]) -> None:
+    gate = hold(llm_recommender.llm_worker)
+    try:
+        with live_server(create_app(llm_recommender)) as http:
+            waited: dict[str, Any] = {}
+            explaining = threading.Thread(target=lambda: waited.update(http.get("/explain", params=known).json()))
+            explaining.start()
+            # the explanation now waits in the LLM worker's queue, which is full
+            assert eventually(lambda: llm_recommender.llm_worker.status()["waiting"]["interactive"] == 1)
+            recommended = http.post("/recommend", json={"user_id": known["user_id"], "k": 3})
+            assert recommended.status_code == 200 and len(recommended.json()["items"]) == 3
+            assert explaining.is_alive()  # answered while the explanation still waits: not queued behind it
+            busy = http.get("/explain", params=known)  # refused by the full queue at once, not after a wait
+            assert busy.status_code == 200 and busy.json()["degraded"] == "llm-busy"
+            assert busy.json()["source"] == "attribution" and explaining.is_alive()
+            assert busy.json()["fallback_reason"] == "llm-busy" and busy.json()["text"]
+            health = http.get("/healthz")
+            assert health.status_code == 200 and health.json()["status"] == "degraded"
+            assert health.json()["components"]["llm"]["status"] == "degraded"
+            explaining.join(30)
+            assert waited["source"] == "attribution" and waited["degraded"] == "llm-timeout"
+            assert not llm_recommender.explainer.backend.loaded  # the abandoned job never reached the LLM
+    finally:
+        gate.set()
+    assert llm_recommender.health()["components"]["llm"]["status"] == "ok"

@@ -3,6 +3,7 @@ as the fallback."""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, Sequence
@@ -46,7 +47,9 @@ class Explanation:
     `unsupported-category` / `unsupported-item-id` / `unsupported-number` (a category, item id or percentage that
     the history, the item and the given weights do not back; `llmrec.claims`), `rejected` (empty or degenerate
     output) or `instructed` (it repeated or followed an instruction hidden in item text,
-    `safety.repeats_instruction`); None when no fallback happened."""
+    `safety.repeats_instruction`); or, from a serving process (`fallback`), `llm-busy` / `llm-timeout` /
+    `llm-stopped` when the LLM could not be asked in time (`llmrec.serving.llm_worker`); None when no fallback
+    happened."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,6 +117,7 @@ class Explainer:
         self.grammar = grammar and bool(getattr(backend, "supports_grammar", False))
         self.attempts = attempts
         self.stats = ExplainerStats()
+        self._stats_lock = threading.Lock()  # a serving process explains from its LLM worker and its requests
 
     def explain(self, item_id: str, attribution: Attribution, history: np.ndarray) -> Explanation:
         """The explanation of one recommendation; `history` is the user's item indices the check allows."""
@@ -166,22 +170,38 @@ class Explainer:
         claims = self.claims.check(llm_text, _allowed(attribution, history), _weights(attribution))
         return UNFAITHFUL if claims.unsupported["title"] else claims.reason
 
+    def fallback(self, item_id: str, attribution: Attribution, history: np.ndarray, reason: str) -> Explanation:
+        """The attribution-text explanation without asking the LLM, counted as a fallback for `reason` (e.g.
+        `llm-busy` when a serving process's LLM had no room for it)."""
+        self._count(reason, llm=False)
+        return self._attribution_explanation(item_id, attribution, history, reason)
+
     def _explanation(self, item_id: str, attribution: Attribution, history: np.ndarray, llm_text: str | None,
                      reason: str | None) -> Explanation:
-        allowed = _allowed(attribution, history)
-        self.stats.explanations += 1
-        if llm_text is not None and reason is None:
-            self.stats.llm += 1
-            claims = self.claims.check(llm_text, allowed, _weights(attribution))
+        used_llm = llm_text is not None and reason is None
+        self._count(reason, used_llm)
+        if used_llm:
+            claims = self.claims.check(llm_text, _allowed(attribution, history), _weights(attribution))
             return _explanation(item_id, llm_text, "llm", attribution, claims)
-        if reason is not None:
-            self.stats.fallbacks[reason] += 1
+        return self._attribution_explanation(item_id, attribution, history, reason)
+
+    def _attribution_explanation(self, item_id: str, attribution: Attribution, history: np.ndarray,
+                                 reason: str | None) -> Explanation:
+        """The attribution's own text, without a profile sentence that names a title outside the history."""
+        allowed = {int(i) for i in history} | {attribution.item}
         text = attribution_text(attribution)
         claims = self.claims.check(text, allowed)
         if claims.unsupported["title"]:  # a profile sentence naming a title the user never chose
             text = attribution_text(replace(attribution, profile_sentences=[]))
             claims = self.claims.check(text, allowed)
         return _explanation(item_id, text, "attribution", attribution, claims, reason)
+
+    def _count(self, reason: str | None, llm: bool) -> None:
+        with self._stats_lock:
+            self.stats.explanations += 1
+            self.stats.llm += llm
+            if reason is not None:
+                self.stats.fallbacks[reason] += 1
 
     def _prompt_texts(self, attribution: Attribution) -> list[str]:
         """The texts `explanation_values` quotes into the prompt, before neutralising."""

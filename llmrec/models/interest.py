@@ -113,7 +113,8 @@ class InterestModel(Model):
                context: np.ndarray | None) -> tuple[torch.Tensor, ...]:
         if not self._fitted:
             raise ModelNotTrainedError("llmrec: call fit() or load a trained model first")
-        self.net.eval()
+        if self.net.training:  # eval() walks every module: a fifth of a millisecond per request
+            self.net.eval()
         profiles, has_profile, stored_context = self.features.rows(users)
         context_ids = stored_context if context is None else torch.as_tensor(context, dtype=torch.long)
         times = self.features.time_rows(users, histories, self.max_len) if self.config.time_features else None

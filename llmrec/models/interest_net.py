@@ -63,15 +63,27 @@ class ItemTower(nn.Module):
         caller already has it."""
         vectors = self.text_table() if text_table is None else text_table
         if self.id_embedding is not None:
-            ids = self.id_embedding.weight * self.seen
-            if self.id_delta_bound is not None:
-                limit = self.id_delta_bound * vectors.norm(dim=1, keepdim=True)
-                ids = ids * (limit / ids.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
+            ids = self._bounded(self.id_embedding.weight * self.seen, vectors)
             if self.training and self.id_dropout > 0:
                 keep = torch.rand(ids.shape[0], 1, device=ids.device) >= self.id_dropout
                 ids = ids * keep
             vectors = vectors + ids  # the padding row is never `seen`, so it stays zero
         return vectors
+
+    def rows(self, items: torch.Tensor) -> torch.Tensor:
+        """[*items.shape, hidden]: `table()[items]` computed for these items only (a request's history, not the
+        whole catalog); for inference, where no ID dropout applies."""
+        vectors = self.text_proj(self.text_vectors[items]) * (items > 0).unsqueeze(-1)
+        if self.id_embedding is not None:
+            vectors = vectors + self._bounded(self.id_embedding(items) * self.seen[items], vectors)
+        return vectors
+
+    def _bounded(self, ids: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """ID parts scaled, where longer, to `id_delta_bound` times the norm of their items' text parts."""
+        if self.id_delta_bound is None:
+            return ids
+        limit = self.id_delta_bound * text.norm(dim=-1, keepdim=True)
+        return ids * (limit / ids.norm(dim=-1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
 
 
 class ShortTermEncoder(nn.Module):
@@ -181,7 +193,7 @@ class InterestNet(nn.Module):
         """recent [B, L] (left-padded item indices), profile [B, P], has_profile [B] (or [B, L] per position),
         context [B, F] category ids (0 = unknown), times [B, L, 3] (gap, hour, weekday) ids of the recent items
         (`llmrec.models.time_features`; None = unknown); `table` = `items.table()` when the caller already has
-        it."""
+        it (training does; inference embeds only the recent items)."""
         return self.fusion(*self._inputs(recent, profile, has_profile, context, times, table))
 
     def components(self, recent: torch.Tensor, profile: torch.Tensor, has_profile: torch.Tensor,
@@ -194,12 +206,14 @@ class InterestNet(nn.Module):
                 times: torch.Tensor | None, table: torch.Tensor | None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(short-term [B, L, d], long-term [B, d], context [B, L, d], whether long-term may be used [B, L])."""
-        table = self.items.table() if table is None else table
+        if table is None and self.training:
+            table = self.items.table()  # ID dropout is drawn over the whole table
         padding = recent == 0
         if self.config.use_recent:
-            short = self.short_term(table[recent], padding, None if times is None else times[..., 0])
+            recent_vectors = self.items.rows(recent) if table is None else table[recent]
+            short = self.short_term(recent_vectors, padding, None if times is None else times[..., 0])
         else:
-            short = torch.zeros(*recent.shape, table.shape[1], device=recent.device)
+            short = torch.zeros(*recent.shape, self.config.hidden_size, device=recent.device)
         has_long = (has_profile if has_profile.dim() == 2 else has_profile.unsqueeze(1)).expand(recent.shape)
         has_long = has_long & self.config.use_profile
         long = self.long_term(profile)

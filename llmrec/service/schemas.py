@@ -81,12 +81,24 @@ class EventAck(BaseModel):
     history_length: int = Field(description="How many interactions the user has now.")
 
 
-class Health(BaseModel):
-    """What the service is serving."""
+class ComponentHealth(BaseModel):
+    """One part of the service: `ok`, `degraded` (with `detail`) or `disabled` (not configured)."""
 
     model_config = ConfigDict(extra="allow")
 
-    status: str
+    status: Literal["ok", "degraded", "disabled"]
+    detail: str | None = Field(None, description="What is wrong, or why the part is disabled.")
+
+
+class Health(BaseModel):
+    """What the service is serving, and whether its parts work."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["ok", "degraded"] = Field(description="`degraded` when any component is (still HTTP 200).")
+    components: dict[str, ComponentHealth] = Field(
+        description="`index` (ChromaDB), `llm` (the LLM worker: degraded when its queue is full or it stopped) "
+                    "and `events` (the event store).")
     items: int = Field(description="Items in the catalog.")
     users: int = Field(description="Known users.")
     model: Any = Field(None, description="The recommendation model.")
@@ -97,3 +109,5 @@ class ErrorBody(BaseModel):
     """Every error response: one plain message, never a traceback."""
 
     error: str
+    request_id: str | None = Field(None, description="Only on 500: the id the server logged the error under "
+                                                     "(also the `X-Request-ID` header of every response).")
