@@ -69,7 +69,8 @@ class FullRankingEvaluator:
         n_relevant = np.array([len(t) for t in cases.targets])
         return CaseRanks(ranks, n_relevant, top_items)
 
-    def evaluate(self, model: Scorer | StagedScorer, cases: EvalCases | None = None, desc: str = "evaluate") -> dict[str, float]:
+    def evaluate(self, model: Scorer | StagedScorer, cases: EvalCases | None = None,
+                 desc: str = "evaluate") -> dict[str, float]:
         """Metrics over `cases` (the test cases by default), with group breakdowns."""
         cases = self.split.test if cases is None else cases
         result = self.rank(model, cases, desc)

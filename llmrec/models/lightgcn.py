@@ -95,7 +95,8 @@ class LightGCN(Model):
             torch.set_num_threads(self.config.threads)
         seed_everything(self.seed)
         train = interaction_matrix(split.train, split.num_items + 1)
-        self.net = LightGCNNet(split.num_users, split.num_items + 1, normalised_graph(train), self.config).to(self.device)
+        graph = normalised_graph(train)
+        self.net = LightGCNNet(split.num_users, split.num_items + 1, graph, self.config).to(self.device)
         self.vectors = None
         pairs = train.tocoo()
         examples = torch.as_tensor(np.vstack([pairs.row, pairs.col]).T, dtype=torch.long)
