@@ -13,13 +13,16 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Literal, Optional
 
 import typer
 
 from llmrec.config import MAX_K, load_config
 from llmrec.errors import LlmrecError
 from llmrec.train.distributed import init_from_environment, is_main_process
+
+if TYPE_CHECKING:
+    from llmrec.experiment import Experiment
 
 app = typer.Typer(
     help="LLM-augmented recommendation with text interest profiles. Each command works on one run folder "
@@ -174,14 +177,29 @@ def tune(config: ConfigOption = None, set_: SetOption = None,
 
 
 @app.command()
-def recommend(user: Annotated[str, typer.Option(help="User id as in the dataset.")],
+def recommend(user: Annotated[str, typer.Option(help="User id (their history includes events logged since).")],
               config: ConfigOption = None, set_: SetOption = None,
+              run_dir: Annotated[Optional[str], typer.Option(
+                  help="Trained run folder; default: the config's run_dir.")] = None,
               k: Annotated[int, typer.Option(min=1, max=MAX_K, help="How many items.")] = 10,
-              model: Annotated[str, typer.Option("--model", "-m", help="Model to use.")] = "sasrec") -> None:
-    """Recommend k unseen items to a user."""
-    experiment = _experiment(config, set_)
-    for rank, item in enumerate(experiment.recommend(user, k, model), 1):
-        typer.echo(f"{rank:>3}. [{item['item_id']}] {item['text']}  ({item['score']:.3f})")
+              exclude: Annotated[Optional[list[str]], typer.Option(
+                  help="An item id never to return (repeatable); the user's history is always left out.")] = None,
+              mode: Annotated[Literal["default", "hybrid"], typer.Option(
+                  help="`hybrid` fills the list from the short-term, long-term and context interests and tags "
+                       "each item.")] = "default") -> None:
+    """Recommend k unseen items to a user with the served model (`Recommender.recommend`, as over HTTP: the
+    interest model's retrieval, then the reranker where one is trained). Never trains: train first with
+    `llmrec run` or `llmrec train -m llmrec`."""
+    from llmrec.pipeline import Recommender
+
+    recommender = Recommender.load(run_dir or load_config(config, set_).run_dir, set_)
+    try:
+        items = recommender.recommend(user, k, exclude=exclude or (), mode=mode)
+    finally:
+        recommender.close()
+    for position, item in enumerate(items, 1):
+        tag = f" <{item.tag}>" if item.tag else ""
+        typer.echo(f"{position:>3}. [{item.item_id}] {item.text}  ({item.score:.3f}){tag}")
 
 
 @app.command()
@@ -269,11 +287,25 @@ def run(config: ConfigOption = None, set_: SetOption = None,
         typer.echo(f"\nserving bundle: {bundle}")
         _show_online(bundle, user)
     else:
-        best = experiment.config.models[-1]
-        typer.echo(f"\ntop 5 for user {user} by {best}:")
-        for rank, item in enumerate(experiment.recommend(user, 5, best), 1):
-            typer.echo(f"{rank:>3}. {item['text']}")
+        _show_top(experiment, experiment.config.models[-1], user)
     typer.echo(f"\noutputs in {experiment.run_dir}")
+
+
+def _show_top(experiment: Experiment, model: str, user_id: str, k: int = 5) -> None:
+    """A trained model's top k for a known user: the exact ranking over the catalog (`llmrec.ranking.rank`),
+    the user's history left out."""
+    import numpy as np
+
+    from llmrec.data.split import PADDING
+    from llmrec.ranking import rank
+
+    split = experiment.split
+    user = split.user_index(user_id)
+    top = rank(experiment.model(model), np.array([user]), [split.sequences[user]], k)
+    texts = experiment.dataset.catalog.items.set_index("item_id")["text"]
+    typer.echo(f"\ntop {k} for user {user_id} by {model}:")
+    for position, item in enumerate((i for i in top.items[0].tolist() if i != PADDING), 1):
+        typer.echo(f"{position:>3}. {texts[split.item_id(item)]}")
 
 
 def _show_online(bundle: Path, user: str) -> None:

@@ -159,6 +159,10 @@ class TrainingConfig(Validated):
     """Validate every this many epochs (and after the last)."""
     threads: PositiveInt | None = None
     """torch CPU threads; None = torch default."""
+    device: Device = "auto"
+    """Where the model trains and scores: `auto` (CUDA when torch sees a GPU), `cpu`, `cuda`, `cuda:1`, ...;
+    a model trained on one device is served on another by changing this (rankings agree within float
+    tolerance)."""
 
 
 def _check_heads(config: SASRecConfig | InterestConfig) -> None:
@@ -297,8 +301,6 @@ class RerankConfig(TrainingConfig):
     """Width of the reranker's layers."""
     holdout_fraction: OpenFraction = 0.1
     """Share (0 < f < 1) of the training cases (users) kept aside for early stopping."""
-    device: Device = "auto"
-    """`auto` (CUDA when present), `cpu`, `cuda`, `cuda:1`, ...; the ranking is the same on every device."""
     epochs: PositiveInt = 40
     patience: PositiveInt = 3
     batch_size: PositiveInt = 64

@@ -16,12 +16,10 @@ import re
 import time
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
 
-from llmrec.config import RunConfig, check_k, save_config
+from llmrec.config import RunConfig, save_config
 from llmrec.data.registry import load_dataset
 from llmrec.data.schema import Dataset
 from llmrec.data.split import Split, hold_out_items, make_split
@@ -33,15 +31,11 @@ from llmrec.index.chroma_index import ItemIndex
 from llmrec.models.base import Model
 from llmrec.models.interest import InterestModel
 from llmrec.models.interest_inputs import build_user_features
-from llmrec.models.item_knn import ItemKNN
 from llmrec.models.lightgcn import LightGCN
 from llmrec.models.long_term import GRAPH_SOURCES
-from llmrec.models.popularity import Popularity
 from llmrec.models.registry import load_model, model_class
-from llmrec.models.sasrec import SASRec
 from llmrec.models.text_knn import TextKNN
 from llmrec.models.user_features import UserFeatures
-from llmrec.models.user_knn import UserKNN
 from llmrec.profiles.service import ProfileService
 from llmrec.rerank.reranker import Reranker, RerankScorer
 from llmrec.train.distributed import is_main_process, main_process_first
@@ -106,21 +100,22 @@ class Experiment:
         return self.index
 
     def model(self, name: str) -> Model:
-        """A fitted model: in memory, else loaded from the run folder, else trained now."""
+        """A fitted model: in memory, else loaded from the run folder (with this run's settings that need no
+        retraining, such as the device), else trained now."""
         if name not in self._models:
             folder = self.model_dir(name)
-            model = load_model(folder) if (folder / "model.json").is_file() else self.train(name)
-            if isinstance(model, InterestModel):  # a ranking policy: the run's setting applies without retraining
-                model.set_new_item_boost(self.config.interest.new_item_boost)
-            self._models[name] = model
+            if (folder / "model.json").is_file():
+                self._models[name] = load_model(folder).use_settings(self.config)
+            else:
+                self._models[name] = self.train(name)
         return self._models[name]
 
     def train(self, name: str) -> Model:
         """Fit `name` on the training split (resuming from its checkpoint), save it and its training report."""
-        model_class(name)  # fails early on an unknown name
+        cls = model_class(name)  # fails early on an unknown name
         started = time.perf_counter()
         with main_process_first():  # its inputs (embeddings, profiles) are written to shared stores
-            model = self._new_model(name)
+            model = cls.from_config(self.config, self)
         model = model.fit(self.split)
         self._models[name] = model
         if not is_main_process():
@@ -134,17 +129,20 @@ class Experiment:
         return model
 
     def reranker(self, device: str | None = None) -> Reranker:
-        """The reranker over the `llmrec` model's candidates: loaded from the run folder, else trained now."""
+        """The reranker over the `llmrec` model's candidates, on `device` (default `rerank.device`): loaded from
+        the run folder, else trained now."""
         folder = self.model_dir(Reranker.name)
         model = self.model(InterestModel.name)
         if not isinstance(model, InterestModel):
             raise ConfigError(f"{self.model_dir(InterestModel.name)} holds no interest model")
         text_vectors, popularity = self.item_vectors, self.split.train_popularity()
+        device = device or self.config.rerank.device
         if (folder / "model.json").is_file():
             return Reranker.load(folder, model, text_vectors, popularity, device)
-        config = self.config.rerank if device is None else dataclasses.replace(self.config.rerank, device=device)
+        config = dataclasses.replace(self.config.rerank, device=device)
         started = time.perf_counter()
-        reranker = Reranker(model, text_vectors, popularity, config, self.config.seed, folder / "checkpoints")
+        reranker = Reranker(model, text_vectors, popularity, config, self.config.seed,
+                            self.checkpoint_dir(Reranker.name))
         reranker.fit(self.split)
         if is_main_process():
             reranker.save(folder)
@@ -195,28 +193,16 @@ class Experiment:
         ids = [str(i) for i in self.split.item_ids]
         return ann_recall(self.index, queries, ids, self.item_vectors[1:], self.config.eval.ann_recall_n)
 
-    def recommend(self, user_id: str, k: int = 10, model_name: str = "sasrec") -> list[dict[str, Any]]:
-        """Top-k unseen items for a known user, from everything the user has interacted with."""
-        check_k(k)
-        user = self.split.user_index(user_id)
-        history = self.split.sequences[user]
-        scores = self.model(model_name).score(np.array([user]), [history])[0].clone()
-        scores[0] = -torch.inf
-        scores[torch.as_tensor(history, dtype=torch.long)] = -torch.inf
-        top = scores.topk(min(k, self.split.num_items - len(set(history.tolist())))).indices.tolist()
-        texts = self.dataset.catalog.items["text"].to_numpy()
-        return [{"item_id": self.split.item_id(i), "score": float(scores[i]), "text": texts[i - 1]} for i in top]
-
     def long_term_graph(self) -> LightGCN:
         """LightGCN over the long-term interactions only (each user's training history before the profile
         cut-off), the long-term input of the `graph` profile sources: loaded from run_dir/models/
         lightgcn-longterm, else trained now (settings from `lightgcn`)."""
         folder = self.model_dir(LONG_TERM_GRAPH)
         if (folder / "model.json").is_file():
-            return LightGCN.load(folder)
+            return LightGCN.load(folder).use_settings(self.config)
         window = self.config.profile.recent_items
         long_terms = [items[:max(0, len(items) - window)] for items in self.split.train]
-        graph = LightGCN(self.config.lightgcn, self.config.seed, folder / "checkpoints")
+        graph = LightGCN(self.config.lightgcn, self.config.seed, self.checkpoint_dir(LONG_TERM_GRAPH))
         graph.fit(dataclasses.replace(self.split, train=long_terms))
         if is_main_process():
             graph.save(folder)
@@ -232,20 +218,9 @@ class Experiment:
     def model_dir(self, name: str) -> Path:
         return self.run_dir / "models" / name
 
-    def _new_model(self, name: str) -> Model:
-        if name == Popularity.name:
-            return Popularity()
-        if name == TextKNN.name:
-            return TextKNN(self.item_vectors)
-        if name in (ItemKNN.name, UserKNN.name):
-            return model_class(name)(self.config.knn)
-        checkpoints = self.model_dir(name) / "checkpoints"
-        if name == LightGCN.name:
-            return LightGCN(self.config.lightgcn, self.config.seed, checkpoints)
-        if name == InterestModel.name:
-            return InterestModel(self.item_vectors, self.user_features(), self.config.profile.recent_items,
-                                 self.config.interest, self.config.seed, checkpoints)
-        return SASRec(self.split.num_items, self.config.sasrec, self.config.seed, checkpoint_dir=checkpoints)
+    def checkpoint_dir(self, name: str) -> Path:
+        """Where model `name` keeps its training checkpoints (its folder's checkpoints/)."""
+        return self.model_dir(name) / "checkpoints"
 
 
 def collection_name(dataset: str, model_id: str) -> str:

@@ -40,6 +40,7 @@ import torch
 
 from llmrec.claims import ClaimChecker
 from llmrec.config import check_k
+from llmrec.data.split import PADDING
 from llmrec.encoders.item_encoder import ItemEncoder
 from llmrec.errors import DataError, UnknownIdError
 from llmrec.explain import Explainer, Explanation, attribute
@@ -56,7 +57,8 @@ from llmrec.online.users import UserBook
 from llmrec.profiles.hygiene import split_sentences
 from llmrec.profiles.service import ProfileService
 from llmrec.profiles.writer import Profile, ProfileRequest
-from llmrec.rerank.candidates import Candidates, exact_candidates, index_candidates, item_table
+from llmrec.ranking import Exclusion, RankedItems, top_items
+from llmrec.rerank.candidates import index_candidates, item_table
 from llmrec.serving import health
 from llmrec.serving.bundle import Bundle, served_bundle
 from llmrec.serving.llm_worker import LLMUnavailableError, LLMWorker, Priority
@@ -154,13 +156,13 @@ class Recommender:
             items = self.users.history(user)
         else:
             user, items = -1, np.array([self.split.item_index(i) for i in history or []], dtype=np.int64)
-        blocked = np.unique(np.concatenate([items, [self.split.item_index(i) for i in exclude]]).astype(np.int64))
+        exclusion = Exclusion([items], [np.array([self.split.item_index(i) for i in exclude], dtype=np.int64)])
         context_ids = self.model.features.context_ids(user, context)[None] if context else None
         if not len(items):
-            return self._popular_items(blocked, k)
+            return self._popular_items(exclusion, k)
         if mode == "hybrid":
-            return self._hybrid(user, items, context_ids, blocked, k)
-        return self._ranked(user, items, context_ids, blocked, k)
+            return self._hybrid(user, items, context_ids, exclusion, k)
+        return self._ranked(user, items, context_ids, exclusion, k)
 
     def profile(self, user_id: str) -> dict[str, Any]:
         """What the user likes: the interest summary of their whole known history (text, top categories,
@@ -309,41 +311,41 @@ class Recommender:
             return health.disabled("online.explain_with_llm is false and no profile writer uses the LLM")
         return state
 
-    def _ranked(self, user: int, items: np.ndarray, context: np.ndarray | None, blocked: np.ndarray,
+    def _ranked(self, user: int, items: np.ndarray, context: np.ndarray | None, exclusion: Exclusion,
                 k: int) -> list[Recommendation]:
+        """Retrieval's top N (N = `rerank.candidates`, at least k) reranked, or retrieval's top k alone."""
         users = np.array([user])
-        n = max(k, self.config.rerank.candidates) if self.reranker else k
         if self.reranker is not None:
             queries = self.reranker.describe(users, [items], context)
-            candidates = self._candidates(queries.interest, blocked, n)
-            scores = self.reranker.rerank(queries, candidates)[0]
+            candidates = self._candidates(queries.interest, exclusion, max(k, self.config.rerank.candidates))
+            candidates = RankedItems(candidates.items, self.reranker.rerank(queries, candidates))
         else:
             interest, _ = self.model.interest(users, [items], context)
-            candidates = self._candidates(interest, blocked, n)
-            scores = candidates.scores[0]
-        order = scores.argsort(descending=True)[:k]
-        return [self._recommendation(int(candidates.items[0, i]), float(scores[i]))
-                for i in order.tolist() if candidates.items[0, i] > 0]
+            candidates = self._candidates(interest, exclusion, k)
+        top = candidates.scores[0].topk(min(k, candidates.scores.shape[1]))
+        chosen = candidates.items[0, top.indices]
+        return [self._recommendation(int(item), float(score))
+                for item, score in zip(chosen.tolist(), top.values.tolist()) if item != PADDING]
 
-    def _candidates(self, interest: torch.Tensor, blocked: np.ndarray, n: int) -> Candidates:
+    def _candidates(self, interest: torch.Tensor, exclusion: Exclusion, n: int) -> RankedItems:
+        """The `n` best items for the interest vectors that `exclusion` allows: exact, or from the ChromaDB index."""
         queries = self.model.retrieval_queries(interest)
         if self.index is None:
-            return exact_candidates(queries, self.retrieval_table, [blocked], n)
-        return index_candidates(self.index, queries, [blocked], n, self.split)
+            return top_items(queries @ self.retrieval_table.T, exclusion, n)
+        return index_candidates(self.index, queries, exclusion, n, self.split)
 
-    def _hybrid(self, user: int, items: np.ndarray, context: np.ndarray | None, blocked: np.ndarray,
+    def _hybrid(self, user: int, items: np.ndarray, context: np.ndarray | None, exclusion: Exclusion,
                 k: int) -> list[Recommendation]:
         components = self.model.components(np.array([user]), [items], context)[0]
-        excluded = torch.zeros(len(self.table), dtype=torch.bool)
-        excluded[torch.as_tensor(blocked)] = True
+        excluded = exclusion.mask(len(self.table))[0]
         return [self._recommendation(t.item, t.score, t.tag)
                 for t in hybrid_list(components, self.table, excluded, self.config.online.hybrid_mix, k)]
 
-    def _popular_items(self, blocked: np.ndarray, k: int) -> list[Recommendation]:
+    def _popular_items(self, exclusion: Exclusion, k: int) -> list[Recommendation]:
         """The cold-start answer for an empty history: the most popular items in training."""
-        seen = set(blocked.tolist())
-        ranked = [i for i in self._popular if i > 0 and i not in seen][:k]
-        return [self._recommendation(int(i), float(self._popularity[i]), "popular") for i in ranked]
+        top = top_items(torch.as_tensor(self._popularity, dtype=torch.float32)[None], exclusion, k)
+        return [self._recommendation(item, score, "popular")
+                for item, score in zip(top.items[0].tolist(), top.scores[0].tolist()) if item != PADDING]
 
     def _recommendation(self, item: int, score: float, tag: str | None = None) -> Recommendation:
         return Recommendation(self.split.item_id(item), score, self._texts[item], tag)

@@ -24,6 +24,7 @@ from llmrec.experiment import Experiment
 from llmrec.models.interest import InterestModel
 from llmrec.models.registry import load_model
 from llmrec.pipeline import Recommender
+from llmrec.ranking import rank
 from llmrec.rerank.reranker import RerankScorer
 from llmrec.serving.bundle import MANIFEST, Bundle, BundleError, export_bundle
 from online_fixture import tiny_run
@@ -96,12 +97,8 @@ def test_the_bundle_ranks_like_the_runs_own_models(run_dir: Path, exported: Path
     users = np.arange(0, split.num_users, 4)
     histories = [split.sequences[u] for u in users]
 
-    def top5(scores: torch.Tensor) -> list[list[str]]:
-        scores = scores.clone()
-        scores[:, 0] = -torch.inf
-        for row, history in enumerate(histories):
-            scores[row, torch.as_tensor(history)] = -torch.inf
-        return [[split.item_id(int(i)) for i in row] for row in scores.topk(5).indices]
+    def top5(scorer) -> list[list[str]]:
+        return [[split.item_id(int(i)) for i in row] for row in rank(scorer, users, histories, 5).items]
 
     for overrides, scorer in ((["online.rerank=false"], experiment.model("llmrec")),
                               ([], RerankScorer(experiment.reranker()))):
@@ -110,7 +107,7 @@ def test_the_bundle_ranks_like_the_runs_own_models(run_dir: Path, exported: Path
             served = [[r.item_id for r in rec.recommend(str(split.user_ids[u]), k=5)] for u in users]
         finally:
             rec.close()
-        assert served == top5(scorer.score(users, histories))
+        assert served == top5(scorer)
 
 
 def test_a_damaged_bundle_is_a_clear_error_naming_the_file(exported: Path, tmp_path: Path) -> None:

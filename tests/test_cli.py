@@ -69,16 +69,30 @@ def test_run_does_the_whole_job(project):
 
 
 def test_recommend_and_data_commands(project):
-    result = run_cli("recommend", "--config", "config.yaml", "--user", "u3", "--k", "4", "--model", "text-knn",
-                     cwd=project)
+    result = run_cli("recommend", "--config", "config.yaml", "--user", "u3", "--k", "4", cwd=project)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert len(result.stdout.strip().splitlines()) == 4
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 4
+    first = lines[0].split("[", 1)[1].split("]", 1)[0]
+    again = run_cli("recommend", "--config", "config.yaml", "--user", "u3", "--k", "4", "--exclude", first,
+                    "--mode", "hybrid", cwd=project)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(again.stdout.strip().splitlines()) == 4 and f"[{first}]" not in again.stdout
+    assert "<" in again.stdout  # hybrid lists tag each item
     stats = json.loads(run_cli("data", "--config", "config.yaml", cwd=project).stdout)
     assert stats["users"] == 40 and stats["test_cases"] == 40
 
 
+def test_recommend_never_trains(project):
+    fresh = ["--config", "config.yaml", "--set", "run_dir=untrained"]
+    assert run_cli("data", *fresh, cwd=project).returncode == 0  # a run folder with its config, no model
+    result = run_cli("recommend", *fresh, "--user", "u3", cwd=project)
+    assert result.returncode == 2 and "llmrec train" in result.stderr and "Traceback" not in result.stderr
+    assert not (project / "untrained" / "models").exists()
+
+
 @pytest.mark.parametrize("args, message", [
-    (["recommend", "--config", "config.yaml", "--user", "nobody", "--model", "popularity"], "unknown user id 'nobody'"),
+    (["recommend", "--config", "config.yaml", "--user", "nobody"], "unknown user id 'nobody'"),
     (["data", "--config", "config.yaml", "--set", "data.generic.items=missing.jsonl"], "file not found"),
     (["train", "--config", "config.yaml", "--model", "bert"], "unknown model 'bert'"),
     (["data", "--config", "nope.toml"], "config file not found"),

@@ -1,4 +1,5 @@
-"""Data-parallel training with two CPU processes (torchrun + gloo), as a user launches it."""
+"""Data-parallel training with two CPU processes (torchrun + gloo), as a user launches it; on a machine with
+GPUs too, where the process group also holds NCCL but a model on the CPU must use gloo."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def test_torchrun_trains_the_interest_model_with_two_processes(tmp_path: Path):
         "encoder": {"cache_dir": None},
         "profile": {"writer": "template", "recent_items": 3},
         "interest": {"profile_source": "template", "hidden_size": 16, "epochs": 3, "batch_size": 8,
-                     "num_negatives": 8, "threads": 1},
+                     "num_negatives": 8, "threads": 1, "device": "cpu"},
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}

@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from llmrec.data.split import EvalCases
 from llmrec.errors import DataError, UnknownIdError
+from llmrec.eval.evaluator import FullRankingEvaluator
 from llmrec.online.hybrid import TAGS, hybrid_list, quotas
+from llmrec.ranking import Exclusion, top_items
 from llmrec.pipeline import Recommender
-from llmrec.rerank.candidates import exact_candidates
-from llmrec.rerank.reranker import Reranker
+from llmrec.rerank.reranker import Reranker, RerankScorer
 from online_fixture import NEW_ITEM, hold, tiny_run
 
 
@@ -81,6 +83,33 @@ def test_bad_requests_get_clear_errors(recommender):
 def test_empty_history_gets_popular_items(recommender):
     items = recommender.recommend(history=[], k=3)
     assert len(items) == 3 and all(r.tag == "popular" for r in items)
+    assert items[0].score == recommender.split.train_popularity().max()
+    rest = recommender.recommend(history=[], k=3, exclude=[items[0].item_id])
+    assert [r.item_id for r in rest[:2]] == [r.item_id for r in items[1:]]
+
+
+@pytest.mark.parametrize("mode", ["default", "hybrid"])
+def test_every_mode_leaves_out_the_history_and_the_excluded_items(recommender, mode):
+    seen = {recommender.split.item_id(i) for i in recommender.split.sequences[recommender.split.user_index("u4")]}
+    everything = recommender.recommend("u4", k=len(recommender.split.item_ids), mode=mode)
+    assert len(everything) == len(recommender.split.item_ids) - len(seen)
+    assert not seen & {r.item_id for r in everything}
+    excluded = [r.item_id for r in everything[:2]]
+    assert not set(excluded) & {r.item_id for r in recommender.recommend("u4", k=5, exclude=excluded, mode=mode)}
+
+
+def test_the_rerank_scorer_keeps_a_repeated_target_rankable_like_retrieval(recommender):
+    """The evaluator's exclusion reaches the reranker's candidates: a target the user had seen before is
+    ranked by an untrained reranker (which keeps retrieval's order) exactly where retrieval ranks it."""
+    model, split = recommender.model, recommender.split
+    fresh = Reranker(model, recommender.item_vectors, split.train_popularity())
+    cases = split.test.subset(np.arange(8))
+    repeats = EvalCases(cases.users, [np.append(h, t) for h, t in zip(cases.histories, cases.targets)],
+                        cases.targets)
+    evaluator = FullRankingEvaluator(split, recommender.config.eval)
+    retrieval = evaluator.rank(model, repeats).ranks
+    assert np.isfinite(retrieval).all()
+    assert np.array_equal(evaluator.rank(RerankScorer(fresh), repeats).ranks, retrieval)
 
 
 def test_a_new_interaction_changes_the_next_recommendation_at_once(recommender):
@@ -147,7 +176,7 @@ def test_hybrid_list_takes_each_interests_best_items():
     table = torch.eye(4)  # item i (1..3) points along axis i
     components = torch.zeros(3, 4)
     components[0, 1], components[1, 2], components[2, 3] = 3.0, 2.0, 1.0
-    chosen = hybrid_list(components, table, torch.zeros(4, dtype=torch.bool),
+    chosen = hybrid_list(components, table, Exclusion([np.array([])]).mask(4)[0],
                          {"short-term": 1, "long-term": 1, "context": 1}, 3)
     assert {(t.item, t.tag) for t in chosen} == {(1, "short-term"), (2, "long-term"), (3, "context")}
 
@@ -166,7 +195,7 @@ def test_an_untrained_reranker_keeps_retrievals_order_and_a_saved_one_reloads(re
     fresh = Reranker(model, text, popularity)
     users, histories = split.test.users[:6], split.test.histories[:6]
     queries = fresh.describe(users, histories)
-    candidates = exact_candidates(queries.interest, recommender.table, histories, 10)
+    candidates = top_items(queries.interest @ recommender.table.T, Exclusion(histories), 10)
     assert torch.equal(fresh.rerank(queries, candidates).argsort(1, descending=True),
                        candidates.scores.argsort(1, descending=True))
     trained = recommender.reranker

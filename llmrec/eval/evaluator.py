@@ -1,4 +1,5 @@
-"""Full-ranking evaluation: exact scores over the whole catalog, the user's history excluded."""
+"""Full-ranking evaluation: exact scores over the whole catalog, the user's history excluded (the rule of
+`llmrec.ranking`, with each case's targets kept rankable)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import torch
 from tqdm.auto import tqdm
 
 from llmrec.config import EvalConfig
-from llmrec.data.split import PADDING, EvalCases, Split
+from llmrec.data.split import EvalCases, Split
 from llmrec.eval import metrics as M
 from llmrec.models.base import Scorer
+from llmrec.ranking import Exclusion, StagedScorer, allowed_scores
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,8 @@ class FullRankingEvaluator:
     users (shortest histories), tail items (least popular targets) and cold items (targets never seen in
     training).
 
-    A history item is excluded from the ranking unless it is one of the case's targets (a repeat purchase
-    must stay rankable). Ties between equal scores are broken at random with a fixed seed, so a model that
+    Items are excluded by `llmrec.ranking.Exclusion`: the history, except the case's targets (a repeat
+    purchase must stay rankable). Ties between equal scores are broken at random with a fixed seed, so a model that
     gives every item the same score gets the expected rank, not the best one.
     """
 
@@ -48,7 +50,7 @@ class FullRankingEvaluator:
         self._tail_items = np.ones(split.num_items + 1, dtype=bool)
         self._tail_items[by_popularity[:n_head]] = False
 
-    def rank(self, model: Scorer, cases: EvalCases, desc: str = "evaluate") -> CaseRanks:
+    def rank(self, model: Scorer | StagedScorer, cases: EvalCases, desc: str = "evaluate") -> CaseRanks:
         """Score all items for every case and return the ranks of its targets."""
         max_k = max(self.config.ks)
         generator = torch.Generator().manual_seed(self.config.seed)
@@ -59,15 +61,16 @@ class FullRankingEvaluator:
         with torch.no_grad():
             for start in tqdm(range(0, len(cases), batch), desc=desc, unit="batch", leave=False):
                 rows = slice(start, start + batch)
-                users, histories, targets = cases.users[rows], cases.histories[rows], cases.targets[rows]
-                scores = model.score(users, histories).detach().to("cpu", torch.float32).clone()
-                _exclude_history(scores, histories, targets)
+                targets = cases.targets[rows]
+                exclusion = Exclusion(cases.histories[rows], keep=targets)
+                scores = allowed_scores(model, cases.users[rows], exclusion).to("cpu", torch.float32)
                 ranks[rows] = _target_ranks(scores, targets, max_rel, generator)
                 top_items[rows] = torch.topk(scores, max_k, dim=1).indices.numpy()
         n_relevant = np.array([len(t) for t in cases.targets])
         return CaseRanks(ranks, n_relevant, top_items)
 
-    def evaluate(self, model: Scorer, cases: EvalCases | None = None, desc: str = "evaluate") -> dict[str, float]:
+    def evaluate(self, model: Scorer | StagedScorer, cases: EvalCases | None = None,
+                 desc: str = "evaluate") -> dict[str, float]:
         """Metrics over `cases` (the test cases by default), with group breakdowns."""
         cases = self.split.test if cases is None else cases
         result = self.rank(model, cases, desc)
@@ -110,13 +113,6 @@ class FullRankingEvaluator:
                 out[f"diversity@{k}"] = float(M.intra_list_diversity(top, self.item_vectors).mean())
         out[f"MRR{suffix}"] = float(M.reciprocal_rank(ranks).mean())
         return out
-
-
-def _exclude_history(scores: torch.Tensor, histories: list[np.ndarray], targets: list[np.ndarray]) -> None:
-    scores[:, PADDING] = -torch.inf
-    for row, (history, target) in enumerate(zip(histories, targets)):
-        seen = np.setdiff1d(history, target)
-        scores[row, torch.as_tensor(seen, dtype=torch.long)] = -torch.inf
 
 
 def _target_ranks(scores: torch.Tensor, targets: list[np.ndarray], width: int,

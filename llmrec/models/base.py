@@ -1,18 +1,22 @@
-"""The interface every recommender implements (after Cornac): fit on a Split, score candidate items for a
-batch of (user, history) queries, save and load."""
+"""The interface every recommender implements (after Cornac): build from the run's config, fit on a Split, score
+every item for a batch of (user, history) queries, save and load."""
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Sequence
 
 import numpy as np
 import torch
 
+from llmrec.config import RunConfig
 from llmrec.data.split import Split
 from llmrec.errors import DataError
+
+if TYPE_CHECKING:
+    from llmrec.models.user_features import UserFeatures
 
 
 class Scorer(Protocol):
@@ -23,14 +27,49 @@ class Scorer(Protocol):
         ...
 
 
+class BuildContext(Protocol):
+    """What a run offers a model it builds, beyond the model's config section (`llmrec.experiment.Experiment` is
+    one)."""
+
+    @property
+    def split(self) -> Split:
+        """The run's data split (catalog size, training sequences)."""
+        ...
+
+    @property
+    def item_vectors(self) -> np.ndarray:
+        """The catalog's text embeddings [num_items + 1, d], row 0 (padding) zero."""
+        ...
+
+    def user_features(self) -> "UserFeatures":
+        """The interest model's per-user features (long-term vectors, context)."""
+        ...
+
+    def checkpoint_dir(self, name: str) -> Path:
+        """Where model `name` keeps its training checkpoints."""
+        ...
+
+
 class Model(ABC):
-    """Base class: `fit(split)`, `score(users, histories)`, `save(folder)`, `load(folder)`.
+    """Base class: `from_config(config, context)`, `fit(split)`, `score(users, histories)`, `save(folder)`,
+    `from_state` (see `llmrec.models.registry.load_model`).
 
     `users` holds user indices of the Split (or -1 for a user the model has never seen); `histories` holds
     item-index sequences in chronological order. A model must score an unseen user from its history alone.
+    Models with a network train and score on their section's `device`; `score` returns scores there.
     """
 
     name: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: RunConfig, context: BuildContext) -> "Model":
+        """A new, untrained model with the settings of its section of `config`."""
+
+    def use_settings(self, config: RunConfig) -> "Model":
+        """Apply the settings of `config` that need no retraining (such as the device) to this fitted model;
+        returns it. Models without such settings are returned as they are."""
+        return self
 
     @abstractmethod
     def fit(self, split: Split) -> "Model":
@@ -47,7 +86,7 @@ class Model(ABC):
     @classmethod
     @abstractmethod
     def from_state(cls, params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "Model":
-        """Rebuild a fitted model from `state()`."""
+        """Rebuild a fitted model from `state()`, on the CPU (`use_settings` moves it)."""
 
     def save(self, folder: str | Path) -> Path:
         """Write `model.json` and `weights.pt` into `folder`."""

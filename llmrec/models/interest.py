@@ -16,10 +16,11 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from llmrec.config import EvalConfig, InterestConfig
+from llmrec.config import EvalConfig, InterestConfig, RunConfig
 from llmrec.data.split import Split
+from llmrec.device import resolve_device
 from llmrec.errors import DataError, ModelNotTrainedError
-from llmrec.models.base import Model, pad_histories
+from llmrec.models.base import BuildContext, Model, pad_histories
 from llmrec.models.interest_net import InterestNet
 from llmrec.models.time_features import TimeLookup, pad_time_features, time_features
 from llmrec.models.user_features import FILENAME as FEATURES_FILE
@@ -49,14 +50,33 @@ class InterestModel(Model):
         self.checkpoint_dir = checkpoint_dir
         self.seen = np.zeros(len(self.item_vectors), dtype=bool) if seen is None else np.asarray(seen, dtype=bool)
         self.max_len = self.config.max_len or window
+        self.device = resolve_device(self.config.device, "interest.device")
         self.report: TrainingReport | None = None
         self._fitted = False
         self.net = self._build_net()
 
+    @classmethod
+    def from_config(cls, config: RunConfig, context: BuildContext) -> "InterestModel":
+        return cls(context.item_vectors, context.user_features(), config.profile.recent_items, config.interest,
+                   config.seed, context.checkpoint_dir(cls.name))
+
+    def use_settings(self, config: RunConfig) -> "InterestModel":
+        """The run's device and `interest.new_item_boost` (a ranking policy: the network is unchanged)."""
+        self.set_new_item_boost(config.interest.new_item_boost)
+        return self.to(resolve_device(config.interest.device, "interest.device"))
+
+    def to(self, device: torch.device) -> "InterestModel":
+        """Score (and train) on `device` from now on; returns the model."""
+        self.device = device
+        self.config = dataclasses.replace(self.config, device=str(device))
+        self.net.to(device)
+        return self
+
     def _build_net(self) -> InterestNet:
         seed_everything(self.seed)
         return InterestNet(torch.from_numpy(self.item_vectors), torch.from_numpy(self.seen),
-                           self.features.profile_dim, self.features.context_sizes, self.config, self.max_len)
+                           self.features.profile_dim, self.features.context_sizes, self.config,
+                           self.max_len).to(self.device)
 
     def fit(self, split: Split) -> "InterestModel":
         self.seen = split.train_popularity() > 0
@@ -75,7 +95,7 @@ class InterestModel(Model):
             torch.set_num_threads(self.config.threads)
         weights = (split.train_popularity().astype(np.float64) + 1) ** _NEGATIVE_SMOOTHING
         weights[0] = 0.0
-        self._negative_probs = torch.as_tensor(weights / weights.sum(), dtype=torch.float32)
+        self._negative_probs = torch.as_tensor(weights / weights.sum(), dtype=torch.float32, device=self.device)
         timestamps = split.train_timestamps if self.config.time_features else None
         examples = training_examples(split.train, self.window, self.max_len, self.config.earlier_windows, timestamps)
         validator = FullRankingEvaluator(split, EvalConfig(ks=[10], seed=self.seed))
@@ -96,18 +116,24 @@ class InterestModel(Model):
 
     def interest(self, users: np.ndarray, histories: Sequence[np.ndarray],
                  context: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(interest vectors [B, d], long-term weights [B]) after each history; `context` [B, F] replaces the
-        users' stored context ids (see `UserFeatures.context_ids`)."""
+        """(interest vectors [B, d], long-term weights [B]) after each history, on the CPU; `context` [B, F]
+        replaces the users' stored context ids (see `UserFeatures.context_ids`)."""
+        vectors, long_weight = self._interest(users, histories, context)
+        return vectors.cpu(), long_weight.cpu()
+
+    def _interest(self, users: np.ndarray, histories: Sequence[np.ndarray],
+                  context: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`interest` on the model's device."""
         with torch.no_grad():
             vectors, long_weight = self.net(*self._query(users, histories, context))
         return vectors[:, -1], long_weight[:, -1]
 
     def components(self, users: np.ndarray, histories: Sequence[np.ndarray],
                    context: np.ndarray | None = None) -> torch.Tensor:
-        """[B, 3, d] the short-term, long-term and context components of each interest vector (they add up to
-        it, up to a constant bias), so an item's score splits into what each interest contributes."""
+        """[B, 3, d] (on the CPU) the short-term, long-term and context components of each interest vector (they
+        add up to it, up to a constant bias), so an item's score splits into what each interest contributes."""
         with torch.no_grad():
-            return self.net.components(*self._query(users, histories, context))[:, -1]
+            return self.net.components(*self._query(users, histories, context))[:, -1].cpu()
 
     def _query(self, users: np.ndarray, histories: Sequence[np.ndarray],
                context: np.ndarray | None) -> tuple[torch.Tensor, ...]:
@@ -118,11 +144,12 @@ class InterestModel(Model):
         profiles, has_profile, stored_context = self.features.rows(users)
         context_ids = stored_context if context is None else torch.as_tensor(context, dtype=torch.long)
         times = self.features.time_rows(users, histories, self.max_len) if self.config.time_features else None
-        return pad_histories(histories, self.max_len), profiles, has_profile, context_ids, times
+        query = (pad_histories(histories, self.max_len), profiles, has_profile, context_ids, times)
+        return tuple(None if part is None else part.to(self.device) for part in query)
 
     def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
-        interest, _ = self.interest(users, histories)
-        return self.retrieval_queries(interest) @ self.retrieval_table().T
+        interest, _ = self._interest(users, histories, None)
+        return self.retrieval_queries(interest) @ self._retrieval_table().T
 
     def set_new_item_boost(self, boost: float) -> None:
         """Change `interest.new_item_boost` (a ranking policy: the network is unchanged)."""
@@ -131,24 +158,28 @@ class InterestModel(Model):
     def retrieval_table(self) -> torch.Tensor:
         """[num_items + 1, d + 1]: the item tower's vectors with one more coordinate, `new_item_boost` for items
         without an ID embedding and 0 for the rest, so a dot product with `retrieval_queries` (exact or in
-        ChromaDB's inner-product space) is the interest score plus the boost."""
+        ChromaDB's inner-product space) is the interest score plus the boost. On the CPU."""
+        return self._retrieval_table().cpu()
+
+    def _retrieval_table(self) -> torch.Tensor:
+        """`retrieval_table` on the model's device."""
         self.net.eval()
         with torch.no_grad():
             table = self.net.items.table()
-        new = torch.from_numpy(~self.seen).float()
+        new = torch.from_numpy(~self.seen).float().to(table.device)
         new[0] = 0.0  # padding
         return torch.cat([table, (self.config.new_item_boost * new).unsqueeze(1)], dim=1)
 
     @staticmethod
     def retrieval_queries(interest: torch.Tensor) -> torch.Tensor:
         """[B, d + 1]: interest vectors [B, d] with the coordinate that picks up `retrieval_table`'s boost."""
-        return torch.cat([interest, torch.ones(len(interest), 1)], dim=1)
+        return torch.cat([interest, torch.ones(len(interest), 1, device=interest.device)], dim=1)
 
     def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """The network and the item side; the feature store is saved apart from them (`save`)."""
         params = {"window": self.window, "seed": self.seed, "config": dataclasses.asdict(self.config),
                   "profile_dim": self.features.profile_dim, "context_sizes": self.features.context_sizes}
-        tensors = {f"net.{k}": v for k, v in self.net.state_dict().items()}
+        tensors = {f"net.{k}": v.cpu() for k, v in self.net.state_dict().items()}
         tensors.update({"item_vectors": torch.from_numpy(self.item_vectors), "seen": torch.from_numpy(self.seen)})
         return params, tensors
 
@@ -165,8 +196,9 @@ class InterestModel(Model):
         if (features.profile_dim, features.context_sizes) != shape:
             raise DataError(f"the user feature store (long-term width {features.profile_dim}, context sizes "
                             f"{features.context_sizes}) does not fit the model ({shape[0]}, {shape[1]})")
-        model = cls(tensors["item_vectors"].numpy(), features, params["window"], InterestConfig(**params["config"]),
-                    params["seed"], seen=tensors["seen"].numpy())
+        config = InterestConfig(**{**params["config"], "device": "cpu"})
+        model = cls(tensors["item_vectors"].numpy(), features, params["window"], config, params["seed"],
+                    seen=tensors["seen"].numpy())
         return model.load_weights({k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")})
 
     def save(self, folder: str | Path) -> Path:
@@ -184,12 +216,14 @@ class InterestModel(Model):
 
     def _loss(self, net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """`net` is `self.net` or its DDP wrapper."""
-        profiles, has_profile, context = self.features.rows(batch["users"].numpy())
+        profiles, has_profile, context = (t.to(self.device) for t in self.features.rows(batch["users"].numpy()))
+        batch = {key: value.to(self.device) for key, value in batch.items()}
         text_table = self.net.items.text_table()
         table = self.net.items.table(text_table)
         has_profile = has_profile.unsqueeze(1) & batch["profile_mask"]
         if self.config.profile_dropout > 0:
-            has_profile = has_profile & (torch.rand(len(has_profile), 1) >= self.config.profile_dropout)
+            has_profile = has_profile & (torch.rand(len(has_profile), 1, device=self.device)
+                                         >= self.config.profile_dropout)
         hidden, _ = net(batch["inputs"], profiles, has_profile, context, times=batch.get("times"), table=table)
         targets = batch["targets"]
         keep = targets != 0

@@ -10,10 +10,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from llmrec.config import KNNConfig
+from llmrec.config import KNNConfig, RunConfig
 from llmrec.data.split import Split
 from llmrec.errors import ModelNotTrainedError
-from llmrec.models.base import Model
+from llmrec.models.base import BuildContext, Model
 from llmrec.models.interactions import interaction_matrix, to_torch
 
 _ROW_CHUNK = 2048
@@ -28,6 +28,10 @@ class ItemKNN(Model):
     def __init__(self, config: KNNConfig | None = None) -> None:
         self.config = config or KNNConfig()
         self.similarity: torch.Tensor | None = None
+
+    @classmethod
+    def from_config(cls, config: RunConfig, context: BuildContext) -> "ItemKNN":
+        return cls(config.knn)
 
     def fit(self, split: Split) -> "ItemKNN":
         matrix = interaction_matrix(split.train, split.num_items + 1)

@@ -13,10 +13,11 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from llmrec.config import EvalConfig, LightGCNConfig
+from llmrec.config import EvalConfig, LightGCNConfig, RunConfig
 from llmrec.data.split import Split
+from llmrec.device import resolve_device
 from llmrec.errors import ModelNotTrainedError
-from llmrec.models.base import Model
+from llmrec.models.base import BuildContext, Model
 from llmrec.models.interactions import interaction_matrix, to_torch
 from llmrec.train.losses import sampled_softmax_loss
 from llmrec.train.loop import Trainer, TrainingReport, checkpoint_fingerprint, seed_everything
@@ -40,7 +41,7 @@ class LightGCNNet(nn.Module):
         self.num_layers = config.num_layers
         self.embedding = nn.Embedding(num_users + num_items, config.hidden_size)
         nn.init.normal_(self.embedding.weight, std=0.1)
-        self.graph = graph
+        self.register_buffer("graph", graph, persistent=False)  # moves with the network, is not saved
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(user vectors [U, d], item vectors [I, d]) after propagation."""
@@ -64,10 +65,28 @@ class LightGCN(Model):
         self.config = config or LightGCNConfig()
         self.seed = seed
         self.checkpoint_dir = checkpoint_dir
+        self.device = resolve_device(self.config.device, "lightgcn.device")
         self.net: LightGCNNet | None = None
         self.vectors: tuple[torch.Tensor, torch.Tensor] | None = None
-        """(user vectors, item vectors) of the fitted model."""
+        """(user vectors, item vectors) of the fitted model, on `device`."""
         self.report: TrainingReport | None = None
+
+    @classmethod
+    def from_config(cls, config: RunConfig, context: BuildContext) -> "LightGCN":
+        return cls(config.lightgcn, config.seed, context.checkpoint_dir(cls.name))
+
+    def use_settings(self, config: RunConfig) -> "LightGCN":
+        return self.to(resolve_device(config.lightgcn.device, "lightgcn.device"))
+
+    def to(self, device: torch.device) -> "LightGCN":
+        """Score (and train) on `device` from now on; returns the model."""
+        self.device = device
+        self.config = dataclasses.replace(self.config, device=str(device))
+        if self.net is not None:
+            self.net.to(device)
+        if self.vectors is not None:
+            self.vectors = (self.vectors[0].to(device), self.vectors[1].to(device))
+        return self
 
     def fit(self, split: Split) -> "LightGCN":
         from llmrec.eval.evaluator import FullRankingEvaluator  # evaluator imports models.base
@@ -76,7 +95,8 @@ class LightGCN(Model):
             torch.set_num_threads(self.config.threads)
         seed_everything(self.seed)
         train = interaction_matrix(split.train, split.num_items + 1)
-        self.net = LightGCNNet(split.num_users, split.num_items + 1, normalised_graph(train), self.config)
+        graph = normalised_graph(train)
+        self.net = LightGCNNet(split.num_users, split.num_items + 1, graph, self.config).to(self.device)
         self.vectors = None
         pairs = train.tocoo()
         examples = torch.as_tensor(np.vstack([pairs.row, pairs.col]).T, dtype=torch.long)
@@ -99,36 +119,40 @@ class LightGCN(Model):
             self.vectors = self.net()  # type: ignore[misc]
 
     def user_vectors(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
-        """[B, d] the graph's vector of each known user; a user it does not know (index -1) is folded in as the
-        mean of their history items' vectors."""
+        """[B, d] (on the CPU) the graph's vector of each known user; a user it does not know (index -1) is folded
+        in as the mean of their history items' vectors."""
+        return self._user_vectors(users, histories).cpu()
+
+    def _user_vectors(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
         if self.vectors is None:
             raise ModelNotTrainedError("lightgcn: call fit() or load a trained model first")
         with torch.no_grad():
             user_vectors, item_vectors = self.vectors
-            users = torch.as_tensor(np.asarray(users), dtype=torch.long)
-            history = torch.as_tensor(interaction_matrix(histories, len(item_vectors)).toarray())
+            users = torch.as_tensor(np.asarray(users), dtype=torch.long, device=self.device)
+            history = torch.as_tensor(interaction_matrix(histories, len(item_vectors)).toarray(), device=self.device)
             folded = history @ item_vectors / history.sum(dim=1, keepdim=True).clamp_min(1)
             return torch.where((users >= 0).unsqueeze(1), user_vectors[users.clamp_min(0)], folded)
 
     def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
-        vectors = self.user_vectors(users, histories)
+        vectors = self._user_vectors(users, histories)
         return vectors @ self.vectors[1].T  # type: ignore[index]
 
     def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         user_vectors, item_vectors = self.vectors  # type: ignore[misc]
         return ({"seed": self.seed, "config": dataclasses.asdict(self.config)},
-                {"user_vectors": user_vectors, "item_vectors": item_vectors})
+                {"user_vectors": user_vectors.cpu(), "item_vectors": item_vectors.cpu()})
 
     @classmethod
     def from_state(cls, params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "LightGCN":
-        model = cls(LightGCNConfig(**params["config"]), params["seed"])
+        model = cls(LightGCNConfig(**{**params["config"], "device": "cpu"}), params["seed"])
         model.vectors = (tensors["user_vectors"], tensors["item_vectors"])
         return model
 
     def _loss(self, net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
         """`net` is `self.net` or its DDP wrapper; `batch` holds (user, item) rows."""
         user_vectors, item_vectors = net()
-        negatives = torch.randint(1, len(item_vectors), (self.config.num_negatives,))
+        batch = batch.to(self.device)
+        negatives = torch.randint(1, len(item_vectors), (self.config.num_negatives,), device=self.device)
         return sampled_softmax_loss(user_vectors[batch[:, 0]], item_vectors, batch[:, 1], negatives)
 
     def _batches(self, examples: torch.Tensor, epoch: int) -> Iterator[torch.Tensor]:

@@ -7,9 +7,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from llmrec.config import RunConfig
 from llmrec.data.split import Split
 from llmrec.errors import ModelNotTrainedError
-from llmrec.models.base import Model
+from llmrec.models.base import BuildContext, Model
 
 
 class Popularity(Model):
@@ -19,6 +20,10 @@ class Popularity(Model):
 
     def __init__(self) -> None:
         self.counts: torch.Tensor | None = None
+
+    @classmethod
+    def from_config(cls, config: RunConfig, context: BuildContext) -> "Popularity":
+        return cls()
 
     def fit(self, split: Split) -> "Popularity":
         self.counts = torch.as_tensor(split.train_popularity(), dtype=torch.float32)

@@ -1,4 +1,5 @@
-"""Models by name, and loading any saved model from its folder."""
+"""Models by name, and loading any saved model from its folder. Each model class builds itself from its own
+config section (`Model.from_config`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ MODELS: dict[str, type[Model]] = {
 
 
 def model_class(name: str) -> type[Model]:
+    """The model class registered as `name`; ConfigError naming the known ones for any other name."""
     try:
         return MODELS[name]
     except KeyError:
@@ -27,5 +29,6 @@ def model_class(name: str) -> type[Model]:
 
 
 def load_model(folder: str | Path) -> Model:
-    """Load a model written by `Model.save` (`folder` as a str or Path)."""
+    """Load a model written by `Model.save` (`folder` as a str or Path), on the CPU; `use_settings(config)` then
+    moves it to the run's device."""
     return model_class(Model.saved_name(folder)).load(folder)

@@ -13,13 +13,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from llmrec.config import EvalConfig, SASRecConfig
+from llmrec.config import EvalConfig, RunConfig, SASRecConfig
 from llmrec.data.split import Split
+from llmrec.device import resolve_device
 from llmrec.errors import ModelNotTrainedError
-from llmrec.models.base import Model, pad_histories
+from llmrec.models.base import BuildContext, Model, pad_histories
 from llmrec.train.losses import full_softmax_loss, sampled_softmax_loss
 from llmrec.train.loop import Trainer, TrainingReport, checkpoint_fingerprint, seed_everything
-
 
 
 class SASRecEncoder(nn.Module):
@@ -69,16 +69,30 @@ class SASRec(Model):
     name = "sasrec"
 
     def __init__(self, num_items: int, config: SASRecConfig | None = None, seed: int = 42,
-                 checkpoint_dir: str | Path | None = None, device: str = "cpu") -> None:
+                 checkpoint_dir: str | Path | None = None) -> None:
         self.num_items = num_items
         self.config = config or SASRecConfig()
         self.seed = seed
         self.checkpoint_dir = checkpoint_dir
-        self.device = torch.device(device)
+        self.device = resolve_device(self.config.device, "sasrec.device")
         seed_everything(seed)
         self.encoder = SASRecEncoder(num_items, self.config).to(self.device)
         self.report: TrainingReport | None = None
         self._fitted = False
+
+    @classmethod
+    def from_config(cls, config: RunConfig, context: BuildContext) -> "SASRec":
+        return cls(context.split.num_items, config.sasrec, config.seed, context.checkpoint_dir(cls.name))
+
+    def use_settings(self, config: RunConfig) -> "SASRec":
+        return self.to(resolve_device(config.sasrec.device, "sasrec.device"))
+
+    def to(self, device: torch.device) -> "SASRec":
+        """Score (and train) on `device` from now on; returns the model."""
+        self.device = device
+        self.config = dataclasses.replace(self.config, device=str(device))
+        self.encoder.to(device)
+        return self
 
     def fit(self, split: Split) -> "SASRec":
         from llmrec.eval.evaluator import FullRankingEvaluator  # evaluator imports models.base
@@ -113,7 +127,7 @@ class SASRec(Model):
 
     @classmethod
     def from_state(cls, params: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "SASRec":
-        model = cls(params["num_items"], SASRecConfig(**params["config"]), params["seed"])
+        model = cls(params["num_items"], SASRecConfig(**{**params["config"], "device": "cpu"}), params["seed"])
         model.encoder.load_state_dict(tensors)
         model._fitted = True
         return model
@@ -135,7 +149,6 @@ class SASRec(Model):
         order = np.random.default_rng(self.seed + epoch).permutation(len(examples))
         for start in range(0, len(order), self.config.batch_size):
             yield examples[order[start: start + self.config.batch_size]]
-
 
 
 def _training_windows(sequences: list[np.ndarray], length: int) -> torch.Tensor:

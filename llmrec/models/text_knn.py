@@ -8,8 +8,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from llmrec.config import RunConfig
 from llmrec.data.split import Split
-from llmrec.models.base import Model
+from llmrec.models.base import BuildContext, Model
 
 
 class TextKNN(Model):
@@ -20,6 +21,10 @@ class TextKNN(Model):
 
     def __init__(self, item_vectors: np.ndarray | torch.Tensor) -> None:
         self.item_vectors = torch.as_tensor(np.asarray(item_vectors), dtype=torch.float32)
+
+    @classmethod
+    def from_config(cls, config: RunConfig, context: BuildContext) -> "TextKNN":
+        return cls(context.item_vectors)
 
     def fit(self, split: Split) -> "TextKNN":
         return self

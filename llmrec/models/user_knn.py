@@ -9,10 +9,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from llmrec.config import KNNConfig
+from llmrec.config import KNNConfig, RunConfig
 from llmrec.data.split import Split
 from llmrec.errors import ModelNotTrainedError
-from llmrec.models.base import Model
+from llmrec.models.base import BuildContext, Model
 from llmrec.models.interactions import interaction_matrix, to_torch
 
 
@@ -27,6 +27,10 @@ class UserKNN(Model):
         self.config = config or KNNConfig()
         self.train: torch.Tensor | None = None
         self.train_norms: torch.Tensor | None = None
+
+    @classmethod
+    def from_config(cls, config: RunConfig, context: BuildContext) -> "UserKNN":
+        return cls(config.knn)
 
     def fit(self, split: Split) -> "UserKNN":
         matrix = interaction_matrix(split.train, split.num_items + 1)

@@ -11,6 +11,7 @@ import torch
 
 from llmrec.config import INTEREST_PARTS
 from llmrec.models.interest import InterestModel
+from llmrec.ranking import Exclusion, StagedScorer
 from llmrec.rerank.candidates import item_table
 
 TAGS = INTEREST_PARTS
@@ -41,17 +42,16 @@ def quotas(mix: dict[str, float], active: list[str], k: int) -> dict[str, int]:
 
 def hybrid_list(components: torch.Tensor, table: torch.Tensor, excluded: torch.Tensor, mix: dict[str, float],
                 k: int) -> list[TaggedItem]:
-    """`components` [3, d] of one query, `table` [num_items + 1, d] item vectors, `excluded` [num_items + 1] bool.
-    Slots are taken in turns (largest quota first), each interest taking its best item not yet in the list."""
+    """`components` [3, d] of one query, `table` [num_items + 1, d] item vectors, `excluded` [num_items + 1] bool
+    (the query's row of `llmrec.ranking.Exclusion.mask`). Slots are taken in turns (largest quota first), each
+    interest taking its best item not yet in the list."""
     contributions = components @ table.T  # [3, num_items + 1]
     total = contributions.sum(0)
-    blocked = excluded.clone()
-    blocked[0] = True
     active = [t for i, t in enumerate(TAGS) if components[i].abs().sum() > 0]
     if not active:
         return []
-    counts = quotas(mix, active, min(k, int((~blocked).sum())))
-    order = {t: contributions[TAGS.index(t)].masked_fill(blocked, -torch.inf).argsort(descending=True).tolist()
+    counts = quotas(mix, active, min(k, int((~excluded).sum())))
+    order = {t: contributions[TAGS.index(t)].masked_fill(excluded, -torch.inf).argsort(descending=True).tolist()
              for t in active}
     cursor = {t: 0 for t in active}
     chosen: list[TaggedItem] = []
@@ -70,9 +70,8 @@ def hybrid_list(components: torch.Tensor, table: torch.Tensor, excluded: torch.T
     return chosen
 
 
-
-class HybridScorer:
-    """A Scorer for the evaluator: each query's hybrid list (`length` items) on top, in list order, and every
+class HybridScorer(StagedScorer):
+    """Scores for the evaluator: each query's hybrid list (`length` items) on top, in list order, and every
     other item below in the interest model's order."""
 
     def __init__(self, model: InterestModel, mix: dict[str, float], length: int) -> None:
@@ -80,15 +79,14 @@ class HybridScorer:
         self.mix = mix
         self.length = length
 
-    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
-        scores = self.model.score(users, histories)
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray], exclusion: Exclusion) -> torch.Tensor:
+        scores = self.model.score(users, histories).cpu()
         table = item_table(self.model)
         components = self.model.components(users, histories)
+        excluded = exclusion.mask(scores.shape[1])
         top = scores.max()
-        for row, history in enumerate(histories):
-            excluded = torch.zeros(scores.shape[1], dtype=torch.bool)
-            excluded[torch.as_tensor(history, dtype=torch.long)] = True
-            chosen = hybrid_list(components[row], table, excluded, self.mix, self.length)
+        for row in range(len(histories)):
+            chosen = hybrid_list(components[row], table, excluded[row], self.mix, self.length)
             for position, tagged in enumerate(chosen):
                 scores[row, tagged.item] = top + self.length - position
         return scores

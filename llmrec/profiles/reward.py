@@ -8,12 +8,14 @@ from typing import Sequence
 import numpy as np
 
 from llmrec.encoders.item_encoder import ItemEncoder
+from llmrec.ranking import Exclusion
 
 
 class RetrievalReward:
     """AUC of held-out items under a profile's embedding: 1 - (items scored above the target) / candidates,
-    averaged over the targets. Candidates are every catalog item except padding, the user's long-term items and
-    the other targets. 1 = every target ranks first, 0.5 = a random ranking."""
+    averaged over the targets. Candidates are the items `llmrec.ranking.Exclusion` allows: every catalog item
+    except padding, the user's long-term items and the targets. 1 = every target ranks first, 0.5 = a random
+    ranking."""
 
     def __init__(self, encoder: ItemEncoder, item_vectors: np.ndarray, template_key: str) -> None:
         self.encoder = encoder
@@ -31,11 +33,8 @@ class RetrievalReward:
     def auc(self, vector: np.ndarray, targets: np.ndarray, seen: np.ndarray) -> float:
         """The reward of one user vector (see the class docstring)."""
         scores = self.item_vectors @ vector
-        candidate = np.ones(len(scores), dtype=bool)
-        candidate[0] = False
-        candidate[np.asarray(seen, dtype=np.int64)] = False
-        candidate[np.asarray(targets, dtype=np.int64)] = False
-        pool = scores[candidate]
+        excluded = Exclusion([np.asarray(seen, dtype=np.int64)], [np.asarray(targets, dtype=np.int64)])
+        pool = scores[~excluded.mask(len(scores))[0].numpy()]
         if not len(pool) or not len(targets):
             raise ValueError("a reward needs at least one target and one candidate item")
         above = np.array([(pool > scores[t]).sum() for t in targets])

@@ -1,5 +1,5 @@
-"""Retrieval for the reranker: the interest model's top-N candidates per query, exact (matrix product) or from
-the ChromaDB index, with everything the reranker reads about each query."""
+"""What the reranker reads: each query's description and its candidates, the interest model's top N (exact:
+`llmrec.ranking.top_items` over the interest scores; or from the ChromaDB index)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from llmrec.data.split import Split
+from llmrec.data.split import PADDING, Split
 from llmrec.index.chroma_index import ItemIndex
 from llmrec.models.base import pad_histories
 from llmrec.models.interest import InterestModel
+from llmrec.ranking import Exclusion, RankedItems
 
 
 @dataclass
@@ -35,15 +36,6 @@ class Queries:
     """[B] full history lengths (before the cut to H)."""
 
 
-@dataclass
-class Candidates:
-    """Top-N items per query from retrieval: `items` [B, N] (0 pads a short list) and `scores` [B, N]
-    (the dot product with the interest vector; -inf on padding)."""
-
-    items: torch.Tensor
-    scores: torch.Tensor
-
-
 def describe_queries(model: InterestModel, users: np.ndarray, histories: Sequence[np.ndarray],
                      history_len: int, context: np.ndarray | None = None) -> Queries:
     """The reranker's view of each (user, history): `users` are split user indices (-1 = unknown user);
@@ -61,33 +53,15 @@ def item_table(model: InterestModel) -> torch.Tensor:
     explanations compare (retrieval adds the new-item boost coordinate: `InterestModel.retrieval_table`)."""
     model.net.eval()
     with torch.no_grad():
-        return model.net.items.table()
+        return model.net.items.table().cpu()
 
 
-def exact_candidates(interest: torch.Tensor, table: torch.Tensor, histories: Sequence[np.ndarray],
-                     n: int) -> Candidates:
-    """Top-`n` items by dot product with each interest vector, leaving out padding and each history's items."""
-    return top_candidates(interest @ table.T, histories, n)
-
-
-def top_candidates(scores: torch.Tensor, histories: Sequence[np.ndarray], n: int) -> Candidates:
-    """Top-`n` of full-catalog `scores` [B, num_items + 1] (left unchanged), leaving out padding and each
-    history's items."""
-    scores = scores.clone()
-    scores[:, 0] = -torch.inf
-    for row, history in enumerate(histories):
-        if len(history):
-            scores[row, torch.as_tensor(history, dtype=torch.long)] = -torch.inf
-    top = scores.topk(min(n, scores.shape[1] - 1), dim=1)
-    items = top.indices.masked_fill(torch.isinf(top.values), 0)
-    return Candidates(items, top.values)
-
-
-def index_candidates(index: ItemIndex, interest: torch.Tensor, histories: Sequence[np.ndarray], n: int,
-                     split: Split) -> Candidates:
+def index_candidates(index: ItemIndex, interest: torch.Tensor, exclusion: Exclusion, n: int,
+                     split: Split) -> RankedItems:
     """Top-`n` items from the ChromaDB collection of the interest model's item vectors (inner-product space,
-    keyed by the split's item ids), leaving out each history's items."""
-    exclude = [{split.item_id(i) for i in set(np.asarray(h).tolist()) if i > 0} for h in histories]
+    keyed by the split's item ids) that `exclusion` allows."""
+    mask = exclusion.mask(split.num_items + 1)
+    exclude = [{split.item_id(i) for i in row.nonzero().flatten().tolist() if i != PADDING} for row in mask]
     found = index.query(interest.numpy(), n, exclude)
     items = torch.zeros(len(found), n, dtype=torch.long)
     scores = torch.full((len(found), n), -torch.inf)
@@ -95,4 +69,4 @@ def index_candidates(index: ItemIndex, interest: torch.Tensor, histories: Sequen
         if pairs:
             items[row, :len(pairs)] = torch.as_tensor([split.item_index(i) for i, _ in pairs])
             scores[row, :len(pairs)] = torch.as_tensor([s for _, s in pairs], dtype=torch.float32)
-    return Candidates(items, scores)
+    return RankedItems(items, scores)

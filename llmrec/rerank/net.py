@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmrec.rerank.candidates import Candidates, Queries
+from llmrec.ranking import RankedItems
+from llmrec.rerank.candidates import Queries
 
 RECENT_TEXT_ITEMS = 5
 """How many of the latest history items the `recent text` feature averages over."""
@@ -45,7 +46,7 @@ class RerankNet(nn.Module):
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
 
-    def text_features(self, queries: Queries, candidates: Candidates) -> torch.Tensor:
+    def text_features(self, queries: Queries, candidates: RankedItems) -> torch.Tensor:
         """[B, N, 3] parameter-free text matches: candidate vs profile, vs closest history item, vs the mean of
         the last RECENT_TEXT_ITEMS items (cosines of the text embeddings; 0 where missing)."""
         cand = self.text_vectors[candidates.items]  # [B, N, T]
@@ -67,7 +68,7 @@ class RerankNet(nn.Module):
         profile = F.normalize(queries.profiles[:, -width:].float(), dim=-1)
         return profile * queries.has_profile.float().unsqueeze(1)
 
-    def forward(self, queries: Queries, candidates: Candidates, text: torch.Tensor) -> torch.Tensor:
+    def forward(self, queries: Queries, candidates: RankedItems, text: torch.Tensor) -> torch.Tensor:
         """`text` = `text_features(queries, candidates)` (precomputed once for training)."""
         cand = self.item_table[candidates.items]  # [B, N, d]
         history = self.item_table[queries.histories]  # [B, H, d]

@@ -25,8 +25,8 @@ from llmrec.data.split import EvalCases, Split
 from llmrec.device import resolve_device
 from llmrec.errors import DataError
 from llmrec.models.interest import InterestModel
-from llmrec.rerank.candidates import (Candidates, Queries, describe_queries, exact_candidates, item_table,
-                                      top_candidates)
+from llmrec.ranking import Exclusion, RankedItems, StagedScorer, top_items
+from llmrec.rerank.candidates import Queries, describe_queries, item_table
 from llmrec.rerank.net import RerankNet
 from llmrec.train.loop import Trainer, TrainingReport, checkpoint_fingerprint, seed_everything
 
@@ -37,7 +37,7 @@ OUTSIDE_OFFSET = 1e6
 
 
 def _take(batch: Any, rows: torch.Tensor | slice) -> Any:
-    """The same dataclass (Queries or Candidates) restricted to `rows`."""
+    """The same dataclass (Queries or RankedItems) restricted to `rows`."""
     return dataclasses.replace(batch, **{f.name: getattr(batch, f.name)[rows] for f in dataclasses.fields(batch)})
 
 
@@ -57,7 +57,7 @@ class _Prepared:
     """Training cases with their candidates, fixed text features and the target's position (-1 = missed)."""
 
     queries: Queries
-    candidates: Candidates
+    candidates: RankedItems
     text: torch.Tensor
     labels: torch.Tensor
 
@@ -86,7 +86,7 @@ class Reranker:
         """The reranker's view of these (user, history) queries (`context` replaces the stored context ids)."""
         return describe_queries(self.model, users, histories, self.config.history_len, context)
 
-    def rerank(self, queries: Queries, candidates: Candidates) -> torch.Tensor:
+    def rerank(self, queries: Queries, candidates: RankedItems) -> torch.Tensor:
         """Scores [B, N] (on the CPU; -inf on padding) for the candidates, computed on `config.device`."""
         self.net.eval()
         with torch.no_grad():
@@ -116,7 +116,7 @@ class Reranker:
         for start in tqdm(range(0, len(cases), _CHUNK), desc="rerank: retrieve", unit="chunk", leave=False):
             chunk = cases.subset(np.arange(start, min(start + _CHUNK, len(cases))))
             queries = self.describe(chunk.users, chunk.histories)
-            candidates = exact_candidates(queries.interest, table, chunk.histories, self.config.candidates)
+            candidates = top_items(queries.interest @ table.T, Exclusion(chunk.histories), self.config.candidates)
             with torch.no_grad():
                 texts.append(self.net.text_features(_to(queries, self.device), _to(candidates, self.device)).cpu())
             targets = torch.as_tensor([t[0] for t in chunk.targets]).unsqueeze(1)
@@ -183,18 +183,18 @@ class Reranker:
         return reranker
 
 
-class RerankScorer:
-    """A Scorer over the whole catalog for the evaluator: candidates from exact retrieval, reranked, above every
-    other item (which keep retrieval's order). With `reranker` None: retrieval alone."""
+class RerankScorer(StagedScorer):
+    """Scores over the whole catalog for the evaluator: the candidates from exact retrieval, reranked, above
+    every other item (which keep retrieval's order)."""
 
     def __init__(self, reranker: Reranker) -> None:
         self.reranker = reranker
         self.table = reranker.model.retrieval_table()
 
-    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray], exclusion: Exclusion) -> torch.Tensor:
         queries = self.reranker.describe(users, histories)
         full = self.reranker.model.retrieval_queries(queries.interest) @ self.table.T
-        candidates = top_candidates(full, histories, self.reranker.config.candidates)
+        candidates = top_items(full, exclusion, self.reranker.config.candidates)
         reranked = self.reranker.rerank(queries, candidates)
         full = full - OUTSIDE_OFFSET
         keep = candidates.items > 0

@@ -1,4 +1,6 @@
-"""Multi-process training with torch.distributed, as launched by `torchrun` (DDP; gloo on CPU, nccl on GPUs).
+"""Multi-process training with torch.distributed, as launched by `torchrun` (DDP). Each collective runs on the
+backend of its tensors' device: gloo for a model on the CPU, NCCL for one on a GPU (each process takes the GPU of
+its local rank).
 
     torchrun --standalone --nproc_per_node 2 -m llmrec train -c my.yaml -m llmrec
 """
@@ -16,7 +18,17 @@ import torch.distributed as dist
 def init_from_environment() -> None:
     """Join the process group torchrun describes (WORLD_SIZE > 1); a no-op for a single process."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if local_rank < torch.cuda.device_count():
+            torch.cuda.set_device(local_rank)  # `cuda` then means this process's own GPU
+        dist.init_process_group(backend=process_group_backend(torch.cuda.is_available()))
+
+
+def process_group_backend(cuda: bool) -> str:
+    """The backends of the process group: gloo for CPU tensors, and NCCL for CUDA tensors where there are GPUs;
+    torch picks one per collective by the device of its tensors, so DDP over a model on the CPU uses gloo even on
+    a machine with GPUs."""
+    return "cpu:gloo,cuda:nccl" if cuda else "gloo"
 
 
 def rank_and_world() -> tuple[int, int]:

@@ -58,8 +58,8 @@ class TrainingReport:
                 "learning_curve": [asdict(r) for r in self.history]}
 
 
-SCHEDULE_ONLY = {"epochs", "patience", "threads"}
-"""Training settings that change how long or how fast a model trains, not what it learns."""
+SCHEDULE_ONLY = {"epochs", "patience", "threads", "device"}
+"""Training settings that change how long, how fast or where a model trains, not what it learns."""
 
 
 def checkpoint_fingerprint(model: str, config: TrainingConfig, seed: int, split: "Split", *extra: Any) -> str:
