@@ -308,6 +308,11 @@ class OnlineConfig(Validated):
     """Rerank the retrieved candidates when a trained reranker exists."""
     events: str | None = None
     """SQLite file of new interactions; None = run_dir/events.sqlite."""
+    items: str | None = None
+    """SQLite file of the items added, changed and deleted while serving; None = run_dir/items.sqlite."""
+    max_text_chars: PositiveInt = 2000
+    """Longest text accepted from a client, in characters: an item's text (`add_item`, `POST /items`) and stated
+    interests (`recommend(interests=...)`); longer ones are refused."""
     explain_with_llm: StrictBool = True
     """Write explanations with the `llm` model (checked for faithfulness); False = the attribution text."""
     profile_refresh_every: NonNegativeInt = 10
