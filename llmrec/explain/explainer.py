@@ -95,12 +95,16 @@ class Explainer:
     def __init__(self, claims: ClaimChecker, backend: LLMBackend | None, params: GenerationParams,
                  template: ChatTemplate | None = None, max_chars: int = 300) -> None:
         self.claims = claims
-        self.titles = claims.titles
         self.backend = backend
         self.params = params
         self.template = template or (ChatTemplate.load("explain", "llm") if backend else None)
         self.max_chars = max_chars
         self.stats = ExplainerStats()
+
+    @property
+    def titles(self) -> list[str]:
+        """The catalog's titles by item index (the claim checker's, so items added while serving are in it)."""
+        return self.claims.titles
 
     def explain(self, item_id: str, attribution: Attribution, history: np.ndarray) -> Explanation:
         """The explanation of one recommendation; `history` is the user's item indices the check allows."""

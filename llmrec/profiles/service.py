@@ -32,7 +32,9 @@ class ProfileService:
     (`profile`, `write_all`) and the interest summaries people are shown (`summary`)."""
 
     def __init__(self, config: RunConfig, dataset: Dataset, split: Split, run_dir: str | Path,
-                 store: ProfileStore | None = None) -> None:
+                 store: ProfileStore | None = None, facts: CatalogFacts | None = None) -> None:
+        """`facts`: the catalog facts to write from, shared with another service of the run (default: read
+        from the catalog)."""
         self.config = config
         self.dataset = dataset
         self.split = split
@@ -42,6 +44,16 @@ class ProfileService:
             if not Path(preload).is_file():
                 raise ConfigError(f"profile.preload: file not found: {preload}")
             log.info("preloaded %d profiles from %s", self.store.load_export(preload, replace=False), preload)
+        if facts is not None:
+            self.facts = facts
+
+    @cached_property
+    def facts(self) -> CatalogFacts:
+        """Titles, categories and popularity of the catalog's items; the serving facade adds the items added
+        online (`CatalogFacts.put`), and every writer of the run reads the same facts."""
+        settings = self.config.profile
+        return CatalogFacts.from_catalog(self.dataset.catalog, self.split, settings.category_column,
+                                         settings.title_chars)
 
     @cached_property
     def adapter(self) -> LoRAAdapter | None:
@@ -76,12 +88,10 @@ class ProfileService:
     def writer(self) -> ProfileWriter:
         """The configured writer; building it loads the LLM when `profile.writer` is `llm`."""
         settings = self.settings
-        facts = CatalogFacts.from_catalog(self.dataset.catalog, self.split, settings.category_column,
-                                          settings.title_chars)
         backend = make_backend(self.config.llm, self.adapter) if settings.writer == "llm" else None
         params = GenerationParams(max_tokens=settings.max_tokens, temperature=self.config.llm.temperature,
                                   seed=self.config.seed)
-        return ProfileWriter(facts, self.dataset.name, settings, backend, params)
+        return ProfileWriter(self.facts, self.dataset.name, settings, backend, params)
 
     def release_llm(self) -> None:
         """Free the LLM (it is loaded again when next needed); call it before CPU-heavy work in this process."""
@@ -104,7 +114,7 @@ class ProfileService:
         LLM writer), in the same store."""
         settings = dataclasses.replace(self.config.profile, writer=writer, preload=None, adapter=adapter)
         return ProfileService(dataclasses.replace(self.config, profile=settings), self.dataset, self.split,
-                              self.store.path.parent, self.store)
+                              self.store.path.parent, self.store, self.facts)
 
     def lookup(self, requests: Sequence[ProfileRequest]) -> list[Profile | None]:
         """The stored profile of each request's history by this writer, None where there is none."""
