@@ -3,14 +3,19 @@
     rec = Recommender.load("runs/beauty")
     rec.recommend("A1YJEY40YUW4SE", k=10)                 # retrieve (ChromaDB) -> rerank -> top k
     rec.recommend(history=["B0009RF9DW", "B000FS05VE"])  # an anonymous session
+    rec.recommend(interests="gentle skin care for dry skin")  # a user known only by their words
     rec.add_interaction("A1YJEY40YUW4SE", "B004Z40048")   # durable when it returns; the next list changes
     rec.profile("A1YJEY40YUW4SE")                         # interest summary + long/short-term weights
     rec.explain("A1YJEY40YUW4SE", "B004Z40048")           # attribution + grounded LLM explanation
+    rec.add_item("NEW-1", "Rose Night Cream. Categories: Skin Care", title="Rose Night Cream")  # at once
 
 Retrieval asks the ChromaDB collection of the interest model's item vectors (inner product) for the top N
 unseen items; the reranker rescores them. A new interaction is logged in SQLite (WAL, fsync per commit) before
 it is acknowledged and changes the user's short-term input at once; the long-term profile is rewritten every
-`online.profile_refresh_every` new interactions on a background thread, never on the request path.
+`online.profile_refresh_every` new interactions on a background thread, never on the request path. Items added,
+updated or deleted while serving are logged the same way (`llmrec.online.item_log`) and recommendable (or gone)
+from the next request, without retraining: a new item is embedded by the item encoder and scored from its text,
+like an item never seen in training.
 """
 
 from __future__ import annotations
@@ -30,15 +35,17 @@ import torch
 from llmrec.claims import ClaimChecker
 from llmrec.config import check_k, load_config, save_config
 from llmrec.encoders.item_encoder import ItemEncoder
-from llmrec.errors import ConfigError, DataError
+from llmrec.errors import ConfigError, ConflictError, DataError, UnknownIdError
 from llmrec.experiment import Experiment, collection_name
 from llmrec.explain import Explainer, attribute
 from llmrec.index.chroma_index import CollectionMissingError, ItemIndex
 from llmrec.llm import GenerationParams, make_backend
 from llmrec.models.interest import InterestModel
 from llmrec.models.long_term import GRAPH_SOURCES, long_term_vectors, profile_writer_of
-from llmrec.online.events import EventStore
+from llmrec.online.events import EventStore, clean_id
 from llmrec.online.hybrid import hybrid_list
+from llmrec.online.item_log import Action, ItemChange, ItemLog
+from llmrec.online.items import ItemBook
 from llmrec.online.users import UserBook
 from llmrec.profiles.facts import CatalogFacts
 from llmrec.profiles.hygiene import split_sentences
@@ -46,6 +53,7 @@ from llmrec.profiles.service import ProfileService
 from llmrec.profiles.writer import Profile, ProfileRequest
 from llmrec.rerank.candidates import Candidates, exact_candidates, index_candidates, item_table
 from llmrec.rerank.reranker import Reranker
+from llmrec.text import clean_input_text
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +95,7 @@ class Recommender:
         self.retrieval_table = model.retrieval_table()
         has_reranker = not adapted and (experiment.model_dir(Reranker.name) / "model.json").is_file()
         self.reranker = experiment.reranker() if config.online.rerank and has_reranker else None
-        self.index = self._item_index() if config.online.retrieval == "index" else None
+        self.index: ItemIndex | None = None  # built once the item log is replayed
         self.users = UserBook(self.split, model.inputs)
         self.events = EventStore(config.online.events or Path(config.run_dir) / "events.sqlite")
         self._lock = threading.RLock()
@@ -95,13 +103,20 @@ class Recommender:
         self._refresher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="profile-refresh")
         self._refreshes: list[Future] = []
         self._summaries_queued: set[int] = set()
-        self._facts = CatalogFacts.from_catalog(experiment.dataset.catalog, self.split,
-                                                config.profile.category_column, config.profile.title_chars)
-        self._texts = [""] + [str(t) for t in experiment.dataset.catalog.items.set_index("item_id")
-                              .reindex(self.split.item_ids)["text"].fillna("")]
+        self._facts: CatalogFacts = self.profiles.facts
+        texts = experiment.dataset.catalog.items.set_index("item_id").reindex(self.split.item_ids)["text"]
+        self.items = ItemBook([str(i) for i in self.split.item_ids], texts.fillna("").tolist(),
+                              experiment.item_vectors)
+        self.item_log = ItemLog(config.online.items or Path(config.run_dir) / "items.sqlite",
+                                config.online.max_text_chars)
+        self._items_lock = threading.Lock()
         self._popularity = self.split.train_popularity()
         self._popular = np.argsort(-self._popularity, kind="stable")
         self._explainer: Explainer | None = None
+        index_name = self._index_name() if config.online.retrieval == "index" else None
+        self._replay_items()
+        if index_name is not None:
+            self.index = self._item_index(index_name)
         self._replay_events()
 
     @classmethod
@@ -125,14 +140,16 @@ class Recommender:
     # ------------------------------------------------------------------------------------------------ serving
 
     def recommend(self, user_id: str | None = None, k: int = 10, *, history: Sequence[str] | None = None,
-                  context: dict[str, str] | None = None, exclude: Sequence[str] = (),
+                  interests: str | None = None, context: dict[str, str] | None = None, exclude: Sequence[str] = (),
                   mode: str = "default") -> list[Recommendation]:
-        """Top-`k` unseen items for a known user (`user_id`) or an anonymous `history` of item ids (oldest
-        first). `context` (e.g. {"device": "mobile"}) replaces the user's usual context; `exclude` lists
-        more item ids to leave out; `mode="hybrid"` fills the list from the short-term, long-term and context
-        interests in `online.hybrid_mix` shares and tags each item."""
-        if (user_id is None) == (history is None):
-            raise DataError("pass exactly one of user_id and history")
+        """Top-`k` unseen items for a known user (`user_id`), or for an anonymous user from a `history` of item
+        ids (oldest first) and/or `interests` stated in words ("I like dark Scandinavian crime novels": the
+        model's long-term input, see `stated_interest_vectors`). `context` (e.g. {"device": "mobile"}) replaces
+        the user's usual context; `exclude` lists more item ids to leave out; `mode="hybrid"` fills the list from
+        the short-term, long-term and context interests in `online.hybrid_mix` shares and tags each item. Deleted
+        items are never recommended."""
+        if (user_id is None) == (history is None and interests is None):
+            raise DataError("pass exactly one of: a user_id, or a history and/or interests (an anonymous user)")
         check_k(k)
         if mode not in MODES:
             raise DataError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -140,15 +157,17 @@ class Recommender:
             user = self.users.index(user_id)
             items = self.users.history(user)
         else:
-            user, items = -1, np.array([self.split.item_index(i) for i in history or []], dtype=np.int64)
-        blocked = np.unique(np.concatenate([items, [self.split.item_index(i) for i in exclude]]).astype(np.int64))
+            user, items = -1, np.array([self.items.item_index(i) for i in history or []], dtype=np.int64)
+        profiles = self.stated_interest_vectors([interests]) if interests is not None else None
+        blocked = np.unique(np.concatenate([items, [self.items.item_index(i) for i in exclude],
+                                            self.items.deleted]).astype(np.int64))
         context_ids = self.model.inputs.context_ids(user, context)[None] if context else None
         with self._lock:
-            if not len(items):
+            if not len(items) and profiles is None:
                 return self._popular_items(blocked, k)
             if mode == "hybrid":
-                return self._hybrid(user, items, context_ids, blocked, k)
-            return self._ranked(user, items, context_ids, blocked, k)
+                return self._hybrid(user, items, context_ids, blocked, k, profiles)
+            return self._ranked(user, items, context_ids, blocked, k, profiles)
 
     def profile(self, user_id: str) -> dict[str, Any]:
         """What the user likes: the interest summary of their whole known history (text, top categories,
@@ -166,7 +185,7 @@ class Recommender:
         from the model's own item vectors, and a short LLM explanation that may only cite the user's history
         (else the attribution text is used)."""
         user = self.users.index(user_id)
-        item = self.split.item_index(item_id)
+        item = self.items.item_index(item_id)
         history = self.users.history(user)
         summary = self._summary(user, str(user_id), history)
         profile_text = summary.text if summary else ""
@@ -183,8 +202,8 @@ class Recommender:
                         context: dict[str, str] | None = None) -> dict[str, Any]:
         """Log an interaction (durably: it is committed before this returns) and use it from the next request
         on. A user never seen before is created. Every `online.profile_refresh_every` new interactions the
-        user's profile is rewritten in the background."""
-        item = self.split.item_index(item_id)
+        user's profile is rewritten in the background. A deleted item may not be named (DeletedItemError)."""
+        item = self.items.live_index(item_id)
         event = self.events.append(user_id, item_id, timestamp, context)
         with self._lock:
             user, since_profile = self.users.add(event.user_id, item, event.timestamp)
@@ -194,6 +213,45 @@ class Recommender:
             self._schedule_refresh(user, event.user_id)
         return {"event_id": event.event_id, "user_id": event.user_id,
                 "history_length": int(len(self.users.history(user))), "profile_refresh": refresh}
+
+    # ------------------------------------------------------------------------------------------------ items
+
+    def add_item(self, item_id: str, text: str, *, title: str | None = None,
+                 categories: Sequence[str] = ()) -> dict[str, Any]:
+        """Add an item while serving; it is recommendable from the next request on, without retraining (scored
+        from its text alone, like an item never seen in training, with `interest.new_item_boost`). `text` is the
+        item's text as the catalog has it, which the item encoder embeds (for a MovieLens run, e.g.
+        `Heat (1995). Genres: Action, Crime`); `title` (default: the text) and `categories` are what profiles and
+        explanations may say about it. Logged durably before it returns. ConflictError for an id already taken
+        (by a deleted item too: ids are not reused); DataError for an empty or over-long text
+        (`online.max_text_chars`), a bad id or bad categories."""
+        return self._change_item("add", item_id, text, title, categories)
+
+    def update_item(self, item_id: str, text: str, *, title: str | None = None,
+                    categories: Sequence[str] = ()) -> dict[str, Any]:
+        """Replace the text, title and categories of an item added while serving (embedded and indexed again at
+        once). UnknownIdError for an unknown or deleted item, ConflictError for a catalog item (change the
+        dataset and retrain)."""
+        return self._change_item("update", item_id, text, title, categories)
+
+    def delete_item(self, item_id: str) -> dict[str, Any]:
+        """Never recommend an item again (a catalog item or one added online). It keeps its id and index, so
+        histories naming it stay valid; new events naming it are refused (DeletedItemError)."""
+        return self._change_item("delete", item_id)
+
+    def stated_interest_vectors(self, texts: Sequence[str]) -> torch.Tensor:
+        """[len(texts), P] the interest model's long-term input for interests stated in words (`recommend(
+        interests=...)`): each text cleaned (DataError when empty or over `online.max_text_chars`) and embedded
+        as a profile text is, under the profile writer's prompt version. The text is only embedded, never given
+        to an LLM, so instructions in it have no effect. ConfigError when the model reads no profile text
+        (`interest.profile_source` mean-items or graph)."""
+        if self._profile_service() is None:
+            raise ConfigError(f"stated interests need a model that reads profile text; this run's "
+                              f"interest.profile_source is {self._profile_source!r} (llm, template and "
+                              "graph+profile read one)")
+        cleaned = [clean_input_text(t, "interests", self.config.online.max_text_chars) for t in texts]
+        no_items = [np.zeros(0, dtype=np.int64)] * len(cleaned)
+        return torch.from_numpy(self._long_term_inputs(no_items, cleaned))
 
     def health(self) -> dict[str, Any]:
         """Liveness and what is being served."""
@@ -240,8 +298,8 @@ class Recommender:
 
     @property
     def item_vectors(self) -> np.ndarray:
-        """The catalog's text vectors ([items + 1, dim], row 0 padding)."""
-        return self.experiment.item_vectors
+        """The text vectors of the catalog and the items added online ([items + 1, dim], row 0 padding)."""
+        return self.items.vectors
 
     @property
     def explainer(self) -> Explainer:
@@ -253,15 +311,15 @@ class Recommender:
         return self._explainer
 
     def _ranked(self, user: int, items: np.ndarray, context: np.ndarray | None, blocked: np.ndarray,
-                k: int) -> list[Recommendation]:
+                k: int, profiles: torch.Tensor | None = None) -> list[Recommendation]:
         users = np.array([user])
         n = max(k, self.config.rerank.candidates) if self.reranker else k
         if self.reranker is not None:
-            queries = self.reranker.describe(users, [items], context)
+            queries = self.reranker.describe(users, [items], context, profiles)
             candidates = self._candidates(queries.interest, blocked, n)
             scores = self.reranker.rerank(queries, candidates)[0]
         else:
-            interest, _ = self.model.interest(users, [items], context)
+            interest, _ = self.model.interest(users, [items], context, profiles)
             candidates = self._candidates(interest, blocked, n)
             scores = candidates.scores[0]
         order = scores.argsort(descending=True)[:k]
@@ -272,11 +330,11 @@ class Recommender:
         queries = self.model.retrieval_queries(interest)
         if self.index is None:
             return exact_candidates(queries, self.retrieval_table, [blocked], n)
-        return index_candidates(self.index, queries, [blocked], n, self.split)
+        return index_candidates(self.index, queries, [blocked], n, self.items)
 
     def _hybrid(self, user: int, items: np.ndarray, context: np.ndarray | None, blocked: np.ndarray,
-                k: int) -> list[Recommendation]:
-        components = self.model.components(np.array([user]), [items], context)[0]
+                k: int, profiles: torch.Tensor | None = None) -> list[Recommendation]:
+        components = self.model.components(np.array([user]), [items], context, profiles)[0]
         excluded = torch.zeros(len(self.table), dtype=torch.bool)
         excluded[torch.as_tensor(blocked)] = True
         return [self._recommendation(t.item, t.score, t.tag)
@@ -289,7 +347,7 @@ class Recommender:
         return [self._recommendation(int(i), float(self._popularity[i]), "popular") for i in ranked]
 
     def _recommendation(self, item: int, score: float, tag: str | None = None) -> Recommendation:
-        return Recommendation(self.split.item_id(item), score, self._texts[item], tag)
+        return Recommendation(self.items.item_id(item), score, self.items.texts[item], tag)
 
     def _interest_weights(self, user: int, history: np.ndarray) -> dict[str, float]:
         """The fusion's weights for this user now: long-term (profile) vs short-term (recent items)."""
@@ -375,17 +433,22 @@ class Recommender:
             log.exception("profile refresh failed for user %s", user_id)
             raise
 
+    def _long_term_inputs(self, long_terms: Sequence[np.ndarray], texts: Sequence[str] | None) -> np.ndarray:
+        """[len(long_terms), P] long-term inputs of users the model was not trained with: folded in from their
+        long-term items, with `texts` (profile texts, stated interests) embedded for the sources that read one."""
+        service = self._profile_service()
+        source = self._profile_source
+        graph = self.experiment.long_term_graph() if source in GRAPH_SOURCES else None
+        return long_term_vectors(source, long_terms, np.full(len(long_terms), -1), texts,
+                                 service.prompt_version if service else None, self.encoder, self.item_vectors,
+                                 graph)
+
     def _set_long_term(self, user: int, long_term: np.ndarray, profile: Profile | None) -> None:
         """Swap in the user's long-term vector (the graph folds the user in from the long-term items); an empty
         long-term part has none."""
         vector: np.ndarray | float = 0.0
         if len(long_term):
-            service = self._profile_service()
-            source = self._profile_source
-            graph = self.experiment.long_term_graph() if source in GRAPH_SOURCES else None
-            vector = long_term_vectors(source, [long_term], np.array([-1]), [profile.text] if profile else None,
-                                       service.prompt_version if service else None, self.encoder,
-                                       self.item_vectors, graph)[0]
+            vector = self._long_term_inputs([long_term], [profile.text] if profile else None)[0]
         with self._lock:
             self.model.inputs.profiles[user] = vector
             self.model.inputs.has_profile[user] = len(long_term) > 0
@@ -399,7 +462,7 @@ class Recommender:
         user_ids: dict[int, str] = {}
         for event in self.events.events_since(0):
             try:
-                item = self.split.item_index(event.item_id)
+                item = self.items.item_index(event.item_id)
             except KeyError:
                 skipped += 1
                 continue
@@ -418,18 +481,89 @@ class Recommender:
             elif every and events[user] >= every:
                 self._set_long_term(user, history[:max(0, len(history) - self.config.profile.recent_items)], None)
 
-    def _item_index(self) -> ItemIndex:
-        """The ChromaDB collection of the interest model's retrieval vectors (inner product; with the new-item
-        boost coordinate), (re)built when it does not hold exactly these vectors."""
+    def _change_item(self, action: Action, item_id: str, text: str = "", title: str | None = None,
+                     categories: Sequence[str] = ()) -> dict[str, Any]:
+        """Check a change against the items, embed its text, log it (durably) and apply it."""
+        with self._items_lock:  # one change at a time, so the check still holds when the change is applied
+            item_id = clean_id(item_id, "item_id")
+            self.items.check(action, item_id)
+            vectors = np.zeros((1, self.items.vectors.shape[1]), dtype=np.float32)
+            if action != "delete":
+                text = clean_input_text(text, "text", self.config.online.max_text_chars)
+                vectors = self._encode_item_texts([text])
+            change = self.item_log.append(action, item_id, text, title, categories)
+            self._apply_item_changes([change], vectors)
+        return {"item_id": change.item_id, "action": action, "log_id": change.log_id}
+
+    def _encode_item_texts(self, texts: list[str]) -> np.ndarray:
+        """Item texts embedded as the catalog's are (the same encoder, under the catalog's text template key)."""
+        return self.encoder.encode(texts, self.experiment.dataset.catalog.text_template)
+
+    def _apply_item_changes(self, changes: Sequence[ItemChange], vectors: np.ndarray) -> None:
+        """Apply logged changes in log order (`vectors[i]`: change i's embedded text; unused for a delete): the
+        item book and facts, then, once for all the items they add or update, the interest model's item rows,
+        the retrieval tables, the reranker and the index. A change the items refuse (an id another process added
+        first) is skipped with a warning."""
+        changed: set[int] = set()
+        with self._lock:
+            for change, vector in zip(changes, vectors, strict=True):
+                try:
+                    item = self.items.apply(change, vector)
+                except (ConflictError, UnknownIdError) as exc:
+                    log.warning("item change %d skipped: %s", change.log_id, exc)
+                    continue
+                if change.action != "delete":
+                    self._facts.put(item, change.item_id, change.title or change.text, change.categories)
+                    changed.add(item)
+            if not changed:
+                return
+            items = torch.as_tensor(sorted(changed))
+            text_vectors = self.items.vectors[items.numpy()]
+            self.model.put_items(items.numpy(), text_vectors)
+            self.retrieval_table = self.model.retrieval_table()
+            self.table = self.retrieval_table[:, :-1]
+            if self.reranker is not None:
+                self.reranker.put_items(items.numpy(), self.table[items], text_vectors)
+            if self.index is not None:
+                self.index.upsert([self.items.item_id(i) for i in items.tolist()],
+                                  self.retrieval_table[items].numpy())
+
+    def _replay_items(self, since: int = 0) -> int:
+        """Apply the item log's changes after log id `since`, embedding their texts in one pass, and return the
+        last log id applied. On load: every change of earlier sessions, after the catalog and before the events
+        (which may name these items); a process following another's changes passes the last id it applied."""
+        changes = self.item_log.items_since(since)
+        if not changes:
+            return since
+        vectors = np.zeros((len(changes), self.items.vectors.shape[1]), dtype=np.float32)
+        written = [i for i, change in enumerate(changes) if change.action != "delete"]
+        if written:
+            vectors[written] = self._encode_item_texts([changes[i].text for i in written])
+        self._apply_item_changes(changes, vectors)
+        log.info("applied %d logged item changes (%d items added in all)", len(changes), len(self.items.added))
+        return changes[-1].log_id
+
+    def _index_name(self) -> str:
+        """The index collection's name: a digest of the catalog's retrieval vectors (before any item added online)
+        and of the item log's path, so a collection holds one catalog with one log's items."""
+        catalog = self.retrieval_table[1:self.items.catalog_size + 1].numpy().tobytes()
+        digest = hashlib.sha256(catalog + str(self.item_log.path.resolve()).encode()).hexdigest()[:12]
+        return collection_name(self.dataset_name, f"llmrec-{digest}")
+
+    def _item_index(self, name: str) -> ItemIndex:
+        """The ChromaDB collection `name` of the interest model's retrieval vectors (inner product; with the
+        new-item boost coordinate) of every item, the added ones included: rebuilt when it does not hold as many
+        items, else the added items are upserted again (repairing a change logged just before a crash)."""
         vectors = self.retrieval_table[1:].numpy()
-        digest = hashlib.sha256(vectors.tobytes()).hexdigest()[:12]
         config = dataclasses.replace(self.config.index, space="ip", collection=None)
-        name = collection_name(self.dataset_name, f"llmrec-{digest}")
         index = ItemIndex(config, Path(self.config.run_dir) / "index", name)
         try:
             complete = index.count() == len(vectors)
         except CollectionMissingError:
             complete = False
         if not complete:
-            index.rebuild([str(i) for i in self.split.item_ids], vectors)
+            index.rebuild([self.items.item_id(i) for i in range(1, len(self.items))], vectors)
+        elif self.items.added:
+            added = self.items.added
+            index.upsert([self.items.item_id(i) for i in added], self.retrieval_table[added].numpy())
         return index

@@ -4,8 +4,9 @@
 
 Endpoints are plain functions, so FastAPI runs them in its threadpool; the recommender is not assumed to be
 thread-safe, so its calls take turns behind one lock. Every error is `{"error": message}`: 404 for an unknown
-user or item, 422 for bad input, 413 for a body over 1 MiB, and 500 `internal error` for anything else (its
-traceback goes to the server log only).
+(or deleted) user or item, 409 for an item change that conflicts (a taken id, a catalog item), 422 for bad
+input, 413 for a body over 1 MiB, and 500 `internal error` for anything else (its traceback goes to the server log
+only).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from llmrec.errors import ConfigError, DataError, UnknownIdError
+from llmrec.errors import ConfigError, ConflictError, DataError, UnknownIdError
 from llmrec.service.guard import RequestGuard
-from llmrec.service.schemas import (EventAck, EventRequest, ErrorBody, Health, RecommendRequest,
-                                    RecommendResponse)
+from llmrec.service.schemas import (EventAck, EventRequest, ErrorBody, Health, ItemAck, ItemRequest, ItemUpdate,
+                                    RecommendRequest, RecommendResponse)
 
 if TYPE_CHECKING:
     from llmrec.pipeline import Recommender
@@ -52,10 +53,11 @@ def create_app(recommender: "Recommender") -> FastAPI:
 
     @app.post("/recommend", response_model=RecommendResponse, responses=_ERRORS, tags=["recommend"])
     def recommend(request: RecommendRequest) -> dict[str, Any]:
-        """The top `k` items for a known user (`user_id`) or an anonymous `history`, never items already seen
-        or listed in `exclude`."""
+        """The top `k` items for a known user (`user_id`) or an anonymous user's `history` and/or stated
+        `interests`, never items already seen, deleted or listed in `exclude`."""
         items = call(recommender.recommend, request.user_id, request.k, history=request.history,
-                     context=request.context, exclude=request.exclude, mode=request.mode)
+                     interests=request.interests, context=request.context, exclude=request.exclude,
+                     mode=request.mode)
         return {"items": [item.to_dict() for item in items]}
 
     @app.get("/profile/{user_id}", responses=_ERRORS, tags=["users"])
@@ -75,12 +77,38 @@ def create_app(recommender: "Recommender") -> FastAPI:
         recommendations take it into account."""
         return call(recommender.add_interaction, event.user_id, event.item_id, event.timestamp, event.context)
 
+    _add_item_routes(app, recommender, call)
+
     @app.get("/healthz", response_model=Health, tags=["service"])
     def healthz() -> dict[str, Any]:
         """Liveness, and the size of what is served."""
         return call(recommender.health)
 
     return app
+
+
+def _add_item_routes(app: FastAPI, recommender: "Recommender", call: Callable[..., Any]) -> None:
+    """POST /items, PUT /items/{item_id}, DELETE /items/{item_id}: the catalog changes while serving."""
+    responses = {**_ERRORS, 409: {"model": ErrorBody, "description": "The item id is taken, or the item is "
+                                                                     "a catalog item, which cannot be changed."}}
+    item_id_path = Path(min_length=1, max_length=256, description="Item id.")
+
+    @app.post("/items", status_code=201, response_model=ItemAck, responses=responses, tags=["items"])
+    def add_item(item: ItemRequest) -> dict[str, Any]:
+        """Add an item; it is stored durably before the acknowledgement is sent and can be recommended from the
+        next request on, without retraining."""
+        return call(recommender.add_item, item.item_id, item.text, title=item.title, categories=item.categories)
+
+    @app.put("/items/{item_id}", response_model=ItemAck, responses=responses, tags=["items"])
+    def update_item(update: ItemUpdate, item_id: str = item_id_path) -> dict[str, Any]:
+        """Replace the text, title and categories of an item added while serving."""
+        return call(recommender.update_item, item_id, update.text, title=update.title,
+                    categories=update.categories)
+
+    @app.delete("/items/{item_id}", response_model=ItemAck, responses=responses, tags=["items"])
+    def delete_item(item_id: str = item_id_path) -> dict[str, Any]:
+        """Never recommend an item again; events may no longer name it (histories that do stay valid)."""
+        return call(recommender.delete_item, item_id)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -93,6 +121,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     app.add_exception_handler(UnknownIdError, handler(404, str))
+    app.add_exception_handler(ConflictError, handler(409, str))
     for bad_input in (DataError, ConfigError, ValueError):
         app.add_exception_handler(bad_input, handler(422, str))
     app.add_exception_handler(RequestValidationError, handler(422, lambda exc: describe_errors(exc.errors())))
