@@ -18,7 +18,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from llmrec.config import MAX_K, load_config
-from llmrec.errors import LlmrecError
+from llmrec.errors import DataError, LlmrecError
 from llmrec.train.distributed import init_from_environment, is_main_process
 
 app = typer.Typer(
@@ -174,13 +174,28 @@ def tune(config: ConfigOption = None, set_: SetOption = None,
 
 
 @app.command()
-def recommend(user: Annotated[str, typer.Option(help="User id as in the dataset.")],
+def recommend(user: Annotated[Optional[str], typer.Option(help="User id as in the dataset.")] = None,
+              interests: Annotated[Optional[str], typer.Option(
+                  help="Instead of --user: what someone the data does not know likes, in their own words "
+                       "(recommended by the run's trained `llmrec` model).")] = None,
               config: ConfigOption = None, set_: SetOption = None,
               k: Annotated[int, typer.Option(min=1, max=MAX_K, help="How many items.")] = 10,
-              model: Annotated[str, typer.Option("--model", "-m", help="Model to use.")] = "sasrec") -> None:
-    """Recommend k unseen items to a user."""
-    experiment = _experiment(config, set_)
-    for rank, item in enumerate(experiment.recommend(user, k, model), 1):
+              model: Annotated[str, typer.Option("--model", "-m", help="Model to use for --user.")] = "sasrec"
+              ) -> None:
+    """Recommend k unseen items to a user of the dataset, or to someone known only by their stated interests."""
+    if (user is None) == (interests is None):
+        raise DataError("give exactly one of --user and --interests")
+    if user is not None:
+        items = _experiment(config, set_).recommend(user, k, model)
+    else:
+        from llmrec.pipeline import Recommender
+
+        recommender = Recommender.load(load_config(config, set_).run_dir, set_)
+        try:
+            items = [r.to_dict() for r in recommender.recommend(interests=interests, k=k)]
+        finally:
+            recommender.close()
+    for rank, item in enumerate(items, 1):
         typer.echo(f"{rank:>3}. [{item['item_id']}] {item['text']}  ({item['score']:.3f})")
 
 

@@ -100,11 +100,12 @@ class LightGCN(Model):
 
     def user_vectors(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
         """[B, d] the graph's vector of each known user; a user it does not know (index -1) is folded in as the
-        mean of their history items' vectors."""
+        mean of their history items' vectors (items added after training have none and are left out)."""
         if self.vectors is None:
             raise ModelNotTrainedError("lightgcn: call fit() or load a trained model first")
         with torch.no_grad():
             user_vectors, item_vectors = self.vectors
+            histories = [h[h < len(item_vectors)] for h in map(np.asarray, histories)]
             users = torch.as_tensor(np.asarray(users), dtype=torch.long)
             history = torch.as_tensor(interaction_matrix(histories, len(item_vectors)).toarray())
             folded = history @ item_vectors / history.sum(dim=1, keepdim=True).clamp_min(1)
