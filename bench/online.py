@@ -1,15 +1,15 @@
 """The online path on a trained benchmark run: retrieval alone vs retrieval + rerank (full ranking, test split),
 the latency of `Recommender.recommend` (ChromaDB retrieval + rerank, warm, k=10, N=200), hybrid tagged lists vs
-the default list (NDCG@10 and intra-list diversity), and the quality of LLM explanations on random users
-(`explain-quality`, beside `explain-quality-unconstrained`: the same users without grammar or retries). Writes
-bench/results/online.json.
+the default list (NDCG@10 and intra-list diversity), the latency of adding an item while serving and of the first
+list after it, and the quality of LLM explanations on random users (`explain-quality`, beside
+`explain-quality-unconstrained`: the same users without grammar or retries). Writes bench/results/online.json.
 
     LLMREC_DATA_DIR=../shared/datasets python bench/online.py amazon-beauty
     ... --run-dir runs/bench-amazon-beauty/llmrec    the run whose `llmrec` model is served (bench/interest.py
                                                       trains it there); the reranker is trained there if missing
     ... --run-dir runs/bench-movielens-1m/llmrec@lr2 a tuning or variant run's folder, whose name goes
                                                       into the record names (`llmrec-rerank@lr2`)
-    ... --requests 1000 --explanations 200
+    ... --requests 1000 --explanations 200 --new-items 200
 
 The HTTP service has its own load test: bench/service.py.
 """
@@ -20,6 +20,7 @@ import argparse
 import logging
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -94,6 +95,47 @@ def latency_record(recommender: Recommender, dataset: str, requests: int, comman
     return make_record(dataset, "recommend-latency", metrics, command, seed, time.perf_counter() - started)
 
 
+def add_item_record(run_dir: str, overrides: list[str], dataset: str, items: int, command: str, seed: int) -> dict:
+    """p50/p99 of `add_item` and of the first `recommend(user, k=10)` after it, for `items` new items: each is a
+    random test user's top recommendation written again under a new id (text only: no trained ID row), asked
+    for by that user at once; `included_share` is the share of those first lists that hold it. The items and
+    their item log and index live in a scratch state folder, removed afterwards: the run and its bundle are left as
+    they were (measure with the embedded index: a Chroma server, `index.host`, would keep the added vectors)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        recommender = Recommender.load(run_dir, [*overrides, f"online.state_dir={scratch}/state"])
+        rng = np.random.default_rng(seed + 2)
+        users = [str(u) for u in recommender.split.user_ids[rng.integers(0, recommender.split.num_users, items)]]
+        for user in users[:20]:
+            recommender.recommend(user, k=10)
+        add_ms, first_ms, included = [], [], 0
+        started = time.perf_counter()
+        for n, user in enumerate(users):
+            (top,) = recommender.recommend(user, k=1)
+            item_id = f"bench-new-{n}"
+            t0 = time.perf_counter()
+            recommender.add_item(item_id, top.text, title=f"New {n}")
+            t1 = time.perf_counter()
+            listed = recommender.recommend(user, k=10)
+            t2 = time.perf_counter()
+            add_ms.append(1000 * (t1 - t0))
+            first_ms.append(1000 * (t2 - t1))
+            included += item_id in {r.item_id for r in listed}
+        wall_s = time.perf_counter() - started
+        health = recommender.health()
+        metrics = {"items": items, "add_p50_ms": float(np.percentile(add_ms, 50)),
+                   "add_p99_ms": float(np.percentile(add_ms, 99)),
+                   "first_recommend_p50_ms": float(np.percentile(first_ms, 50)),
+                   "first_recommend_p99_ms": float(np.percentile(first_ms, 99)),
+                   "included_share": included / items, "catalog_items": recommender.items.catalog_size,
+                   "new_item_boost": recommender.config.interest.new_item_boost,
+                   "retrieval": health["retrieval"], "reranker": health["reranker"]}
+        recommender.close()
+    print(f"{dataset} add_item latency: p50 {metrics['add_p50_ms']:.2f} ms, p99 {metrics['add_p99_ms']:.2f} ms; "
+          f"first list p50 {metrics['first_recommend_p50_ms']:.2f} ms, holds the item in "
+          f"{metrics['included_share']:.0%}", flush=True)
+    return make_record(dataset, "add-item-latency", metrics, command, seed, wall_s)
+
+
 def explanation_record(recommender: Recommender, dataset: str, users: int, command: str, seed: int,
                        name: str = "explain-quality") -> dict:
     """Explain each random user's top recommendation: what is served (title and category faithfulness of the
@@ -129,7 +171,9 @@ def main() -> None:
     parser.add_argument("--run-dir", help="default: runs/bench-<dataset>/llmrec")
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--explanations", type=int, default=200)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["rerank", "hybrid", "latency", "explain"])
+    parser.add_argument("--new-items", type=int, default=200, help="items added by the add-item benchmark")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["rerank", "hybrid", "latency", "add-item", "explain"])
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -156,6 +200,8 @@ def main() -> None:
         write([explanation_record(recommender, args.dataset, args.explanations, command, seed,
                                   "explain-quality-unconstrained")])
     recommender.close()
+    if "add-item" not in args.skip:
+        write([add_item_record(run_dir, args.overrides, args.dataset, args.new_items, command, seed)])
 
 
 def served(record: dict, run_dir: str) -> dict:

@@ -42,38 +42,60 @@ class ClaimChecker:
 
     def __init__(self, titles: Sequence[str], categories: Sequence[tuple[str, ...]] = (),
                  item_ids: Sequence[str] = ()) -> None:
-        self.titles = list(titles)
-        self.categories = list(categories) or [()] * len(self.titles)
-        self._matcher = TitleMatcher(self.titles)
-        names = {c for item in self.categories for c in item}
-        self._category_patterns = {c: _category_pattern(c) for c in names}
-        self._ids = {item_id: index for index, item_id in enumerate(item_ids) if _ID_SHAPED.match(item_id)}
+        self._facts: CatalogFacts | None = None
+        self._version = 0
+        self._index(titles, categories, item_ids)
 
     @classmethod
     def from_facts(cls, facts: CatalogFacts) -> "ClaimChecker":
-        return cls(facts.titles, facts.categories, facts.item_ids)
+        """A checker that follows `facts`: items added or changed while serving are checked too."""
+        checker = cls(facts.titles, facts.categories, facts.item_ids)
+        checker._facts, checker._version = facts, facts.version
+        return checker
+
+    @property
+    def titles(self) -> list[str]:
+        """Every item's title, by item index."""
+        self._follow_facts()
+        return self._titles
 
     def categories_named(self, text: str) -> set[str]:
         """Catalog categories `text` names (the last step of a path, whole words, a plural `s` allowed)."""
+        self._follow_facts()
         return {c for c, pattern in self._category_patterns.items() if pattern.search(text)}
 
     def check(self, text: str, items: Iterable[int], numbers: Iterable[float] = ()) -> ClaimReport:
         """The claims of `text` against the item indices it may talk about and the percentages it was given."""
+        self._follow_facts()
         allowed = {int(i) for i in items}
-        allowed_categories = {c for i in allowed for c in self.categories[i]}
+        allowed_categories = {c for i in allowed for c in self._categories[i]}
         titles = self._matcher.find(text)
         categories = self.categories_named(text)
         ids = {item_id for item_id, index in self._ids.items() if item_id in text}
         given = [float(n) for n in numbers]
         quoted = [float(m.group(1)) for m in _PERCENT.finditer(text)]
         unsupported = {
-            "title": sorted(self.titles[i] for i in titles - allowed),
+            "title": sorted(self._titles[i] for i in titles - allowed),
             "category": sorted(categories - allowed_categories),
             "item-id": sorted(i for i in ids if self._ids[i] not in allowed),
             "number": [f"{q:g}%" for q in quoted if not any(abs(q - g) <= NUMBER_TOLERANCE for g in given)],
         }
-        return ClaimReport(cited_titles=sorted(self.titles[i] for i in titles & allowed),
+        return ClaimReport(cited_titles=sorted(self._titles[i] for i in titles & allowed),
                            cited_categories=sorted(categories & allowed_categories), unsupported=unsupported)
+
+    def _index(self, titles: Sequence[str], categories: Sequence[tuple[str, ...]], item_ids: Sequence[str]) -> None:
+        self._titles = list(titles)
+        self._categories = list(categories) or [()] * len(self._titles)
+        self._matcher = TitleMatcher(self._titles)
+        names = {c for item in self._categories for c in item}
+        self._category_patterns = {c: _category_pattern(c) for c in names}
+        self._ids = {item_id: index for index, item_id in enumerate(item_ids) if _ID_SHAPED.match(item_id)}
+
+    def _follow_facts(self) -> None:
+        """Index the facts again when they changed since (items added or changed while serving)."""
+        if self._facts is not None and self._facts.version != self._version:
+            self._version = self._facts.version
+            self._index(self._facts.titles, self._facts.categories, self._facts.item_ids)
 
 
 def _category_pattern(category: str) -> re.Pattern[str]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, Optional
 import typer
 
 from llmrec.config import MAX_K, load_config
-from llmrec.errors import LlmrecError
+from llmrec.errors import DataError, LlmrecError
 from llmrec.train.distributed import init_from_environment, is_main_process
 
 if TYPE_CHECKING:
@@ -177,7 +177,11 @@ def tune(config: ConfigOption = None, set_: SetOption = None,
 
 
 @app.command()
-def recommend(user: Annotated[str, typer.Option(help="User id (their history includes events logged since).")],
+def recommend(user: Annotated[Optional[str], typer.Option(
+                  help="User id (their history includes events logged since).")] = None,
+              interests: Annotated[Optional[str], typer.Option(
+                  help="Instead of --user: what someone the data does not know likes, in their own words "
+                       "(recommended by the run's trained `llmrec` model).")] = None,
               config: ConfigOption = None, set_: SetOption = None,
               run_dir: Annotated[Optional[str], typer.Option(
                   help="Trained run folder; default: the config's run_dir.")] = None,
@@ -187,14 +191,16 @@ def recommend(user: Annotated[str, typer.Option(help="User id (their history inc
               mode: Annotated[Literal["default", "hybrid"], typer.Option(
                   help="`hybrid` fills the list from the short-term, long-term and context interests and tags "
                        "each item.")] = "default") -> None:
-    """Recommend k unseen items to a user with the served model (`Recommender.recommend`, as over HTTP: the
+    """Recommend k unseen items to a user, or to someone known only by their stated interests, with the served model (`Recommender.recommend`, as over HTTP: the
     interest model's retrieval, then the reranker where one is trained). Never trains: train first with
     `llmrec run` or `llmrec train -m llmrec`."""
     from llmrec.pipeline import Recommender
 
+    if (user is None) == (interests is None):
+        raise DataError("give exactly one of --user and --interests")
     recommender = Recommender.load(run_dir or load_config(config, set_).run_dir, set_)
     try:
-        items = recommender.recommend(user, k, exclude=exclude or (), mode=mode)
+        items = recommender.recommend(user, k, interests=interests, exclude=exclude or (), mode=mode)
     finally:
         recommender.close()
     for position, item in enumerate(items, 1):

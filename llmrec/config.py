@@ -317,10 +317,16 @@ class OnlineConfig(Validated):
     events: str | None = None
     """The event log of new interactions: a SQLite file, or a `postgresql://user@host:port/db` URL (workers on
     several machines); None = `<state_dir>/events.sqlite`."""
+    items: str | None = None
+    """The item log of the items added, changed and deleted while serving: a SQLite file, or a `postgresql://`
+    URL (may be the event log's database); None = `<state_dir>/items.sqlite`."""
+    max_text_chars: PositiveInt = 2000
+    """Longest text accepted from a client, in characters: an item's text (`add_item`, `POST /items`) and stated
+    interests (`recommend(interests=...)`); longer ones are refused."""
     state_dir: str | None = None
-    """Folder of everything serving writes: the event log, the profiles and interest summaries it rewrites, the
-    working copy of the ChromaDB index; None = `<bundle>/state` (of `<run_dir>/bundle` for a run folder). The
-    bundle's own files are never changed, so their checksums keep verifying."""
+    """Folder of everything serving writes: the event log, the item log, the profiles and interest summaries it
+    rewrites, the working copy of the ChromaDB index; None = `<bundle>/state` (of `<run_dir>/bundle` for a run
+    folder). The bundle's own files are never changed, so their checksums keep verifying."""
     explain_with_llm: StrictBool = True
     """Write explanations with the `llm` model (checked for faithfulness); False = the attribution text."""
     explain_grammar: StrictBool = True

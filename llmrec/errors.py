@@ -20,5 +20,13 @@ class UnknownIdError(LlmrecError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class DeletedItemError(UnknownIdError):
+    """An item that was deleted while serving: it is never recommended again, and events may not name it."""
+
+
+class ConflictError(LlmrecError):
+    """A change that contradicts what is stored: a new item with an id already taken, a change to a catalog item."""
+
+
 class ModelNotTrainedError(LlmrecError):
     """A model was asked to score before it was fitted or loaded."""

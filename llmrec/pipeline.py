@@ -4,9 +4,11 @@ production.
     rec = Recommender.load("runs/beauty/bundle")          # or the run folder: served through its bundle
     rec.recommend("A1YJEY40YUW4SE", k=10)                 # retrieve (ChromaDB) -> rerank -> top k
     rec.recommend(history=["B0009RF9DW", "B000FS05VE"])  # an anonymous session
+    rec.recommend(interests="gentle skin care for dry skin")  # a user known only by their words
     rec.add_interaction("A1YJEY40YUW4SE", "B004Z40048")   # durable when it returns; the next list changes
     rec.profile("A1YJEY40YUW4SE")                         # interest summary + long/short-term weights
     rec.explain("A1YJEY40YUW4SE", "B004Z40048")           # attribution + grounded LLM explanation
+    rec.add_item("NEW-1", "Rose Night Cream. Categories: Skin Care", title="Rose Night Cream")  # at once
 
 The facade is composed of the bundle's parts (`llmrec.serving.bundle`): model and user feature store, reranker,
 split, catalog facts, item vectors, ChromaDB collection and profiles; it reads no raw data and loads the text
@@ -14,10 +16,12 @@ encoder only for new text. Retrieval asks the ChromaDB collection of the interes
 product) for the top N unseen items; the reranker rescores them. A new interaction is logged (SQLite or
 PostgreSQL, synced per commit) before it is acknowledged and changes the user's short-term input at once; the
 long-term profile is rewritten every `online.profile_refresh_every` new interactions on a background thread, never
-on the request path. The event log is the source of truth: every request starts by applying the events logged
-since the last one applied, so processes sharing one log (`llmrec serve --workers N`) each see every event from
-their next request on. Everything serving writes goes to the state folder (`online.state_dir`), never into the
-bundle.
+on the request path. Items added, updated or deleted while serving are logged the same way (the item log,
+`llmrec.online.item_log`) and recommendable (or gone) from the next request, without retraining: a new item is
+embedded by the text encoder and scored from its text, like an item never seen in training. The two logs are the
+source of truth: every request starts by applying the item changes, then the events, logged since the last ones
+applied, so processes sharing the logs (`llmrec serve --workers N`) each see every change from their next request
+on. Everything serving writes goes to the state folder (`online.state_dir`), never into the bundle.
 
 All LLM work (explanations, profile refreshes, interest summaries) runs on one LLM worker thread
 (`llmrec.serving.llm_worker`); an explanation waits for it at most `online.explain_timeout_s`, then falls back to
@@ -42,7 +46,7 @@ from llmrec.claims import ClaimChecker
 from llmrec.config import check_k
 from llmrec.data.split import PADDING
 from llmrec.encoders.item_encoder import ItemEncoder
-from llmrec.errors import DataError, UnknownIdError
+from llmrec.errors import ConfigError, ConflictError, DataError, UnknownIdError
 from llmrec.explain import Explainer, Explanation, attribute
 from llmrec.explain.attribution import Attribution
 from llmrec.index.chroma_index import ItemIndex
@@ -50,8 +54,10 @@ from llmrec.llm import GenerationParams
 from llmrec.llm.lazy import LazyBackend
 from llmrec.models.interest import InterestModel
 from llmrec.models.long_term import GRAPH_SOURCES, long_term_vectors, profile_writer_of
-from llmrec.online.events import Event, EventStore
+from llmrec.online.events import Event, EventStore, clean_id
 from llmrec.online.hybrid import hybrid_list
+from llmrec.online.item_log import Action, ItemChange, ItemLog
+from llmrec.online.items import ItemBook
 from llmrec.online.tail import LogTail
 from llmrec.online.users import UserBook
 from llmrec.profiles.hygiene import split_sentences
@@ -62,10 +68,13 @@ from llmrec.rerank.candidates import index_candidates, item_table
 from llmrec.serving import health
 from llmrec.serving.bundle import Bundle, served_bundle
 from llmrec.serving.llm_worker import LLMUnavailableError, LLMWorker, Priority
+from llmrec.text import clean_input_text
 
 log = logging.getLogger(__name__)
 
 MODES = ("default", "hybrid")
+ITEM_TEXT_KEY = "served-item/v1"
+"""The encoder cache key of the texts of items added while serving (they come rendered, like catalog texts)."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,7 @@ class Recommendation:
 
 class AppliedEvent(NamedTuple):
     """A logged event as the facade applied it: the user's row and how many events of the user it has applied
-    (this one included); `user` is None for an event naming an item that is not in the catalog (skipped)."""
+    (this one included); `user` is None for an event naming an item that is not known (skipped)."""
 
     event: Event
     user: int | None
@@ -104,7 +113,11 @@ class Recommender:
         self.table = item_table(self.model)
         self.retrieval_table = self.model.retrieval_table()
         self.reranker = bundle.reranker
-        self.index = self._item_index() if config.online.retrieval == "index" else None
+        self.index: ItemIndex | None = None
+        self.items = ItemBook([str(i) for i in self.split.item_ids], bundle.texts[1:], bundle.item_vectors)
+        """The catalog's items and those added while serving."""
+        self.item_log = ItemLog(config.online.items or bundle.state.items, config.online.max_text_chars)
+        self._item_tail = LogTail(self.item_log.items_since, lambda change: change.log_id)
         self.users = UserBook(self.split, self.model.features)
         self.events = EventStore(config.online.events or bundle.state.events)
         self._event_tail = LogTail(self.events.events_since, lambda event: event.event_id)
@@ -116,13 +129,14 @@ class Recommender:
         """Users whose due profile refresh found the LLM worker full: tried again at their next interaction."""
         self._summaries_queued: set[int] = set()
         self._facts = bundle.facts
-        self._texts = bundle.texts
         self._popularity = bundle.popularity
-        self._popular = np.argsort(-self._popularity, kind="stable")
         self._profiles = bundle.profile_service()
         self._encoder: ItemEncoder | None = None
         self._encoder_lock = threading.Lock()
         self._explainer: Explainer | None = None
+        self._catch_up_items()  # the items of earlier sessions before the index, which then holds them too
+        if config.online.retrieval == "index":
+            self.index = bundle.item_index(self.retrieval_table, [self.items.item_id(i) for i in self.items.added])
         self._replay_events()
 
     @classmethod
@@ -139,15 +153,17 @@ class Recommender:
     # ------------------------------------------------------------------------------------------------ serving
 
     def recommend(self, user_id: str | None = None, k: int = 10, *, history: Sequence[str] | None = None,
-                  context: dict[str, str] | None = None, exclude: Sequence[str] = (),
+                  interests: str | None = None, context: dict[str, str] | None = None, exclude: Sequence[str] = (),
                   mode: str = "default") -> list[Recommendation]:
-        """Top-`k` unseen items for a known user (`user_id`) or an anonymous `history` of item ids (oldest
-        first). `context` (e.g. {"device": "mobile"}) replaces the user's usual context; `exclude` lists
-        more item ids to leave out; `mode="hybrid"` fills the list from the short-term, long-term and context
-        interests in `online.hybrid_mix` shares and tags each item."""
+        """Top-`k` unseen items for a known user (`user_id`), or for an anonymous user from a `history` of item
+        ids (oldest first) and/or `interests` stated in words ("I like dark Scandinavian crime novels": the
+        model's long-term input, see `stated_interest_vectors`). `context` (e.g. {"device": "mobile"}) replaces
+        the user's usual context; `exclude` lists more item ids to leave out; `mode="hybrid"` fills the list from
+        the short-term, long-term and context interests in `online.hybrid_mix` shares and tags each item. Deleted
+        items are never recommended."""
         self.catch_up()
-        if (user_id is None) == (history is None):
-            raise DataError("pass exactly one of user_id and history")
+        if (user_id is None) == (history is None and interests is None):
+            raise DataError("pass exactly one of user_id and history (or interests, with or without a history)")
         check_k(k)
         if mode not in MODES:
             raise DataError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -155,14 +171,16 @@ class Recommender:
             user = self.users.index(user_id)
             items = self.users.history(user)
         else:
-            user, items = -1, np.array([self.split.item_index(i) for i in history or []], dtype=np.int64)
-        exclusion = Exclusion([items], [np.array([self.split.item_index(i) for i in exclude], dtype=np.int64)])
+            user, items = -1, np.array([self.items.item_index(i) for i in history or []], dtype=np.int64)
+        profiles = self.stated_interest_vectors([interests]) if interests is not None else None
+        extra = np.concatenate([[self.items.item_index(i) for i in exclude], self.items.deleted]).astype(np.int64)
+        exclusion = Exclusion([items], [extra])
         context_ids = self.model.features.context_ids(user, context)[None] if context else None
-        if not len(items):
+        if not len(items) and profiles is None:
             return self._popular_items(exclusion, k)
         if mode == "hybrid":
-            return self._hybrid(user, items, context_ids, exclusion, k)
-        return self._ranked(user, items, context_ids, exclusion, k)
+            return self._hybrid(user, items, context_ids, exclusion, k, profiles)
+        return self._ranked(user, items, context_ids, exclusion, k, profiles)
 
     def profile(self, user_id: str) -> dict[str, Any]:
         """What the user likes: the interest summary of their whole known history (text, top categories,
@@ -184,7 +202,7 @@ class Recommender:
         says why (`llm-busy`, `llm-timeout`, `llm-stopped`; None when it was not)."""
         self.catch_up()
         user = self.users.index(user_id)
-        item = self.split.item_index(item_id)
+        item = self.items.item_index(item_id)
         history = self.users.history(user)
         summary = self._summary(user, str(user_id), history)
         profile_text = summary.text if summary else ""
@@ -200,9 +218,10 @@ class Recommender:
                         context: dict[str, str] | None = None) -> dict[str, Any]:
         """Log an interaction (durably: it is committed before this returns) and use it from the next request
         on. A user never seen before is created. Every `online.profile_refresh_every` new interactions the
-        user's profile is rewritten in the background (by the process that logged the event)."""
+        user's profile is rewritten in the background (by the process that logged the event). A deleted item may
+        not be named (DeletedItemError)."""
         self.catch_up()
-        self.split.item_index(item_id)  # UnknownIdError before anything is logged
+        self.items.live_index(item_id)  # UnknownIdError before anything is logged
         with self._lock:  # no other thread applies the event between its append and its `catch_up` here
             event = self.events.append(user_id, item_id, timestamp, context)
             applied = next(a for a in self.catch_up() if a.event.event_id == event.event_id)
@@ -213,21 +232,65 @@ class Recommender:
         return {"event_id": event.event_id, "user_id": event.user_id,
                 "history_length": int(len(self.users.history(user))), "profile_refresh": refresh}
 
+    # ------------------------------------------------------------------------------------------------ items
+
+    def add_item(self, item_id: str, text: str, *, title: str | None = None,
+                 categories: Sequence[str] = ()) -> dict[str, Any]:
+        """Add an item while serving; it is recommendable from the next request on (by every process sharing the
+        item log), without retraining: scored from its text alone, like an item never seen in training, with
+        `interest.new_item_boost`. `text` is the item's text as the catalog has it, which the text encoder
+        embeds (for a MovieLens run, e.g. `Heat (1995). Genres: Action, Crime`); `title` (default: the text) and
+        `categories` are what profiles and explanations may say about it. Logged durably before it returns.
+        ConflictError for an id already taken (by a deleted item too: ids are not reused); DataError for an
+        empty or over-long text (`online.max_text_chars`), a bad id or bad categories."""
+        return self._change_item("add", item_id, text, title, categories)
+
+    def update_item(self, item_id: str, text: str, *, title: str | None = None,
+                    categories: Sequence[str] = ()) -> dict[str, Any]:
+        """Replace the text, title and categories of an item added while serving (embedded and indexed again at
+        once). UnknownIdError for an unknown or deleted item, ConflictError for a catalog item (change the
+        dataset, retrain and export a new bundle)."""
+        return self._change_item("update", item_id, text, title, categories)
+
+    def delete_item(self, item_id: str) -> dict[str, Any]:
+        """Never recommend an item again (a catalog item or one added online). It keeps its id and index, so
+        histories naming it stay valid; new events naming it are refused (DeletedItemError)."""
+        return self._change_item("delete", item_id)
+
+    def stated_interest_vectors(self, texts: Sequence[str]) -> torch.Tensor:
+        """[len(texts), P] the interest model's long-term input for interests stated in words (`recommend(
+        interests=...)`): each text cleaned (DataError when empty or over `online.max_text_chars`) and embedded
+        as a profile text is, under the profile writer's prompt version. The text is only embedded, never given
+        to an LLM, so instructions in it have no effect. ConfigError when the model reads no profile text
+        (`interest.profile_source` mean-items or graph)."""
+        if self._profile_service() is None:
+            raise ConfigError(f"stated interests need a model that reads profile text; this run's "
+                              f"interest.profile_source is {self._profile_source!r} (llm, template and "
+                              "graph+profile read one)")
+        cleaned = [clean_input_text(t, "interests", self.config.online.max_text_chars) for t in texts]
+        no_items = [np.zeros(0, dtype=np.int64)] * len(cleaned)
+        return torch.from_numpy(self._long_term_inputs(no_items, cleaned))
+
+    # ------------------------------------------------------------------------------------------------ service
+
     def health(self) -> dict[str, Any]:
         """What is served, and whether its parts work without waiting for any of them: `components` holds the
-        ChromaDB index, the LLM worker and the event store, each `ok`, `degraded` (with a `detail`) or
-        `disabled`; `status` is `degraded` when any component is."""
+        ChromaDB index, the LLM worker, the event store and the item log, each `ok`, `degraded` (with a
+        `detail`) or `disabled`; `status` is `degraded` when any component is. `items` counts the items that
+        can be recommended (the catalog's and the added ones, less the deleted)."""
         self.catch_up()
         components = {"index": self._index_health(), "llm": self._llm_health(),
-                      "events": health.probe("events", lambda: {"count": self.events.count()})}
-        return {"status": health.overall(components), "components": components, "items": self.split.num_items,
+                      "events": health.probe("events", lambda: {"count": self.events.count()}),
+                      "items": health.probe("items", lambda: {"changes": self.item_log.count()})}
+        live = len(self.items) - 1 - len(self.items.deleted)
+        return {"status": health.overall(components), "components": components, "items": live,
                 "users": len(self.users), "model": InterestModel.name, "reranker": self.reranker is not None,
                 "retrieval": "index" if self.index is not None else "exact",
                 "index": self.index.location if self.index is not None else None}
 
     def save(self) -> Path:
-        """Finish pending profile refreshes and return the state folder: events and profiles are already on disk
-        there, so `Recommender.load` of the same bundle (and state folder) continues from here."""
+        """Finish pending profile refreshes and return the state folder: events, item changes and profiles are
+        already on disk there, so `Recommender.load` of the same bundle (and state folder) continues from here."""
         self.wait_for_refreshes()
         return self.bundle.state.folder
 
@@ -240,9 +303,10 @@ class Recommender:
             future.result()
 
     def close(self) -> None:
-        """Finish the queued LLM work, stop the LLM worker, free the LLM and close the event log."""
+        """Finish the queued LLM work, stop the LLM worker, free the LLM and close the event and item logs."""
         self.llm_worker.close()
         self.events.close()
+        self.item_log.close()
         self.profiles.release_llm()
         if self._explainer is not None and self._explainer.backend is not None:
             self._explainer.backend.close()
@@ -262,7 +326,7 @@ class Recommender:
     @property
     def encoder(self) -> ItemEncoder:
         """The text encoder, loaded on first use: only text the bundle does not hold needs it (profile sentences,
-        rewritten profiles)."""
+        rewritten profiles, stated interests, items added while serving)."""
         with self._encoder_lock:
             if self._encoder is None:
                 self._encoder = ItemEncoder(self.config.encoder)
@@ -270,8 +334,8 @@ class Recommender:
 
     @property
     def item_vectors(self) -> np.ndarray:
-        """The catalog's text vectors ([items + 1, dim], row 0 padding)."""
-        return self.bundle.item_vectors
+        """The text vectors of the catalog and the items added while serving ([items + 1, dim], row 0 padding)."""
+        return self.items.vectors
 
     @property
     def explainer(self) -> Explainer:
@@ -312,15 +376,15 @@ class Recommender:
         return state
 
     def _ranked(self, user: int, items: np.ndarray, context: np.ndarray | None, exclusion: Exclusion,
-                k: int) -> list[Recommendation]:
+                k: int, profiles: torch.Tensor | None = None) -> list[Recommendation]:
         """Retrieval's top N (N = `rerank.candidates`, at least k) reranked, or retrieval's top k alone."""
         users = np.array([user])
         if self.reranker is not None:
-            queries = self.reranker.describe(users, [items], context)
+            queries = self.reranker.describe(users, [items], context, profiles)
             candidates = self._candidates(queries.interest, exclusion, max(k, self.config.rerank.candidates))
             candidates = RankedItems(candidates.items, self.reranker.rerank(queries, candidates))
         else:
-            interest, _ = self.model.interest(users, [items], context)
+            interest, _ = self.model.interest(users, [items], context, profiles)
             candidates = self._candidates(interest, exclusion, k)
         top = candidates.scores[0].topk(min(k, candidates.scores.shape[1]))
         chosen = candidates.items[0, top.indices]
@@ -332,23 +396,26 @@ class Recommender:
         queries = self.model.retrieval_queries(interest)
         if self.index is None:
             return top_items(queries @ self.retrieval_table.T, exclusion, n)
-        return index_candidates(self.index, queries, exclusion, n, self.split)
+        return index_candidates(self.index, queries, exclusion, n, self.items, len(self.items))
 
     def _hybrid(self, user: int, items: np.ndarray, context: np.ndarray | None, exclusion: Exclusion,
-                k: int) -> list[Recommendation]:
-        components = self.model.components(np.array([user]), [items], context)[0]
+                k: int, profiles: torch.Tensor | None = None) -> list[Recommendation]:
+        components = self.model.components(np.array([user]), [items], context, profiles)[0]
         excluded = exclusion.mask(len(self.table))[0]
         return [self._recommendation(t.item, t.score, t.tag)
                 for t in hybrid_list(components, self.table, excluded, self.config.online.hybrid_mix, k)]
 
     def _popular_items(self, exclusion: Exclusion, k: int) -> list[Recommendation]:
-        """The cold-start answer for an empty history: the most popular items in training."""
-        top = top_items(torch.as_tensor(self._popularity, dtype=torch.float32)[None], exclusion, k)
-        return [self._recommendation(item, score, "popular")
-                for item, score in zip(top.items[0].tolist(), top.scores[0].tolist()) if item != PADDING]
+        """The cold-start answer for an empty history: the most popular items in training (never an added one:
+        it has no training interactions)."""
+        scores = torch.full((1, len(self.items)), -torch.inf)
+        scores[0, :len(self._popularity)] = torch.as_tensor(self._popularity, dtype=torch.float32)
+        top = top_items(scores, exclusion, k)
+        return [self._recommendation(item, score, "popular") for item, score in
+                zip(top.items[0].tolist(), top.scores[0].tolist()) if item != PADDING and score > -torch.inf]
 
     def _recommendation(self, item: int, score: float, tag: str | None = None) -> Recommendation:
-        return Recommendation(self.split.item_id(item), score, self._texts[item], tag)
+        return Recommendation(self.items.item_id(item), score, self.items.texts[item], tag)
 
     def _interest_weights(self, user: int, history: np.ndarray) -> dict[str, float]:
         """The fusion's weights for this user now: long-term (profile) vs short-term (recent items)."""
@@ -450,30 +517,41 @@ class Recommender:
         long-term part has none."""
         vector = None
         if len(long_term):
-            service = self._profile_service()
-            source = self._profile_source
-            graph = self.bundle.long_term_graph if source in GRAPH_SOURCES else None
-            vector = long_term_vectors(source, [long_term], np.array([-1]), [profile.text] if profile else None,
-                                       service.prompt_version if service else None, self.encoder,
-                                       self.item_vectors, graph)[0]
+            vector = self._long_term_inputs([long_term], [profile.text] if profile else None)[0]
         with self._lock:
             self.model.features.set_long_term(user, vector)
 
+    def _long_term_inputs(self, long_terms: Sequence[np.ndarray], texts: Sequence[str] | None) -> np.ndarray:
+        """[len(long_terms), P] long-term inputs of users the model was not trained with: folded in from their
+        long-term items, with `texts` (profile texts, stated interests) embedded for the sources that read one."""
+        service = self._profile_service()
+        source = self._profile_source
+        graph = self.bundle.long_term_graph if source in GRAPH_SOURCES else None
+        return long_term_vectors(source, long_terms, np.full(len(long_terms), -1), texts,
+                                 service.prompt_version if service else None, self.encoder, self.item_vectors,
+                                 graph)
+
     def catch_up(self) -> list[AppliedEvent]:
-        """Apply the events logged since the last one this facade applied, by this process or any other that
-        shares the event log; every request starts with it, and loading replays the whole log through it."""
+        """Apply the item changes, then the events, logged since the last ones this facade applied, by this
+        process or any other that shares the logs; every request starts with it, and loading replays the whole
+        logs through it. Returns the events applied."""
         with self._lock:
+            self._catch_up_items()
             applied = self._event_tail.apply_new(self._apply_event)
         skipped = sum(a.user is None for a in applied)
         if skipped:
-            log.warning("%d logged events name items that are not in the catalog; skipped", skipped)
+            log.warning("%d logged events name items that are not known; skipped", skipped)
         return applied
 
     def _apply_event(self, event: Event) -> AppliedEvent:
         try:
-            item = self.split.item_index(event.item_id)
-        except UnknownIdError:
-            return AppliedEvent(event, None, 0)
+            item = self.items.item_index(event.item_id)
+        except UnknownIdError:  # maybe an item another process added after this catch-up read the item log
+            self._catch_up_items()
+            try:
+                item = self.items.item_index(event.item_id)
+            except UnknownIdError:
+                return AppliedEvent(event, None, 0)
         user, added = self.users.add(event.user_id, item, event.timestamp)
         return AppliedEvent(event, user, added)
 
@@ -495,7 +573,72 @@ class Recommender:
             elif every and count >= every:
                 self._set_long_term(user, history[:max(0, len(history) - self.config.profile.recent_items)], None)
 
-    def _item_index(self) -> ItemIndex:
-        """The ChromaDB collection of the interest model's retrieval vectors (inner product; with the new-item
-        boost coordinate): the bundle's, rebuilt in the state folder when it does not hold exactly these."""
-        return self.bundle.item_index(self.retrieval_table)
+    def _change_item(self, action: Action, item_id: str, text: str = "", title: str | None = None,
+                     categories: Sequence[str] = ()) -> dict[str, Any]:
+        """Check a change against the items, embed its text (before taking the lock), log it (durably) and apply
+        it with every change logged before it. ConflictError when another process logged a clashing change
+        first (the same new id)."""
+        item_id = clean_id(item_id, "item_id")
+        self.catch_up()
+        self.items.check(action, item_id)  # a clear error before any embedding
+        embedded: dict[str, np.ndarray] = {}
+        if action != "delete":
+            text = clean_input_text(text, "text", self.config.online.max_text_chars)
+            embedded[text] = self._encode_item_texts([text])[0]
+        with self._lock:  # no other thread applies the change between its append and its catch-up here
+            self._catch_up_items()
+            self.items.check(action, item_id)
+            change = self.item_log.append(action, item_id, text, title, categories)
+            skipped = self._item_tail.apply_batch(partial(self._apply_item_changes, embedded=embedded))
+        if change.log_id in skipped:
+            raise ConflictError(f"item {item_id!r} was changed by another process at the same time; not applied")
+        return {"item_id": change.item_id, "action": action, "log_id": change.log_id}
+
+    def _encode_item_texts(self, texts: list[str]) -> np.ndarray:
+        """[len(texts), dim] item texts embedded by the catalog's text encoder."""
+        return self.encoder.encode(texts, ITEM_TEXT_KEY)
+
+    def _catch_up_items(self) -> None:
+        """Apply the item changes logged since the last one applied (caller holds `_lock`, or is loading)."""
+        with self._lock:
+            self._item_tail.apply_batch(self._apply_item_changes)
+
+    def _apply_item_changes(self, changes: Sequence[ItemChange],
+                            embedded: dict[str, np.ndarray] | None = None) -> set[int]:
+        """Apply logged changes in log order: their texts embedded in one pass (`embedded` maps texts already
+        embedded to their vectors), the item book and facts, then, once for all the items they add or update,
+        the interest model's item rows, the retrieval tables, the reranker and the index. Readers take no lock,
+        so the item book grows before the tables that name the new rows. Returns the log ids of the changes the
+        items refused (an id another process added first), which are skipped with a warning."""
+        known = dict(embedded or {})
+        missing = list(dict.fromkeys(c.text for c in changes if c.action != "delete" and c.text not in known))
+        if missing:
+            known.update(zip(missing, self._encode_item_texts(missing)))
+        blank = np.zeros(self.items.vectors.shape[1], dtype=np.float32)
+        changed: set[int] = set()
+        skipped: set[int] = set()
+        for change in changes:
+            try:
+                item = self.items.apply(change, known.get(change.text, blank))
+            except (ConflictError, UnknownIdError) as exc:
+                log.warning("item change %d skipped: %s", change.log_id, exc)
+                skipped.add(change.log_id)
+                continue
+            if change.action != "delete":
+                self._facts.put(item, change.item_id, change.title or change.text, change.categories)
+                changed.add(item)
+        if changed:
+            self._put_items(np.array(sorted(changed)))
+        return skipped
+
+    def _put_items(self, items: np.ndarray) -> None:
+        """Give the model, its tables, the reranker and the index the current text vectors of `items`."""
+        text_vectors = self.items.vectors[items]
+        self.model.put_items(items, text_vectors)
+        retrieval_table = self.model.retrieval_table()
+        self.table = retrieval_table[:, :-1]
+        self.retrieval_table = retrieval_table
+        if self.reranker is not None:
+            self.reranker.put_items(items, self.table[items], text_vectors)
+        if self.index is not None:
+            self.index.upsert([self.items.item_id(int(i)) for i in items], retrieval_table[items].numpy())

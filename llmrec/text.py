@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
-from llmrec.errors import ConfigError
+from llmrec.errors import ConfigError, DataError
 
 _ANSI = re.compile(
     r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC: window titles, hyperlinks; ends with BEL or ESC backslash
@@ -35,6 +35,19 @@ def clean_text(value: Any, max_chars: int = 512) -> str:
     text = "".join(_format_character(c) if unicodedata.category(c) == "Cf" else c for c in text)
     text = _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
     return text if len(text) <= max_chars else text[: max_chars - 1].rstrip() + "…"
+
+
+def clean_input_text(value: Any, name: str, max_chars: int) -> str:
+    """Free text a client sent (an item's text, stated interests), cleaned like catalog text (`clean_text`).
+    DataError when it is not a string, longer than `max_chars` characters, or empty once cleaned."""
+    if not isinstance(value, str):
+        raise DataError(f"{name} must be a string, got {type(value).__name__}")
+    if len(value) > max_chars:
+        raise DataError(f"{name} has {len(value)} characters; at most {max_chars} are allowed")
+    text = clean_text(value, max_chars)
+    if not text:
+        raise DataError(f"{name} is empty (after removing control characters and extra spaces)")
+    return text
 
 
 def _format_character(c: str) -> str:

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 import llmrec
+from online_fixture import tiny_run
 from synthetic import cyclic_dataset
 
 LLMREC = [sys.executable, "-m", "llmrec"]
@@ -91,8 +92,18 @@ def test_recommend_never_trains(project):
     assert not (project / "untrained" / "models").exists()
 
 
+def test_recommend_from_stated_interests(tmp_path_factory):
+    run_dir = tiny_run(tmp_path_factory)
+    result = run_cli("recommend", "--config", "config.yaml", "--interests", "item number 3", "--k", "3", cwd=run_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(result.stdout.strip().splitlines()) == 3
+    empty = run_cli("recommend", "--config", "config.yaml", "--interests", " ", cwd=run_dir)
+    assert empty.returncode == 2 and "interests is empty" in empty.stderr and "Traceback" not in empty.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["recommend", "--config", "config.yaml", "--user", "nobody"], "unknown user id 'nobody'"),
+    (["recommend", "--config", "config.yaml"], "give exactly one of --user and --interests"),
     (["data", "--config", "config.yaml", "--set", "data.generic.items=missing.jsonl"], "file not found"),
     (["train", "--config", "config.yaml", "--model", "bert"], "unknown model 'bert'"),
     (["data", "--config", "nope.toml"], "config file not found"),

@@ -1,5 +1,5 @@
-"""Several processes over one run (tests/online_fixture.py): facades sharing an event log on SQLite and on a real
-PostgreSQL server see each other's events at their next request, and `llmrec serve --workers 2` answers from
+"""Several processes over one run (tests/online_fixture.py): facades sharing an event log and an item log on
+SQLite and on a real PostgreSQL server see each other's events and items at their next request, and `llmrec serve --workers 2` answers from
 either worker with every event any worker acknowledged."""
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_run(tmp_path_factory)  # online.profile_refresh_every=3
 
 
-def test_facades_sharing_an_event_log_see_each_others_events(run_dir: Path, database_location: str) -> None:
-    overrides = [f"online.events={database_location}", f"profile.store={database_location}"]
+def test_facades_sharing_an_event_log_see_each_others_events(run_dir: Path, database_location: str,
+                                                             tmp_path: Path) -> None:
+    overrides = [f"online.events={database_location}", f"online.items={database_location}",
+                 f"profile.store={database_location}", f"online.state_dir={tmp_path / 'state'}"]
     first, second = Recommender.load(run_dir, overrides), Recommender.load(run_dir, overrides)
     try:
         with pytest.raises(UnknownIdError):
@@ -53,6 +55,13 @@ def test_facades_sharing_an_event_log_see_each_others_events(run_dir: Path, data
         assert [ack["profile_refresh"] for ack in refreshes] == [False, True, False, False, True]
         assert [ack["history_length"] for ack in refreshes] == [2, 3, 4, 5, 6]
         assert first.profile("walker")["history_length"] == 6
+        # an item added through one process is recommendable, and may be interacted with, in the other at once
+        first.add_item("shared-new", "a film added while serving", title="Shared New")
+        everything = {r.item_id for r in second.recommend(history=["i1"], k=100)}
+        assert "shared-new" in everything
+        assert second.add_interaction("walker", "shared-new")["history_length"] == 7
+        second.delete_item("shared-new")
+        assert "shared-new" not in {r.item_id for r in first.recommend(history=["i1"], k=100)}
     finally:
         first.close()
         second.close()

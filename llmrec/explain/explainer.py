@@ -109,7 +109,6 @@ class Explainer:
                  template: ChatTemplate | None = None, max_chars: int = 300, grammar: bool = True,
                  attempts: int = 2) -> None:
         self.claims = claims
-        self.titles = claims.titles
         self.backend = backend
         self.params = params
         self.template = template or (ChatTemplate.load("explain", "llm") if backend else None)
@@ -118,6 +117,11 @@ class Explainer:
         self.attempts = attempts
         self.stats = ExplainerStats()
         self._stats_lock = threading.Lock()  # a serving process explains from its LLM worker and its requests
+
+    @property
+    def titles(self) -> list[str]:
+        """The catalog's titles by item index (the claim checker's, so items added while serving are in it)."""
+        return self.claims.titles
 
     def explain(self, item_id: str, attribution: Attribution, history: np.ndarray) -> Explanation:
         """The explanation of one recommendation; `history` is the user's item indices the check allows."""

@@ -83,7 +83,8 @@ class ItemIndex:
         with self._errors("upsert"):
             collection = self._get(create=True)
             batch = min(self.config.batch_size, self._client.get_max_batch_size())
-            for start in tqdm(range(0, len(item_ids), batch), desc=f"index {self.name}", unit="batch"):
+            for start in tqdm(range(0, len(item_ids), batch), desc=f"index {self.name}", unit="batch",
+                              disable=len(item_ids) <= batch):
                 collection.upsert(ids=[str(i) for i in item_ids[start:start + batch]],
                                   embeddings=vectors[start:start + batch])
 
@@ -113,13 +114,17 @@ class ItemIndex:
 
     def rebuild(self, item_ids: list[str], vectors: np.ndarray) -> None:
         """Drop the collection and create it again from these vectors (applies changed HNSW parameters)."""
-        with self._errors("rebuild"):
+        self.drop()
+        self.upsert(item_ids, vectors)
+
+    def drop(self) -> None:
+        """Delete the collection (nothing happens when it does not exist)."""
+        with self._errors("drop"):
             try:
                 self._client.delete_collection(self.name)
             except NotFoundError:
                 pass
         self._collection = None
-        self.upsert(item_ids, vectors)
 
     def count(self) -> int:
         """Number of items in the collection."""

@@ -129,3 +129,17 @@ def pad_histories(histories: Sequence[np.ndarray], max_len: int) -> torch.Tensor
         if len(tail):
             batch[row, max_len - len(tail):] = torch.tensor(tail, dtype=torch.long)
     return batch
+
+
+def put_rows(table: torch.Tensor, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """A copy of `table` with `rows` at `items` (item tables that grow while serving). Indices from `len(table)`
+    on are new items: they must be the next indices, in order, and their rows are appended."""
+    items = torch.as_tensor(items, dtype=torch.long)
+    rows = torch.as_tensor(rows).to(dtype=table.dtype, device=table.device)
+    new = items >= len(table)
+    expected = torch.arange(len(table), len(table) + int(new.sum()))
+    if not torch.equal(items[new].cpu(), expected):
+        raise ValueError(f"new rows must take the next indices {expected.tolist()}, got {items[new].tolist()}")
+    result = torch.cat([table, rows[new]])
+    result[items[~new]] = rows[~new]
+    return result

@@ -114,34 +114,35 @@ class InterestModel(Model):
         self._fitted = True
         return self
 
-    def interest(self, users: np.ndarray, histories: Sequence[np.ndarray],
-                 context: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def interest(self, users: np.ndarray, histories: Sequence[np.ndarray], context: np.ndarray | None = None,
+                 profiles: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(interest vectors [B, d], long-term weights [B]) after each history, on the CPU; `context` [B, F]
-        replaces the users' stored context ids (see `UserFeatures.context_ids`)."""
-        vectors, long_weight = self._interest(users, histories, context)
+        replaces the users' stored context ids (see `UserFeatures.context_ids`), `profiles` [B, P] their
+        long-term inputs (see `UserFeatures.rows`)."""
+        vectors, long_weight = self._interest(users, histories, context, profiles)
         return vectors.cpu(), long_weight.cpu()
 
-    def _interest(self, users: np.ndarray, histories: Sequence[np.ndarray],
-                  context: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _interest(self, users: np.ndarray, histories: Sequence[np.ndarray], context: np.ndarray | None,
+                  profiles: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """`interest` on the model's device."""
         with torch.no_grad():
-            vectors, long_weight = self.net(*self._query(users, histories, context))
+            vectors, long_weight = self.net(*self._query(users, histories, context, profiles))
         return vectors[:, -1], long_weight[:, -1]
 
-    def components(self, users: np.ndarray, histories: Sequence[np.ndarray],
-                   context: np.ndarray | None = None) -> torch.Tensor:
+    def components(self, users: np.ndarray, histories: Sequence[np.ndarray], context: np.ndarray | None = None,
+                   profiles: torch.Tensor | None = None) -> torch.Tensor:
         """[B, 3, d] (on the CPU) the short-term, long-term and context components of each interest vector (they
         add up to it, up to a constant bias), so an item's score splits into what each interest contributes."""
         with torch.no_grad():
-            return self.net.components(*self._query(users, histories, context))[:, -1].cpu()
+            return self.net.components(*self._query(users, histories, context, profiles))[:, -1].cpu()
 
-    def _query(self, users: np.ndarray, histories: Sequence[np.ndarray],
-               context: np.ndarray | None) -> tuple[torch.Tensor, ...]:
+    def _query(self, users: np.ndarray, histories: Sequence[np.ndarray], context: np.ndarray | None,
+               profiles: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         if not self._fitted:
             raise ModelNotTrainedError("llmrec: call fit() or load a trained model first")
         if self.net.training:  # eval() walks every module: a fifth of a millisecond per request
             self.net.eval()
-        profiles, has_profile, stored_context = self.features.rows(users)
+        profiles, has_profile, stored_context = self.features.rows(users, profiles)
         context_ids = stored_context if context is None else torch.as_tensor(context, dtype=torch.long)
         times = self.features.time_rows(users, histories, self.max_len) if self.config.time_features else None
         query = (pad_histories(histories, self.max_len), profiles, has_profile, context_ids, times)
@@ -157,8 +158,9 @@ class InterestModel(Model):
 
     def retrieval_table(self) -> torch.Tensor:
         """[num_items + 1, d + 1]: the item tower's vectors with one more coordinate, `new_item_boost` for items
-        without an ID embedding and 0 for the rest, so a dot product with `retrieval_queries` (exact or in
-        ChromaDB's inner-product space) is the interest score plus the boost. On the CPU."""
+        without an ID embedding (never seen in training, or added after it: `put_items`) and 0 for the rest, so
+        a dot product with `retrieval_queries` (exact or in ChromaDB's inner-product space) is the interest
+        score plus the boost. On the CPU."""
         return self._retrieval_table().cpu()
 
     def _retrieval_table(self) -> torch.Tensor:
@@ -166,9 +168,15 @@ class InterestModel(Model):
         self.net.eval()
         with torch.no_grad():
             table = self.net.items.table()
-        new = torch.from_numpy(~self.seen).float().to(table.device)
+        new = 1.0 - self.net.items.seen.squeeze(1)
         new[0] = 0.0  # padding
         return torch.cat([table, (self.config.new_item_boost * new).unsqueeze(1)], dim=1)
+
+    def put_items(self, items: np.ndarray, text_vectors: np.ndarray) -> None:
+        """Give `items` these text vectors without retraining. Indices past the item table are items added while
+        serving (appended in order): they have no trained ID row, so they are scored from their text alone, like
+        items never seen in training, and get the new-item boost. `state` still saves the trained items only."""
+        self.net.items.put_texts(torch.as_tensor(items, dtype=torch.long), torch.as_tensor(text_vectors))
 
     @staticmethod
     def retrieval_queries(interest: torch.Tensor) -> torch.Tensor:

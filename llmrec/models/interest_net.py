@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from llmrec.config import InterestConfig
+from llmrec.models.base import put_rows
 from llmrec.models.sasrec import causal_attention_mask
 from llmrec.models.time_features import NUM_GAPS, NUM_HOURS, NUM_WEEKDAYS
 
@@ -63,11 +65,13 @@ class ItemTower(nn.Module):
         caller already has it."""
         vectors = self.text_table() if text_table is None else text_table
         if self.id_embedding is not None:
-            ids = self._bounded(self.id_embedding.weight * self.seen, vectors)
+            trained = len(self.id_embedding.weight)
+            ids = self._bounded(self.id_embedding.weight * self.seen[:trained], vectors[:trained])
             if self.training and self.id_dropout > 0:
                 keep = torch.rand(ids.shape[0], 1, device=ids.device) >= self.id_dropout
                 ids = ids * keep
-            vectors = vectors + ids  # the padding row is never `seen`, so it stays zero
+            # the padding row is never `seen`, so it stays zero; items added after training have no ID row
+            vectors = vectors + F.pad(ids, (0, 0, 0, len(vectors) - len(ids)))
         return vectors
 
     def rows(self, items: torch.Tensor) -> torch.Tensor:
@@ -75,8 +79,17 @@ class ItemTower(nn.Module):
         whole catalog); for inference, where no ID dropout applies."""
         vectors = self.text_proj(self.text_vectors[items]) * (items > 0).unsqueeze(-1)
         if self.id_embedding is not None:
-            vectors = vectors + self._bounded(self.id_embedding(items) * self.seen[items], vectors)
+            # items added after training have no ID row; they are never `seen`, so any row times 0 stands in
+            trained = items.clamp(max=len(self.id_embedding.weight) - 1)
+            vectors = vectors + self._bounded(self.id_embedding(trained) * self.seen[items], vectors)
         return vectors
+
+    def put_texts(self, items: torch.Tensor, text_vectors: torch.Tensor) -> None:
+        """Give `items` these text vectors; indices past the table are items added after training (appended
+        in order, never `seen`: the text-only path). The trained weights do not change."""
+        new = items[items >= len(self.text_vectors)]
+        self.text_vectors = put_rows(self.text_vectors, items, text_vectors)
+        self.seen = put_rows(self.seen, new, torch.zeros(len(new), 1))
 
     def _bounded(self, ids: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """ID parts scaled, where longer, to `id_delta_bound` times the norm of their items' text parts."""

@@ -120,7 +120,7 @@ class LightGCN(Model):
 
     def user_vectors(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
         """[B, d] (on the CPU) the graph's vector of each known user; a user it does not know (index -1) is folded
-        in as the mean of their history items' vectors."""
+        in as the mean of their history items' vectors (items added after training have none and are left out)."""
         return self._user_vectors(users, histories).cpu()
 
     def _user_vectors(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
@@ -128,6 +128,7 @@ class LightGCN(Model):
             raise ModelNotTrainedError("lightgcn: call fit() or load a trained model first")
         with torch.no_grad():
             user_vectors, item_vectors = self.vectors
+            histories = [h[h < len(item_vectors)] for h in map(np.asarray, histories)]
             users = torch.as_tensor(np.asarray(users), dtype=torch.long, device=self.device)
             history = torch.as_tensor(interaction_matrix(histories, len(item_vectors)).toarray(), device=self.device)
             folded = history @ item_vectors / history.sum(dim=1, keepdim=True).clamp_min(1)

@@ -85,15 +85,22 @@ class UserFeatures:
             ids[feature] = vocabulary.index(value) + 1 if value in vocabulary else 0
         return ids
 
-    def rows(self, users: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(profiles, has_profile, context) for split user indices; -1 (an unknown user) gets none of them."""
+    def rows(self, users: np.ndarray, profiles: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(profiles, has_profile, context) for split user indices; -1 (an unknown user) gets none of them.
+        `profiles` [B, P] replaces the stored long-term vectors, all of them used (e.g. stated interests)."""
         users = np.asarray(users)
         known = users >= 0
         safe = np.where(known, users, 0)
-        profiles = torch.as_tensor(self.profiles[safe] * known[:, None], dtype=torch.float32)
-        has_profile = torch.as_tensor(self.has_profile[safe] & known)
         context = torch.as_tensor(self.context[safe] * known[:, None], dtype=torch.long)
-        return profiles, has_profile, context
+        if profiles is not None:
+            if profiles.shape != (len(users), self.profiles.shape[1]):
+                raise ValueError(f"profiles must be [{len(users)}, {self.profiles.shape[1]}], got "
+                                 f"{list(profiles.shape)}")
+            return profiles.float(), torch.ones(len(users), dtype=torch.bool), context
+        stored = torch.as_tensor(self.profiles[safe] * known[:, None], dtype=torch.float32)
+        has_profile = torch.as_tensor(self.has_profile[safe] & known)
+        return stored, has_profile, context
 
     def time_rows(self, users: np.ndarray, histories: Sequence[np.ndarray], max_len: int) -> torch.Tensor:
         """[B, max_len, 3] time feature ids of the histories' last `max_len` items (0 where not known)."""

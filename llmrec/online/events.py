@@ -61,8 +61,8 @@ class EventStore:
         Raises DataError for an empty, over-long or control-character id, a timestamp that is not a number of
         seconds from 1970-01-01 to a day ahead of now (`llmrec.data.schema.plausible_timestamps`), or a context
         that is not a flat str -> str mapping within the size limits."""
-        user = _clean_id(user_id, "user_id")
-        item = _clean_id(item_id, "item_id")
+        user = clean_id(user_id, "user_id")
+        item = clean_id(item_id, "item_id")
         when = _clean_timestamp(time.time() if timestamp is None else timestamp)
         extra = _clean_context(context)
         with self.db.transaction() as tx:
@@ -102,7 +102,9 @@ class EventStore:
         return [Event(int(e), u, i, float(t), json.loads(c)) for e, u, i, t, c in rows]
 
 
-def _clean_id(value: Any, name: str) -> str:
+def clean_id(value: Any, name: str) -> str:
+    """A user or item id as it is stored: stripped; DataError when empty, over MAX_ID_CHARS or holding control
+    characters."""
     if not isinstance(value, str):
         raise DataError(f"{name} must be a string, got {type(value).__name__}")
     text = value.strip()

@@ -3,6 +3,7 @@ every entry is applied once, in log order, whoever appended it.
 
     tail = LogTail(events.events_since, lambda event: event.event_id)
     tail.apply_new(apply_event)      # at load: every logged entry; at each request: those appended since
+    tail.apply_batch(apply_changes)  # the same, all new entries in one call (work that is cheaper in batches)
 
 Several processes (`llmrec serve --workers N`, or workers on several machines sharing a PostgreSQL log) each keep
 a tail of the same log, which makes the log their one source of truth.
@@ -36,3 +37,12 @@ class LogTail(Generic[Entry]):
             results.append(apply(entry))
             self.position = self._position(entry)
         return results
+
+    def apply_batch(self, apply: Callable[[Sequence[Entry]], Result]) -> Result:
+        """Apply every entry appended since the last one applied in one call (`apply` gets them in order, maybe
+        none) and return what it returned. When `apply` raises, none of them count as applied."""
+        entries = self._since(self.position)
+        result = apply(entries)
+        if entries:
+            self.position = self._position(entries[-1])
+        return result

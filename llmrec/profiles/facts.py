@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -17,15 +17,21 @@ CATEGORY_COLUMNS = ("genres", "categories", "category", "genre", "tags")
 """Catalog columns tried, in order, when no category column is configured."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class CatalogFacts:
-    """Ids, titles, categories and popularity indexed like the split's items (index 0 = padding)."""
+    """Ids, titles, categories and popularity indexed like the split's items (index 0 = padding), then the items
+    added while serving (`put`). Readers that index them (the claim checker, the profile writer's title
+    matcher) rebuild when `version` changes."""
 
     item_ids: list[str]
     titles: list[str]
     categories: list[tuple[str, ...]]
     popularity: np.ndarray
     """Percentile (0..1) of each item's training interactions: well-known items make clearer examples."""
+    title_chars: int = 80
+    """Titles are cleaned and capped at this many characters."""
+    version: int = field(default=0, compare=False)
+    """Grows with every `put`."""
 
     @classmethod
     def from_catalog(cls, catalog: Catalog, split: Split, category_column: str | None = None,
@@ -44,10 +50,25 @@ class CatalogFacts:
         else:
             categories = [()] + [_as_categories(v) for v in rows[column]]
         return cls([""] + [str(i) for i in split.item_ids], titles, categories,
-                   popularity_percentiles(split.train_popularity()))
+                   popularity_percentiles(split.train_popularity()), title_chars)
 
     def __len__(self) -> int:
         return len(self.titles)
+
+    def put(self, item: int, item_id: str, title: str, categories: object) -> None:
+        """Set an item's facts, cleaned as the catalog's are (`title`: the title, else the item's text;
+        `categories`: anything `from_catalog` reads as categories); `item` = len(self) adds an item (added while
+        serving: no training interactions, popularity 0)."""
+        if not 0 < item <= len(self):
+            raise IndexError(f"item index {item} is neither a known item nor the next one ({len(self)})")
+        facts = (str(item_id), clean_text(title, self.title_chars), _as_categories(categories))
+        if item == len(self):
+            for column, value in zip((self.item_ids, self.titles, self.categories), facts):
+                column.append(value)
+            self.popularity = np.append(self.popularity, 0.0)
+        else:
+            self.item_ids[item], self.titles[item], self.categories[item] = facts
+        self.version += 1
 
 
 def popularity_percentiles(counts: np.ndarray) -> np.ndarray:

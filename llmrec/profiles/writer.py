@@ -123,7 +123,8 @@ class ProfileWriter:
         self.params = params or GenerationParams()
         self.template_text = TemplateProfileText()
         self.chat = ChatTemplate.load("profile", config.prompt, config.prompt_version) if backend else None
-        self.matcher = TitleMatcher(facts.titles) if backend else None
+        self._matcher: TitleMatcher | None = None
+        self._matcher_version = -1
         self.stats = WriterStats()
         self.taken: set[str] = set()
         """LLM texts already given to other users: a text repeated word for word says nothing about this user
@@ -132,6 +133,16 @@ class ProfileWriter:
     @property
     def model_id(self) -> str:
         return self.backend.model_id if self.backend else TEMPLATE_MODEL_ID
+
+    @property
+    def matcher(self) -> TitleMatcher | None:
+        """Finds catalog titles in LLM output (None without an LLM); rebuilt when the facts change (items added
+        while serving)."""
+        if self.backend is None:
+            return None
+        if self._matcher is None or self._matcher_version != self.facts.version:
+            self._matcher, self._matcher_version = TitleMatcher(self.facts.titles), self.facts.version
+        return self._matcher
 
     @property
     def prompt_version(self) -> str:

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 import torch
 
-from llmrec.data.split import PADDING, Split
+from llmrec.data.split import PADDING
 from llmrec.index.chroma_index import ItemIndex
 from llmrec.models.base import pad_histories
 from llmrec.models.interest import InterestModel
@@ -37,11 +37,12 @@ class Queries:
 
 
 def describe_queries(model: InterestModel, users: np.ndarray, histories: Sequence[np.ndarray],
-                     history_len: int, context: np.ndarray | None = None) -> Queries:
+                     history_len: int, context: np.ndarray | None = None,
+                     profiles: torch.Tensor | None = None) -> Queries:
     """The reranker's view of each (user, history): `users` are split user indices (-1 = unknown user);
-    `context` [B, F] replaces the users' stored context ids."""
-    interest, long_weight = model.interest(users, histories, context)
-    profiles, has_profile, stored_context = model.features.rows(users)
+    `context` [B, F] replaces the users' stored context ids, `profiles` [B, P] their long-term inputs."""
+    interest, long_weight = model.interest(users, histories, context, profiles)
+    profiles, has_profile, stored_context = model.features.rows(users, profiles)
     context = stored_context if context is None else torch.as_tensor(context, dtype=torch.long)
     lengths = torch.as_tensor([len(h) for h in histories], dtype=torch.long)
     return Queries(pad_histories(histories, history_len), interest, long_weight, profiles, has_profile, context,
@@ -56,11 +57,21 @@ def item_table(model: InterestModel) -> torch.Tensor:
         return model.net.items.table().cpu()
 
 
+class ItemIds(Protocol):
+    """Item ids <-> indices: a `Split`, or the serving catalog with the items added online
+    (`llmrec.online.items.ItemBook`)."""
+
+    def item_index(self, item_id: str) -> int: ...
+
+    def item_id(self, index: int) -> str: ...
+
+
 def index_candidates(index: ItemIndex, interest: torch.Tensor, exclusion: Exclusion, n: int,
-                     split: Split) -> RankedItems:
+                     split: ItemIds, num_items: int) -> RankedItems:
     """Top-`n` items from the ChromaDB collection of the interest model's item vectors (inner-product space,
-    keyed by the split's item ids) that `exclusion` allows."""
-    mask = exclusion.mask(split.num_items + 1)
+    keyed by item ids, which `split` maps to indices) that `exclusion` allows; `num_items` counts the rows of
+    the item table (padding included)."""
+    mask = exclusion.mask(num_items)
     exclude = [{split.item_id(i) for i in row.nonzero().flatten().tolist() if i != PADDING} for row in mask]
     found = index.query(interest.numpy(), n, exclude)
     items = torch.zeros(len(found), n, dtype=torch.long)

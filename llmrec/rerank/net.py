@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmrec.models.base import put_rows
 from llmrec.ranking import RankedItems
 from llmrec.rerank.candidates import Queries
 
@@ -45,6 +46,14 @@ class RerankNet(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(4 * d + SCALAR_FEATURES, hidden), nn.GELU(), nn.Linear(hidden, 1))
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
+
+    def put_items(self, items: torch.Tensor, item_rows: torch.Tensor, text_vectors: torch.Tensor) -> None:
+        """Set the item-side inputs of `items`; indices past the tables are items added while serving (appended in
+        order, with no training interactions: popularity 0)."""
+        new = items[items >= len(self.item_table)]
+        self.item_table = put_rows(self.item_table, items, item_rows)
+        self.text_vectors = put_rows(self.text_vectors, items, F.normalize(text_vectors.float(), dim=-1))
+        self.log_popularity = put_rows(self.log_popularity, new, torch.zeros(len(new)))
 
     def text_features(self, queries: Queries, candidates: RankedItems) -> torch.Tensor:
         """[B, N, 3] parameter-free text matches: candidate vs profile, vs closest history item, vs the mean of

@@ -81,10 +81,16 @@ class Reranker:
                              torch.as_tensor(np.asarray(popularity)), model.features.context_sizes,
                              self.config.hidden_size).to(self.device)
 
-    def describe(self, users: np.ndarray, histories: Sequence[np.ndarray],
-                 context: np.ndarray | None = None) -> Queries:
-        """The reranker's view of these (user, history) queries (`context` replaces the stored context ids)."""
-        return describe_queries(self.model, users, histories, self.config.history_len, context)
+    def describe(self, users: np.ndarray, histories: Sequence[np.ndarray], context: np.ndarray | None = None,
+                 profiles: torch.Tensor | None = None) -> Queries:
+        """The reranker's view of these (user, history) queries (`context` replaces the stored context ids,
+        `profiles` the long-term inputs)."""
+        return describe_queries(self.model, users, histories, self.config.history_len, context, profiles)
+
+    def put_items(self, items: np.ndarray, item_rows: torch.Tensor, text_vectors: np.ndarray) -> None:
+        """Give `items` the interest model's item vectors `item_rows` and these text vectors, without retraining;
+        indices past the tables are items added while serving (see `RerankNet.put_items`)."""
+        self.net.put_items(torch.as_tensor(items, dtype=torch.long), item_rows, torch.as_tensor(text_vectors))
 
     def rerank(self, queries: Queries, candidates: RankedItems) -> torch.Tensor:
         """Scores [B, N] (on the CPU; -inf on padding) for the candidates, computed on `config.device`."""

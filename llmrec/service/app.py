@@ -1,4 +1,4 @@
-"""The HTTP API over a trained run: recommendations, profiles, explanations and new interactions.
+"""The HTTP API over a trained run: recommendations, profiles, explanations, new interactions and items.
 
     app = create_app(Recommender.load("runs/demo"))      # then: uvicorn.run(app), or `llmrec serve`
 
@@ -6,27 +6,31 @@ The recommender is safe to call from many threads, and nothing waits for the LLM
 `online.explain_timeout_s` (its one worker thread writes explanations; `/explain` then falls back to the
 attribution text and says so in `degraded`). `/recommend` runs on the event loop: its work is a few
 milliseconds of CPU (the model, the embedded index), and handing it to a thread costs more under load (thread
-hops and GIL contention took a third more CPU per request on a small run). The other endpoints wait on disk (event
+hops and GIL contention took a third more CPU per request on a small run); only a request with stated
+`interests`, whose text is embedded, runs in the threadpool. The other endpoints wait on disk (event and item
 commits, profile stores) or on the LLM worker, so they are plain functions that FastAPI runs in its threadpool.
 With a remote Chroma server (`index.host`), its round trip holds the event loop too: run one worker per core.
-Every error is `{"error": message}`: 404 for an unknown user or item, 422 for bad input (`DataError`, a
-request that fails validation), 413 for a body over 1 MiB, and 500 `internal error` with the request's
-`request_id` for anything else (its traceback goes to the server log under that id).
+Every error is `{"error": message}`: 404 for an unknown (or deleted) user or item, 409 for an item change that
+conflicts (a taken id, a catalog item), 422 for bad input (`DataError`, `ConfigError`, a request that fails
+validation), 413 for a body over 1 MiB, and 500 `internal error` with the request's `request_id` for anything
+else (its traceback goes to the server log under that id).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from llmrec.errors import DataError, UnknownIdError
+from llmrec.errors import ConfigError, ConflictError, DataError, UnknownIdError
 from llmrec.service.guard import RequestGuard
-from llmrec.service.schemas import (EventAck, EventRequest, ErrorBody, Health, RecommendRequest,
-                                    RecommendResponse)
+from llmrec.service.schemas import (EventAck, EventRequest, ErrorBody, Health, ItemAck, ItemRequest, ItemUpdate,
+                                    RecommendRequest, RecommendResponse)
 from llmrec.service.workers import WorkerPid
 
 if TYPE_CHECKING:
@@ -52,10 +56,12 @@ def create_app(recommender: "Recommender") -> FastAPI:
 
     @app.post("/recommend", response_model=RecommendResponse, responses=_ERRORS, tags=["recommend"])
     async def recommend(request: RecommendRequest) -> dict[str, Any]:
-        """The top `k` items for a known user (`user_id`) or an anonymous `history`, never items already seen
-        or listed in `exclude`."""
-        items = recommender.recommend(request.user_id, request.k, history=request.history, context=request.context,
-                                      exclude=request.exclude, mode=request.mode)
+        """The top `k` items for a known user (`user_id`) or an anonymous user's `history` and/or stated
+        `interests`, never items already seen, deleted or listed in `exclude`."""
+        ask = partial(recommender.recommend, request.user_id, request.k, history=request.history,
+                      interests=request.interests, context=request.context, exclude=request.exclude,
+                      mode=request.mode)
+        items = ask() if request.interests is None else await run_in_threadpool(ask)  # embedding text takes a while
         return {"items": [item.to_dict() for item in items]}
 
     @app.get("/profile/{user_id}", responses=_ERRORS, tags=["users"])
@@ -77,6 +83,8 @@ def create_app(recommender: "Recommender") -> FastAPI:
         recommendations take it into account."""
         return recommender.add_interaction(event.user_id, event.item_id, event.timestamp, event.context)
 
+    _add_item_routes(app, recommender)
+
     @app.get("/healthz", response_model=Health, tags=["service"])
     def healthz() -> dict[str, Any]:
         """Liveness, what is served, and the state of each part (`components`: the item index, the LLM worker,
@@ -84,6 +92,29 @@ def create_app(recommender: "Recommender") -> FastAPI:
         return recommender.health()
 
     return app
+
+
+def _add_item_routes(app: FastAPI, recommender: "Recommender") -> None:
+    """POST /items, PUT /items/{item_id}, DELETE /items/{item_id}: the catalog changes while serving."""
+    responses = {**_ERRORS, 409: {"model": ErrorBody, "description": "The item id is taken, or the item is "
+                                                                     "a catalog item, which cannot be changed."}}
+    item_id_path = Path(min_length=1, max_length=256, description="Item id.")
+
+    @app.post("/items", status_code=201, response_model=ItemAck, responses=responses, tags=["items"])
+    def add_item(item: ItemRequest) -> dict[str, Any]:
+        """Add an item; it is stored durably before the acknowledgement is sent and can be recommended from the
+        next request on, without retraining."""
+        return recommender.add_item(item.item_id, item.text, title=item.title, categories=item.categories)
+
+    @app.put("/items/{item_id}", response_model=ItemAck, responses=responses, tags=["items"])
+    def update_item(update: ItemUpdate, item_id: str = item_id_path) -> dict[str, Any]:
+        """Replace the text, title and categories of an item added while serving."""
+        return recommender.update_item(item_id, update.text, title=update.title, categories=update.categories)
+
+    @app.delete("/items/{item_id}", response_model=ItemAck, responses=responses, tags=["items"])
+    def delete_item(item_id: str = item_id_path) -> dict[str, Any]:
+        """Never recommend an item again; events may no longer name it (histories that do stay valid)."""
+        return recommender.delete_item(item_id)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -96,7 +127,9 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     app.add_exception_handler(UnknownIdError, handler(404, str))
-    app.add_exception_handler(DataError, handler(422, str))  # llmrec's own input checks; anything else is a 500
+    app.add_exception_handler(ConflictError, handler(409, str))
+    for bad_input in (DataError, ConfigError):  # llmrec's own input checks; anything else is a 500
+        app.add_exception_handler(bad_input, handler(422, str))
     app.add_exception_handler(RequestValidationError, handler(422, lambda exc: describe_errors(exc.errors())))
     app.add_exception_handler(HTTPException, http_error)
 

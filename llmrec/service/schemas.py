@@ -7,12 +7,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from llmrec.config import MAX_K
+from llmrec.online.item_log import MAX_CATEGORIES, MAX_CATEGORY_CHARS, MAX_TITLE_CHARS
 
 MAX_LIST_ITEMS = 1000
 MAX_CONTEXT_KEYS = 32
 
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
 ContextValue = Annotated[str, StringConstraints(max_length=256)]
+Category = Annotated[str, StringConstraints(max_length=MAX_CATEGORY_CHARS)]
 Context = Annotated[dict[Id, ContextValue], Field(max_length=MAX_CONTEXT_KEYS)]
 CONTEXT_HELP = (f"Situation of the request as flat string pairs (at most {MAX_CONTEXT_KEYS}), "
                 'e.g. {"device": "phone", "daypart": "evening"}.')
@@ -26,6 +28,10 @@ class RecommendRequest(BaseModel):
     user_id: Id | None = Field(None, description="A known user; their history, with events posted since, is used.")
     history: list[Id] | None = Field(None, max_length=MAX_LIST_ITEMS,
                                      description="Item ids, oldest first, for a user the service does not know.")
+    interests: str | None = Field(None, min_length=1,
+                                  description="What a user the service does not know likes, in their own words "
+                                              "(e.g. \"I like dark Scandinavian crime novels\"); with or without "
+                                              "a history. At most `online.max_text_chars` characters.")
     k: int = Field(10, ge=1, le=MAX_K, strict=True, description=f"How many items to return (1 to {MAX_K}).")
     context: Context | None = Field(None, description=CONTEXT_HELP)
     exclude: list[Id] = Field(default_factory=list, max_length=MAX_LIST_ITEMS,
@@ -36,8 +42,8 @@ class RecommendRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> "RecommendRequest":
-        if (self.user_id is None) == (self.history is None):
-            raise ValueError("give exactly one of user_id and history")
+        if (self.user_id is None) == (self.history is None and self.interests is None):
+            raise ValueError("give exactly one of user_id and history (or interests, with or without a history)")
         return self
 
 
@@ -81,6 +87,36 @@ class EventAck(BaseModel):
     history_length: int = Field(description="How many interactions the user has now.")
 
 
+class ItemUpdate(BaseModel):
+    """An item's text, title and categories."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, description="The item's text as the catalog has it (what the item encoder "
+                                                "embeds); at most `online.max_text_chars` characters.")
+    title: str | None = Field(None, max_length=MAX_TITLE_CHARS,
+                              description="Display title (default: the text), what profiles and explanations "
+                                          "may call it.")
+    categories: list[Category] = Field(default_factory=list, max_length=MAX_CATEGORIES,
+                                       description="Categories (genres, shop categories).")
+
+
+class ItemRequest(ItemUpdate):
+    """A new item."""
+
+    item_id: Id
+
+
+class ItemAck(BaseModel):
+    """The acknowledgement of a stored item change: it is durable, and in effect, once this is sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    item_id: str
+    action: Literal["add", "update", "delete"]
+    log_id: int = Field(description="Position of the change in the item log.")
+
+
 class ComponentHealth(BaseModel):
     """One part of the service: `ok`, `degraded` (with `detail`) or `disabled` (not configured)."""
 
@@ -97,9 +133,10 @@ class Health(BaseModel):
 
     status: Literal["ok", "degraded"] = Field(description="`degraded` when any component is (still HTTP 200).")
     components: dict[str, ComponentHealth] = Field(
-        description="`index` (ChromaDB), `llm` (the LLM worker: degraded when its queue is full or it stopped) "
-                    "and `events` (the event store).")
-    items: int = Field(description="Items in the catalog.")
+        description="`index` (ChromaDB), `llm` (the LLM worker: degraded when its queue is full or it stopped), "
+                    "`events` (the event store) and `items` (the item log).")
+    items: int = Field(description="Items that can be recommended: the catalog's and those added while serving, "
+                                   "less the deleted ones.")
     users: int = Field(description="Known users.")
     model: Any = Field(None, description="The recommendation model.")
     index: Any = Field(None, description="The item index.")

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -122,7 +122,8 @@ class Bundle:
         catalog = pd.read_parquet(folder / CATALOG)
         popularity = split.train_popularity()
         facts = CatalogFacts([""] + catalog[ITEM_ID].tolist(), [""] + catalog["title"].tolist(),
-                             [()] + [tuple(c) for c in catalog["categories"]], popularity_percentiles(popularity))
+                             [()] + [tuple(c) for c in catalog["categories"]], popularity_percentiles(popularity),
+                             config.profile.title_chars)
         item_vectors = np.load(folder / ITEM_VECTORS)
         model = InterestModel.load(folder / MODEL)
         model.set_new_item_boost(config.interest.new_item_boost)
@@ -152,15 +153,16 @@ class Bundle:
                                                                                                replace=False))
         return service
 
-    def item_index(self, table: torch.Tensor) -> ItemIndex:
-        """The ChromaDB collection of the retrieval vectors `table`: the bundle's own, copied into the state
-        folder (Chroma writes to the folder it opens), or on the configured Chroma server; rebuilt there when
-        it does not hold exactly these vectors (e.g. after an `interest.new_item_boost` override)."""
+    def item_index(self, table: torch.Tensor, added_ids: Sequence[str] = ()) -> ItemIndex:
+        """The ChromaDB collection of the retrieval vectors `table` (the catalog's rows, then those of the items
+        `added_ids` added while serving): the bundle's own, copied into the state folder (Chroma writes to the
+        folder it opens), or on the configured Chroma server; rebuilt there when it does not hold exactly these
+        catalog vectors (e.g. after an `interest.new_item_boost` override), the added items upserted into it."""
         digest = _folder_digest(self.manifest, INDEX)
         folder = self.state.index(digest or "built")
         if self.config.index.host is None and digest is not None:
             self.state.seed(INDEX, digest, lambda: _copy_folder(self.path / INDEX, folder))
-        return retrieval_index(self.config, folder, self.split, table)
+        return retrieval_index(self.config, folder, self.split, table, added_ids)
 
 
 def export_bundle(run_dir: str | Path, out_dir: str | Path | None = None, adapter: str | Path | None = None) -> Path:
@@ -249,12 +251,18 @@ def verify_files(folder: Path, manifest: dict[str, Any]) -> None:
                               f"{MANIFEST}); re-export the bundle (`llmrec export RUN_DIR`)")
 
 
-def retrieval_index(config: RunConfig, folder: Path, split: Split, table: torch.Tensor) -> ItemIndex:
+def retrieval_index(config: RunConfig, folder: Path, split: Split, table: torch.Tensor,
+                    added_ids: Sequence[str] = ()) -> ItemIndex:
     """The ChromaDB collection (inner product) of an interest model's retrieval vectors `table`
-    [items + 1, d + 1], named by their digest, in `folder` (or on the configured Chroma server); built there
-    unless it already holds exactly these vectors."""
+    [items + 1, d + 1]: the split's items, then the items `added_ids` added while serving. It is named by the
+    digest of the split items' rows, in `folder` (or on the configured Chroma server), and built there unless it
+    already holds a vector for every row; the added items are upserted again when it does (a change logged just
+    before a crash reaches the collection)."""
     vectors = table[1:].numpy()
-    digest = hashlib.sha256(vectors.tobytes()).hexdigest()[:12]
+    catalog = len(split.item_ids)
+    if len(vectors) != catalog + len(added_ids):
+        raise ValueError(f"{len(vectors)} retrieval rows for {catalog} catalog and {len(added_ids)} added items")
+    digest = hashlib.sha256(vectors[:catalog].tobytes()).hexdigest()[:12]
     settings = dataclasses.replace(config.index, space="ip", collection=None)
     index = ItemIndex(settings, folder, collection_name(split.dataset, f"llmrec-{digest}"))
     try:
@@ -263,7 +271,9 @@ def retrieval_index(config: RunConfig, folder: Path, split: Split, table: torch.
         complete = False
     if not complete:
         log.info("building the retrieval collection %s in %s", index.name, index.location)
-        index.rebuild([str(i) for i in split.item_ids], vectors)
+        index.rebuild([str(i) for i in split.item_ids] + list(added_ids), vectors)
+    elif added_ids:
+        index.upsert(list(added_ids), vectors[catalog:])
     return index
 
 

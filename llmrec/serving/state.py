@@ -1,6 +1,8 @@
 """ServingState: the folder a served bundle writes to, so that the bundle's own files stay as exported.
 
     state/events.sqlite        the event log (unless `online.events` names another file)
+    state/items.sqlite         the item log: items added, changed and deleted while serving (unless `online.items`
+                               names another file)
     state/profiles.sqlite      long-term profiles and (table `summaries`) interest summaries, seeded from the
                                bundle, then rewritten by profile refreshes
     state/index-<digest>/      the working copy of the bundle's ChromaDB collection (Chroma writes to its folder
@@ -35,6 +37,11 @@ class ServingState:
     def events(self) -> Path:
         """The default event log."""
         return self.folder / "events.sqlite"
+
+    @property
+    def items(self) -> Path:
+        """The default item log."""
+        return self.folder / "items.sqlite"
 
     def index(self, version: str) -> Path:
         """The working copy of one version of the bundle's ChromaDB index (`version`: its digest). Each version
