@@ -70,7 +70,11 @@ class ClaimChecker:
         allowed = {int(i) for i in items}
         allowed_categories = {c for i in allowed for c in self._categories[i]}
         titles = self._matcher.find(text)
-        categories = self.categories_named(text)
+        cited = [self._titles[i] for i in titles & allowed]
+        # words inside a cited title are that title, not claims of their own: a shorter catalog title or a
+        # category name that a cited title contains is not checked again
+        titles = {i for i in titles if i in allowed or not any(_contains(c, self._titles[i]) for c in cited)}
+        categories = self.categories_named(_without(text, cited))
         ids = {item_id for item_id, index in self._ids.items() if item_id in text}
         given = [float(n) for n in numbers]
         quoted = [float(m.group(1)) for m in _PERCENT.finditer(text)]
@@ -96,6 +100,17 @@ class ClaimChecker:
         if self._facts is not None and self._facts.version != self._version:
             self._version = self._facts.version
             self._index(self._facts.titles, self._facts.categories, self._facts.item_ids)
+
+
+def _contains(title: str, part: str) -> bool:
+    return part.lower() in title.lower()
+
+
+def _without(text: str, titles: Iterable[str]) -> str:
+    """`text` with every occurrence of these titles cut out (case-insensitive)."""
+    for title in sorted(titles, key=len, reverse=True):
+        text = re.sub(re.escape(title), " ", text, flags=re.IGNORECASE)
+    return text
 
 
 def _category_pattern(category: str) -> re.Pattern[str]:

@@ -56,3 +56,14 @@ def test_an_explanation_with_a_wrong_genre_falls_back_and_says_why():
     fallback = thriller.explain("m2", attribution, history=[3])
     assert fallback.source == "attribution" and fallback.fallback_reason == "unsupported-category"
     assert thriller.stats.fallbacks == {"unsupported-category": 1}
+
+
+def test_words_inside_a_cited_title_are_not_claims_of_their_own():
+    titles = ["", "Essie Nail Polish, Ballet Slippers", "Nail Polish", "Lip Balm"]
+    checker = ClaimChecker(titles, [(), ("Beauty > Nails",), ("Beauty > Nails",), ("Beauty > Lips",)])
+    text = 'Lip Balm suits you like "Essie Nail Polish, Ballet Slippers".'
+    report = checker.check(text, items=[1, 3])
+    assert report.reason is None  # "Nail Polish" (item 2) and "Nail" are read inside the cited title
+    assert report.cited_titles == ["Essie Nail Polish, Ballet Slippers", "Lip Balm"]
+    assert checker.check("Lip Balm for your nails.", items=[3]).unsupported["category"] == ["Beauty > Nails"]
+    assert checker.check("Nail Polish and Lip Balm.", items=[3]).unsupported["title"] == ["Nail Polish"]

@@ -129,7 +129,8 @@ class Explainer:
 
     def explain_many(self, item_ids: Sequence[str], attributions: Sequence[Attribution],
                      histories: Sequence[np.ndarray]) -> list[Explanation]:
-        """Explanations for a batch of recommendations, in order, with one `backend.generate` call."""
+        """Explanations for a batch of recommendations, in order (one `backend.generate` call per try without the
+        grammar; one per explanation with it)."""
         if len(item_ids) != len(attributions) or len(item_ids) != len(histories):
             raise ValueError("explain_many needs one item id, attribution and history each")
         tries: list[tuple[str | None, str | None]] = [(None, None)] * len(item_ids)  # (text, rejection)

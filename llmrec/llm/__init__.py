@@ -10,21 +10,29 @@ from llmrec.llm.base import Generation, GenerationParams, LLMBackend, Message
 
 def make_backend(config: LLMConfig, adapter: LoRAAdapter | None = None) -> LLMBackend:
     """The backend `config.backend` names, loaded with `config.model` (and a tuned LoRA `adapter` on top)."""
+    backend = backend_class(config)
+    if adapter is None:
+        return backend(config)
+    if not backend.takes_adapters:
+        raise ConfigError("a LoRA adapter needs llm.backend llamacpp or transformers (an OpenAI-compatible "
+                          "server loads adapters itself: name the adapted model in llm.model)")
+    return backend(config, adapter)
+
+
+def backend_class(config: LLMConfig) -> type:
+    """The class of the backend `config.backend` names (imported on demand), without loading a model."""
     if config.backend == "llamacpp":
         from llmrec.llm.llamacpp import LlamaCppBackend
 
-        return LlamaCppBackend(config, adapter)
+        return LlamaCppBackend
     if config.backend == "transformers":
         from llmrec.llm.hf import TransformersBackend
 
-        return TransformersBackend(config, adapter)
+        return TransformersBackend
     if config.backend == "openai":
         from llmrec.llm.openai_compat import OpenAICompatibleBackend
 
-        if adapter is not None:
-            raise ConfigError("a LoRA adapter needs llm.backend llamacpp or transformers (an OpenAI-compatible "
-                              "server loads adapters itself: name the adapted model in llm.model)")
-        return OpenAICompatibleBackend(config)
+        return OpenAICompatibleBackend
     raise ConfigError(f"llm.backend must be llamacpp, transformers or openai, not {config.backend!r}")
 
 

@@ -23,6 +23,7 @@ class TransformersBackend:
     renders the prompts (a plain `role: content` rendering when it has none). Greedy when temperature is 0.
     """
 
+    takes_adapters = True
     supports_grammar = False
 
     def __init__(self, config: LLMConfig, adapter: LoRAAdapter | None = None) -> None:

@@ -6,7 +6,7 @@ import threading
 from typing import Sequence
 
 from llmrec.config import LLMConfig
-from llmrec.llm import make_backend
+from llmrec.llm import backend_class, make_backend
 from llmrec.llm.base import Generation, GenerationParams, LLMBackend, Message
 from llmrec.llm.ids import model_id_for
 
@@ -19,6 +19,7 @@ class LazyBackend:
     def __init__(self, config: LLMConfig) -> None:
         self.config = config
         self.model_id = model_id_for(config)
+        self.supports_grammar: bool = backend_class(config).supports_grammar
         self._backend: LLMBackend | None = None
         self._lock = threading.Lock()
 

@@ -21,6 +21,7 @@ class LlamaCppBackend:
     keeps the previous prompt's KV cache and only evaluates the tokens after the longest common prefix.
     """
 
+    takes_adapters = True
     supports_grammar = True
 
     def __init__(self, config: LLMConfig, adapter: LoRAAdapter | None = None) -> None:

@@ -28,6 +28,7 @@ class OpenAICompatibleBackend:
     the server's message. Results keep the input order.
     """
 
+    takes_adapters = False
     supports_grammar = False
 
     def __init__(self, config: LLMConfig) -> None:
