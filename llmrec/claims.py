@@ -69,15 +69,17 @@ class ClaimChecker:
         self._follow_facts()
         allowed = {int(i) for i in items}
         allowed_categories = {c for i in allowed for c in self._categories[i]}
-        titles = self._matcher.find(text)
-        cited = [self._titles[i] for i in titles & allowed]
-        # words inside a cited title are that title, not claims of their own: a shorter catalog title or a
-        # category name that a cited title contains is not checked again
-        titles = {i for i in titles if i in allowed or not any(_contains(c, self._titles[i]) for c in cited)}
-        categories = self.categories_named(_without(text, cited))
-        ids = {item_id for item_id, index in self._ids.items() if item_id in text}
+        found = self._matcher.spans(text)
+        cited = [(start, end) for start, end, i in found if i in allowed]
+        # words inside a cited title are that title, not claims of their own: a catalog title, category name,
+        # id or percentage within a cited title's span is not checked again
+        titles = {i for start, end, i in found
+                  if i in allowed or not any(s <= start and end <= e for s, e in cited)}
+        rest = _cut(text, cited)
+        categories = self.categories_named(rest)
+        ids = {item_id for item_id, index in self._ids.items() if item_id in rest}
         given = [float(n) for n in numbers]
-        quoted = [float(m.group(1)) for m in _PERCENT.finditer(text)]
+        quoted = [float(m.group(1)) for m in _PERCENT.finditer(rest)]
         unsupported = {
             "title": sorted(self._titles[i] for i in titles - allowed),
             "category": sorted(categories - allowed_categories),
@@ -102,15 +104,15 @@ class ClaimChecker:
             self._index(self._facts.titles, self._facts.categories, self._facts.item_ids)
 
 
-def _contains(title: str, part: str) -> bool:
-    return part.lower() in title.lower()
-
-
-def _without(text: str, titles: Iterable[str]) -> str:
-    """`text` with every occurrence of these titles cut out (case-insensitive)."""
-    for title in sorted(titles, key=len, reverse=True):
-        text = re.sub(re.escape(title), " ", text, flags=re.IGNORECASE)
-    return text
+def _cut(text: str, spans: Sequence[tuple[int, int]]) -> str:
+    """`text` with these character spans (overlapping ones merged) replaced by a space each."""
+    pieces, last = [], 0
+    for start, end in sorted(spans):
+        if start > last:
+            pieces.append(text[last:start])
+            pieces.append(" ")
+        last = max(last, end)
+    return "".join(pieces) + text[last:]
 
 
 def _category_pattern(category: str) -> re.Pattern[str]:

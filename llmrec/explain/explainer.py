@@ -192,13 +192,14 @@ class Explainer:
 
     def _attribution_explanation(self, item_id: str, attribution: Attribution, history: np.ndarray,
                                  reason: str | None) -> Explanation:
-        """The attribution's own text, without a profile sentence that names a title outside the history."""
-        allowed = {int(i) for i in history} | {attribution.item}
+        """The attribution's own text, without a profile sentence that makes a claim the history does not back (a
+        title the user never chose, a category none of their items has)."""
+        allowed = _allowed(attribution, history)
         text = attribution_text(attribution)
-        claims = self.claims.check(text, allowed)
-        if claims.unsupported["title"]:  # a profile sentence naming a title the user never chose
+        claims = self.claims.check(text, allowed, _weights(attribution))
+        if claims.reason is not None:  # only the profile sentence can: the rest is the attribution's own facts
             text = attribution_text(replace(attribution, profile_sentences=[]))
-            claims = self.claims.check(text, allowed)
+            claims = self.claims.check(text, allowed, _weights(attribution))
         return _explanation(item_id, text, "attribution", attribution, claims, reason)
 
     def _count(self, reason: str | None, llm: bool) -> None:

@@ -99,10 +99,16 @@ class TitleMatcher:
 
     def find(self, text: str) -> set[int]:
         """Indices (into the titles given) of every title named in `text`."""
-        words = _WORD.findall(text.lower())
-        found = set()
+        return {index for _, _, index in self.spans(text)}
+
+    def spans(self, text: str) -> list[tuple[int, int, int]]:
+        """(start, end, title index) of every title named in `text`, by character positions."""
+        matches = list(_WORD.finditer(text.lower()))
+        words = [m.group() for m in matches]
+        found = []
         for start, word in enumerate(words):
             for title_words, index in self._by_first_word.get(word, ()):
-                if tuple(words[start:start + len(title_words)]) == title_words:
-                    found.add(index)
+                end = start + len(title_words)
+                if tuple(words[start:end]) == title_words:
+                    found.append((matches[start].start(), matches[end - 1].end(), index))
         return found
