@@ -175,6 +175,18 @@ def test_fallback_drops_a_profile_sentence_naming_a_title_outside_the_history():
     assert explanation.attribution.profile_sentences  # the facts keep it; only the text leaves it out
 
 
+def test_fallback_drops_a_profile_sentence_claiming_a_category_the_history_lacks():
+    history = np.array([HEAT, CASINO, PULP_FICTION])
+    genres = [()] + [("Crime",)] * (len(TITLES) - 1)
+    genres[TOY_STORY] = ("Animation",)
+    checker = ClaimChecker(TITLES, genres)
+    for sentence, kept in (("They love animation.", False), ("They love crime.", True)):
+        attribution = crime_attribution(history=history, profile_text=sentence, sentence_vectors=np.ones((1, 3)),
+                                        candidate_text_vector=np.ones(3))
+        explanation = Explainer(checker, None, GenerationParams()).explain("m9", attribution, history)
+        assert (sentence in explanation.text) == kept and explanation.source == "attribution"
+
+
 def test_a_rejected_output_is_written_again_sampled_before_falling_back():
     history = np.array([HEAT, CASINO, PULP_FICTION, ANNIE_HALL])
     good = "The Usual Suspects (1995) is a dark crime story like Pulp Fiction and Heat."
