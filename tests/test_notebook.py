@@ -92,7 +92,7 @@ def test_quickstart_runs(ml100k_source: str, kernel_name: str, tmp_path: Path, m
     assert all(0 < results[name]["NDCG@10"] <= 1 for name in ("popularity", "sasrec", "llmrec"))
     for name in ("sasrec", "llmrec", "rerank"):
         assert (run_dir / "models" / name / "model.json").is_file()
-    assert (run_dir / "config.yaml").is_file() and (run_dir / "events.sqlite").is_file()
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "bundle" / "state" / "events.sqlite").is_file()
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "943 users: 943 already stored, 0 written now" in text  # the preloaded LLM profiles were used
     assert "notebook done in" in text

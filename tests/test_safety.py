@@ -177,7 +177,7 @@ def test_explainer_rejects_an_output_that_follows_an_injected_instruction():
                "As an AI language model, I recommend The Usual Suspects (1995) to you.",
                "The Usual Suspects (1995) is a tense crime story like Heat (1995) and Casino (1995)."]
     backend = ScriptedBackend(replies)
-    explainer = Explainer(ClaimChecker(titles), backend, GenerationParams())
+    explainer = Explainer(ClaimChecker(titles), backend, GenerationParams(), attempts=1)  # the first try's check
     repeated, phrase, honest = explainer.explain_many(["s"] * 3, [attribution] * 3, [history] * 3)
 
     prompt = backend.calls[0][0][-1]["content"]
