@@ -107,13 +107,16 @@ def llamacpp_limit(config: LLMConfig) -> dict[str, float]:
             "output_tokens": written.output_tokens}
 
 
-WRITERS = {"template": "profile-template", "llm": "profile-llm", "llm-tuned": "profile-llm-tuned"}
+WRITERS = {"template": "profile-template", "llm": "profile-llm", "llm-grammar": "profile-llm-grammar",
+           "llm-tuned": "profile-llm-tuned"}
 """Writer name -> the name of its intrinsic-check record (its quality record is `profile-quality-<writer>`)."""
 
 
 def writer_services(experiment: Experiment, adapter: Path | None) -> dict[str, ProfileService]:
-    """The writers compared: template, the base LLM, and the tuned LLM when an adapter is given."""
+    """The writers compared: template, the base LLM without and with the profile grammar, and the tuned LLM when
+    an adapter is given."""
     services = {writer: experiment.profiles.with_writer(writer) for writer in ("template", "llm")}
+    services["llm-grammar"] = experiment.profiles.with_writer("llm", grammar=True)
     if adapter is not None:
         services["llm-tuned"] = experiment.profiles.with_writer("llm", str(adapter))
         tuned_with = services["llm-tuned"].adapter.manifest.check_users

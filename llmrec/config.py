@@ -432,6 +432,9 @@ class ProfileConfig(Validated):
     """Profiles are cut to this length (at a sentence end when possible)."""
     attempts: PositiveInt = 2
     """LLM tries per user before falling back to the template profile."""
+    grammar: StrictBool = False
+    """Constrain LLM profiles to "This user likes <words>, such as <titles from the prompt>. ..." (GBNF; llama.cpp
+    backends only, `llmrec.profiles.grammar`): every profile names items the user chose, never others."""
     category_column: str | None = None
     """Catalog column with item categories; None = the first of genres, categories, category, genre, tags."""
     store: str | None = None

@@ -64,3 +64,23 @@ def test_writer_with_the_real_model(backend):
     assert stats.profiles == 3 and stats.fallbacks["short-history"] == 1
     assert stats.llm + sum(stats.fallbacks.values()) == 3
     assert stats.prompt_tokens > 0 and 0 < stats.output_tokens <= 40 * 2 * config.attempts
+
+
+def test_writer_under_the_profile_grammar_names_only_items_it_was_shown(backend):
+    """With `profile.grammar`, every LLM profile has the grammar's shape and cites titles of the user's own
+    representative items only (the injected title among them reaches it neutralised)."""
+    dataset = movie_dataset(HISTORIES)
+    split = make_split(dataset)
+    facts = CatalogFacts.from_catalog(dataset.catalog, split)
+    config = ProfileConfig(recent_items=1, min_long_term=3, grammar=True)
+    writer = ProfileWriter(facts, dataset.name, config, backend, GenerationParams(max_tokens=60))
+    requests = [long_term_request(split, u, 1) for u in range(split.num_users)]
+    profiles = writer.write(requests)
+    assert writer.grammar and writer.prompt_version == "profile/llm.v1+grammar.v1"
+    llm = [(p, r) for p, r in zip(profiles, requests) if p.source == "llm"]
+    assert llm, [p.fallback_reason for p in profiles]
+    for profile, request in llm:
+        assert profile.text.startswith("This user likes ") and ", such as \"" in profile.text
+        assert profile.provenance.prompt_version == "profile/llm.v1+grammar.v1"
+        assert writer.matcher.find(profile.text) <= set(request.long_term.tolist())
+        assert "HACKED" not in profile.text and "\x07" not in profile.text

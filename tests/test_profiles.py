@@ -17,6 +17,7 @@ from llmrec.errors import ConfigError, DataError, UnknownIdError
 from llmrec.llm.base import Generation, GenerationParams, Message
 from llmrec.profiles import (CatalogFacts, ProfileService, ProfileStore, ProfileWriter, digest_history,
                              long_term_request, run_profile_job)
+from llmrec.profiles.grammar import max_cited, profile_grammar
 from llmrec.profiles.hygiene import TitleMatcher, clean_output, rejection_reason
 from llmrec.profiles.prompt import ChatTemplate, digest_values
 from llmrec.text import Template
@@ -148,6 +149,21 @@ def test_title_matcher_finds_multiword_titles_only():
     matcher = TitleMatcher(["Heat (1995)", "The Godfather (1972)", "Toy Story (1995)", "Airplane! (1980)"])
     assert matcher.find("They adore the godfather and Toy Story (1995), in the heat of summer.") == {1, 2}
     assert matcher.find("A toy and a story.") == set()
+
+
+def test_the_profile_grammar_cites_fewer_titles_than_the_echo_check_allows():
+    shown = ['"Heat (1995)"', '"Casino (1995)"', '"Babe (1995)"', '"Fargo (1996)"', '"Heat (1995)"', '"Up (2009)"']
+    rules = dict(line.split(" ::= ", 1) for line in profile_grammar(shown).splitlines())
+    assert rules["title"].count(" | ") == 4  # five distinct titles, as GBNF literals with the quotes escaped
+    assert rules["title"].startswith(r'"\"Heat (1995)\""') and rules["root"].startswith('"This user likes "')
+    assert rules["cited"] == 'title (" and " title)?'  # five shown: the echo check starts at three
+    assert [max_cited(n) for n in (1, 2, 3, 4, 5, 8, 9)] == [1, 1, 1, 1, 2, 3, 4]
+    assert rejection_reason('This user likes crime, such as "Heat (1995)" and "Casino (1995)".',
+                            [t.strip('"') for t in shown[:4] + shown[5:]]) is None
+    assert rules.keys() >= {"phrase", "word"}
+    assert profile_grammar(['"Heat (1995)"']).splitlines()[1] == "cited ::= title"
+    with pytest.raises(ValueError, match="at least one title"):
+        profile_grammar([])
 
 
 def test_template_writer_structured_parts_and_short_histories(movies):

@@ -12,28 +12,23 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from llmrec.llm.gbnf import choice, literal, phrase_rule, word_rule
+
 PHRASE_WORDS = 8
 TAIL_WORDS = 12
-WORD_CHARS = 14
 
 
 def explanation_grammar(item: str, titles: Sequence[str]) -> str:
     """The GBNF grammar of one explanation of `item` that may cite `titles` (both as the prompt showed them)."""
-    cited = [t for t in dict.fromkeys(titles) if t]
+    cited = [t for t in titles if t]
     like = ' " like " cited' if cited else ""
     rules = [
         f'root ::= item " is " phrase{like} ("." | ", " tail ".")',
-        f"item ::= {_literal(item)}",
-        f"phrase ::= word (\" \" word){{0,{PHRASE_WORDS - 1}}}",
-        f"tail ::= word (\" \" word){{0,{TAIL_WORDS - 1}}}",
-        f"word ::= [a-z]{{1,{WORD_CHARS}}}",
+        f"item ::= {literal(item)}",
+        phrase_rule("phrase", PHRASE_WORDS),
+        phrase_rule("tail", TAIL_WORDS),
+        word_rule(),
     ]
     if cited:
-        rules += ['cited ::= title (" and " title)?', "title ::= " + " | ".join(_literal(t) for t in cited)]
+        rules += ['cited ::= title (" and " title)?', f"title ::= {choice(cited)}"]
     return "\n".join(rules) + "\n"
-
-
-def _literal(text: str) -> str:
-    """`text` as a GBNF string literal."""
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ").replace("\r", " ")
-    return f'"{escaped}"'

@@ -44,6 +44,8 @@ class AdapterManifest:
     rewards: dict[str, float] = field(default_factory=dict)
     """Mean reward of all samples, of the kept (best) samples and of the template profile on the tuning users."""
     created: str = ""
+    grammar: bool = False
+    """Whether the samples were decoded with the profile grammar; the tuned writer then decodes with it too."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,10 +14,11 @@ from llmrec.config import ProfileConfig, RunConfig
 from llmrec.data.schema import Dataset
 from llmrec.data.split import Split
 from llmrec.errors import ConfigError
-from llmrec.llm import GenerationParams, make_backend
+from llmrec.llm import GenerationParams, backend_class, make_backend
 from llmrec.llm.adapter import LoRAAdapter
 from llmrec.llm.ids import model_id_for
 from llmrec.profiles.facts import CatalogFacts
+from llmrec.profiles.grammar import prompt_key
 from llmrec.profiles.job import JobReport, long_term_request, run_profile_job
 from llmrec.profiles.prompt import ChatTemplate
 from llmrec.profiles.store import ProfileStore
@@ -69,7 +70,8 @@ class ProfileService:
         if self.adapter is None:
             return self.config.profile
         _, name, version = self.adapter.prompt_template
-        return dataclasses.replace(self.config.profile, prompt=name, prompt_version=version)
+        return dataclasses.replace(self.config.profile, prompt=name, prompt_version=version,
+                                   grammar=self.adapter.manifest.grammar)
 
     @cached_property
     def model_id(self) -> str:
@@ -83,7 +85,8 @@ class ProfileService:
     def prompt_version(self) -> str:
         """The key of the prompt (or template) the writer uses, e.g. `profile/llm.v1`."""
         if self.settings.writer == "llm":
-            return ChatTemplate.load("profile", self.settings.prompt, self.settings.prompt_version).key
+            key = ChatTemplate.load("profile", self.settings.prompt, self.settings.prompt_version).key
+            return prompt_key(key, self.settings.grammar and backend_class(self.config.llm).supports_grammar)
         return TemplateProfileText().key
 
     @cached_property
@@ -135,10 +138,11 @@ class ProfileService:
                      len(stored))
         return self.store.delete(rejected)
 
-    def with_writer(self, writer: str, adapter: str | None = None) -> "ProfileService":
+    def with_writer(self, writer: str, adapter: str | None = None, grammar: bool = False) -> "ProfileService":
         """The same run's profiles written by another writer (`llm` or `template`; with `adapter`, the tuned
-        LLM writer), in the same store."""
-        settings = dataclasses.replace(self.config.profile, writer=writer, preload=None, adapter=adapter)
+        LLM writer; with `grammar`, decoding follows the profile grammar), in the same store."""
+        settings = dataclasses.replace(self.config.profile, writer=writer, preload=None, adapter=adapter,
+                                       grammar=grammar)
         return ProfileService(dataclasses.replace(self.config, profile=settings), self.split, self.facts,
                               self.config.run_dir, self.store)
 

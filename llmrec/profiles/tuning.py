@@ -2,8 +2,9 @@
 
 1. Users: `profile_tune.check_users` of the users old enough for an LLM profile are set aside for the intrinsic
    check (`bench/profiles.py`); `profile_tune.users` others, drawn with the run's seed, are the tuning users.
-2. Sample: the base LLM answers the configured profile prompt `profile_tune.samples` times per tuning user;
-   each answer is cleaned and checked like any profile (`samples.jsonl`, one line a user: resumable).
+2. Sample: the base LLM answers the configured profile prompt `profile_tune.samples` times per tuning user
+   (under the profile grammar with `profile.grammar`, and the tuned writer then decodes with it too); each answer
+   is cleaned and checked like any profile (`samples.jsonl`, one line a user: resumable).
 3. Score: `RetrievalReward` — how well the answer's embedding ranks the user's next training items (the first
    `profile_tune.target_items` after the long-term cut-off; never a validation or test item) in the catalog.
 4. Train: each user's best accepted answer becomes the target of the tuned prompt (no few-shot prefix), and a
@@ -184,6 +185,7 @@ class ProfileTuner:
             samples_per_user=tune.samples, examples=len(examples), steps=steps,
             lora={"r": tune.lora_r, "alpha": tune.lora_alpha, "dropout": tune.lora_dropout,
                   "target_modules": list(tune.target_modules), "lr": tune.lr, "epochs": tune.epochs},
-            rewards=rewards, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            rewards=rewards, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            grammar=self.profiles.settings.grammar)
         export_gguf(adapted, adapter_dir, manifest)
         return adapter_dir

@@ -12,8 +12,9 @@ import numpy as np
 
 from llmrec.config import ProfileConfig
 from llmrec.llm.base import GenerationParams, LLMBackend
-from llmrec.profiles.digest import HistoryDigest, digest_history
+from llmrec.profiles.digest import HistoryDigest, digest_history, quote_title
 from llmrec.profiles.facts import CatalogFacts
+from llmrec.profiles.grammar import profile_grammar, prompt_key
 from llmrec.profiles.hygiene import TitleMatcher, clean_output, rejection_reason
 from llmrec.profiles.prompt import ChatTemplate, digest_values
 from llmrec.profiles.template_writer import TemplateProfileText
@@ -111,7 +112,7 @@ class ProfileWriter:
     cleaned and checked (`hygiene.rejection_reason`; `instructed`: it repeats or follows an instruction hidden in a
     title, `safety.repeats_instruction`; `duplicate`: a text another user already has); a rejected output is retried
     with another seed, up to `config.attempts` tries, then the template profile is used and the reason counted in
-    `stats.fallbacks`.
+    `stats.fallbacks`. With `config.grammar` and a backend that supports it, decoding follows `profile_grammar`.
     """
 
     def __init__(self, facts: CatalogFacts, dataset: str, config: ProfileConfig,
@@ -123,6 +124,7 @@ class ProfileWriter:
         self.params = params or GenerationParams()
         self.template_text = TemplateProfileText()
         self.chat = ChatTemplate.load("profile", config.prompt, config.prompt_version) if backend else None
+        self.grammar = config.grammar and bool(getattr(backend, "supports_grammar", False))
         self._matcher: TitleMatcher | None = None
         self._matcher_version = -1
         self.stats = WriterStats()
@@ -146,7 +148,10 @@ class ProfileWriter:
 
     @property
     def prompt_version(self) -> str:
-        return self.chat.key if self.chat else self.template_text.key
+        """The template's key, `+grammar.vN` when decoding follows the profile grammar."""
+        if self.chat is None:
+            return self.template_text.key
+        return prompt_key(self.chat.key, self.grammar)
 
     def digest(self, long_term: np.ndarray) -> HistoryDigest:
         return digest_history(long_term, self.facts, self.config.digest_items, self.config.digest_tokens)
@@ -204,7 +209,11 @@ class ProfileWriter:
         assert self.backend is not None and self.chat is not None
         prompts = [self.chat.render(digest_values(d, self.facts)) for d in digests]
         started = time.perf_counter()
-        generations = self.backend.generate(prompts, params)
+        if self.grammar:  # one call each, as each has its own grammar
+            generations = [self.backend.generate([prompt], replace(params, grammar=self._grammar(d)))[0]
+                           for prompt, d in zip(prompts, digests)]
+        else:
+            generations = self.backend.generate(prompts, params)
         self.stats.llm_seconds += time.perf_counter() - started
         candidates = []
         for digest, generation in zip(digests, generations):
@@ -213,6 +222,9 @@ class ProfileWriter:
             text = clean_output(generation.text, self.config.max_chars, self.config.max_sentences)
             candidates.append(Candidate(text, self.rejection(text, digest)))
         return candidates
+
+    def _grammar(self, digest: HistoryDigest) -> str:
+        return profile_grammar([quote_title(self.facts.titles[item]) for item in digest.representative])
 
     def rejection(self, text: str, digest: HistoryDigest) -> str | None:
         """Why this LLM text is not a usable profile of the user `digest` describes (`hygiene.rejection_reason`,
