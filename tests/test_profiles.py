@@ -143,6 +143,9 @@ def test_clean_output_strips_labels_and_caps_at_a_sentence():
     capped = clean_output("First sentence here. Second sentence is much longer than the cap allows.", 40)
     assert capped == "First sentence here."
     assert len(clean_output("x" * 500, 50)) == 50
+    cut_short = 'This user likes nails, such as "Gel Kit". They also like'  # the token limit stopped it
+    assert clean_output(cut_short, 400, 2) == 'This user likes nails, such as "Gel Kit".'
+    assert clean_output("They also like", 400, 2) == "They also like"  # nothing finished to keep instead
 
 
 def test_title_matcher_finds_multiword_titles_only():
@@ -154,14 +157,19 @@ def test_title_matcher_finds_multiword_titles_only():
 def test_the_profile_grammar_cites_fewer_titles_than_the_echo_check_allows():
     shown = ['"Heat (1995)"', '"Casino (1995)"', '"Babe (1995)"', '"Fargo (1996)"', '"Heat (1995)"', '"Up (2009)"']
     rules = dict(line.split(" ::= ", 1) for line in profile_grammar(shown).splitlines())
-    assert rules["title"].count(" | ") == 4  # five distinct titles, as GBNF literals with the quotes escaped
-    assert rules["title"].startswith(r'"\"Heat (1995)\""') and rules["root"].startswith('"This user likes "')
-    assert rules["cited"] == 'title (" and " title)?'  # five shown: the echo check starts at three
+    assert [rules[f"t{i}"] for i in range(5)] == [
+        r'"\"Heat (1995)\""', r'"\"Casino (1995)\""', r'"\"Babe (1995)\""', r'"\"Fargo (1996)\""',
+        r'"\"Up (2009)\""']  # distinct, as GBNF literals with the quotes escaped
+    assert rules["root"].startswith('"This user likes "')
+    cited = rules["cited"].split(" | ")  # five shown: the echo check starts at three, so one or two distinct
+    assert len(cited) == 5 + 10 and cited[0] == "t0" and 't0 " and " t1' in cited and 't1 " and " t0' not in cited
     assert [max_cited(n) for n in (1, 2, 3, 4, 5, 8, 9)] == [1, 1, 1, 1, 2, 3, 4]
     assert rejection_reason('This user likes crime, such as "Heat (1995)" and "Casino (1995)".',
                             [t.strip('"') for t in shown[:4] + shown[5:]]) is None
     assert rules.keys() >= {"phrase", "word"}
-    assert profile_grammar(['"Heat (1995)"']).splitlines()[1] == "cited ::= title"
+    assert profile_grammar(['"Heat (1995)"']).splitlines()[1] == "cited ::= t0"
+    assert rejection_reason('This user likes gels, such as "Gel Kit" and "Gel Kit".', ["Gel Kit"] + [""] * 4) \
+        == "repetitive"  # the same title twice
     with pytest.raises(ValueError, match="at least one title"):
         profile_grammar([])
 

@@ -2,7 +2,8 @@
 
     "This user likes <a few words>, such as <title>[, <title>][ and <title>].[ They also like <a few words>.]"
 
-The titles are fixed strings chosen from the items the prompt showed (quoted as the prompt quoted them), and the
+The titles are distinct fixed strings chosen from the items the prompt showed, in the prompt's order and quoted as
+the prompt quoted them, and the
 free words are lowercase letters only: the model chooses what to say about the person and which of their items
 stand for it, but cannot name an item outside the history, copy a prompt line or an example answer, or be forced to
 repeat an instruction hidden in a title. What gives a profile its ranking signal is that it names real items the
@@ -15,12 +16,13 @@ At most `max_cited(len(titles))` titles are cited, which keeps every grammatical
 from __future__ import annotations
 
 import math
+from itertools import combinations
 from typing import Sequence
 
-from llmrec.llm.gbnf import choice, phrase_rule, word_rule
+from llmrec.llm.gbnf import literal, phrase_rule, word_rule
 
 PHRASE_WORDS = 10
-GRAMMAR_KEY = "grammar.v1"
+GRAMMAR_KEY = "grammar.v2"
 """Versions the shape: it is part of the prompt version of every profile written with it."""
 
 
@@ -39,13 +41,19 @@ def profile_grammar(titles: Sequence[str]) -> str:
     shown = [t for t in dict.fromkeys(titles) if t]
     if not shown:
         raise ValueError("a profile grammar needs at least one title")
-    more = max_cited(len(shown)) - 1
-    cited = 'title' + (f' (", " title){{0,{more - 1}}} (" and " title)?' if more > 1
-                       else ' (" and " title)?' if more == 1 else "")
+    names = [f"t{i}" for i in range(len(shown))]
+    cited = [_listing(list(chosen)) for n in range(1, max_cited(len(shown)) + 1) for chosen in combinations(names, n)]
     return "\n".join([
         'root ::= "This user likes " phrase ", such as " cited "." (" They also like " phrase ".")?',
-        f"cited ::= {cited}",
-        f"title ::= {choice(shown)}",
+        "cited ::= " + " | ".join(cited),
+        *(f"{name} ::= {literal(title)}" for name, title in zip(names, shown)),
         phrase_rule("phrase", PHRASE_WORDS),
         word_rule(),
     ]) + "\n"
+
+
+def _listing(names: list[str]) -> str:
+    """`a`, `a " and " b`, `a ", " b " and " c`: a GBNF sequence naming the rules `names` as an English list."""
+    if len(names) == 1:
+        return names[0]
+    return ' ", " '.join(names[:-1]) + ' " and " ' + names[-1]

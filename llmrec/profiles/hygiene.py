@@ -15,6 +15,7 @@ _WORD = re.compile(r"\w+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _YEAR_SUFFIX = re.compile(r"\s*\(\d{4}\)\s*$")
 _PERCENT = re.compile(r"\d+\s*%")
+_QUOTED = re.compile(r'"[^"]+"')
 MIN_WORDS = 5
 COPY_WORDS = 6
 """A run of this many words shared with an example answer of the prompt makes a text a few-shot copy."""
@@ -34,11 +35,14 @@ def split_sentences(text: str) -> list[str]:
 
 
 def clean_output(text: str, max_chars: int, max_sentences: int | None = None) -> str:
-    """Strip labels, wrapping quotes and control characters; keep the first `max_sentences` sentences; cap at
-    `max_chars`, cutting at a sentence end when one is available."""
+    """Strip labels, wrapping quotes and control characters; keep the first `max_sentences` sentences, dropping
+    a last one the token limit cut short when a finished one comes before it; cap at `max_chars`, cutting at a
+    sentence end when one is available."""
     text = _LABEL.sub("", clean_text(text, 10 * max_chars)).strip().strip('"').strip()
-    if max_sentences is not None:
-        text = " ".join(_SENTENCE_END.split(text)[:max_sentences])
+    sentences = _SENTENCE_END.split(text)[:max_sentences]
+    if len(sentences) > 1 and not sentences[-1].endswith((".", "!", "?")):
+        sentences.pop()
+    text = " ".join(sentences)
     if len(text) <= max_chars:
         return text
     cut = text[:max_chars]
@@ -53,8 +57,8 @@ def rejection_reason(text: str, shown_titles: Sequence[str], examples: Sequence[
     `few-shot-copy`: the text shares a run of `COPY_WORDS` words with one of the prompt's example answers
     (`examples`), so it describes the example's person, not this one; `echo`: the text copies back half or
     more of the titles it was shown (at least two), or the category shares, instead of describing the person;
-    `repetitive`: a repeated sentence, a low share of distinct words, or a character loop (a short unit with a
-    letter repeated three times in a row).
+    `repetitive`: a repeated sentence or quoted title, a low share of distinct words, or a character loop (a
+    short unit with a letter repeated three times in a row).
     """
     words = _WORD.findall(text.lower())
     if not words:
@@ -68,7 +72,8 @@ def rejection_reason(text: str, shown_titles: Sequence[str], examples: Sequence[
     if copied >= max(2, math.ceil(len(shown_titles) / 2)) or len(_PERCENT.findall(text)) >= 2:
         return "echo"
     sentences = [s.lower() for s in split_sentences(text)]
-    if len(sentences) != len(set(sentences)):
+    quoted = _QUOTED.findall(lowered)
+    if len(sentences) != len(set(sentences)) or len(quoted) != len(set(quoted)):
         return "repetitive"
     if len(words) >= 16 and len(set(words)) / len(words) < MIN_DISTINCT_WORD_RATIO:
         return "repetitive"

@@ -137,21 +137,23 @@ class ProfileTuner:
 
     def training_examples(self) -> tuple[list[tuple[list[dict[str, str]], str]], dict[str, float]]:
         """(tuned prompt, best accepted sample) per sampled user whose history is unchanged, and the mean
-        rewards of all accepted samples, the chosen ones and the template profile. A sample cut off by the token
-        limit (not ending a sentence) is never a target: the tuned writer should learn to finish."""
+        rewards of all accepted samples, the chosen ones and the template profile. Samples are checked again with
+        the writer's checks of today (`ProfileWriter.rejection`); a sample cut off by the token limit (not ending
+        a sentence) is never a target: the tuned writer should learn to finish."""
         tune, settings = self.config.profile_tune, self.config.profile
         student = ChatTemplate.load("profile", tune.prompt)
-        writer = self.profiles.with_writer("template").writer
+        writer = self.profiles.writer
         examples, chosen, accepted, template = [], [], [], []
         for line in self.read_samples():
             user = self.split.user_index(line["user_id"])
             request = long_term_request(self.split, user, settings.recent_items)
-            usable = [s for s in line["samples"] if s["reason"] is None and s["text"].endswith(_SENTENCE_ENDS)]
+            digest = writer.digest(request.long_term)
+            usable = [s for s in line["samples"] if s["text"].endswith(_SENTENCE_ENDS)
+                      and writer.rejection(s["text"], digest) is None]  # today's checks, not the sampler's
             if request.history_hash != line["history_hash"] or not usable:
                 continue
             best = max(usable, key=lambda s: s["reward"])
-            examples.append((student.render(digest_values(writer.digest(request.long_term), writer.facts)),
-                             best["text"]))
+            examples.append((student.render(digest_values(digest, writer.facts)), best["text"]))
             chosen.append(best["reward"])
             accepted.extend(s["reward"] for s in usable)
             template.append(line["template_reward"])
