@@ -35,6 +35,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -76,7 +77,8 @@ def write_llm_profiles(experiment: Experiment, minutes: float | None,
             logging.info("time budget spent; rerun to continue")
             break
         if service.write_all(users[start:start + CHUNK_USERS], recheck=True).written:
-            service.store.export(export, experiment.dataset.name)
+            export_store(service, export)
+    export_store(service, export)
     stats = service.writer.stats
     if not stats.llm_seconds:
         return None
@@ -87,6 +89,11 @@ def write_llm_profiles(experiment: Experiment, minutes: float | None,
             "output_tok_per_s": stats.output_tokens / stats.llm_seconds,
             "tok_per_s": (stats.prompt_tokens + stats.output_tokens) / stats.llm_seconds,
             "output_tokens_per_user": stats.output_tokens / max(1, asked + stats.retries)}
+
+
+def export_store(service: ProfileService, path: Path) -> None:
+    """The default writer's profiles (only: check users' profiles by other writers share the run's store)."""
+    service.store.export(path, service.dataset_name, (service.prompt_version, service.model_id))
 
 
 def llamacpp_limit(config: LLMConfig) -> dict[str, float]:
@@ -112,12 +119,15 @@ WRITERS = {"template": "profile-template", "llm": "profile-llm", "llm-grammar": 
 """Writer name -> the name of its intrinsic-check record (its quality record is `profile-quality-<writer>`)."""
 
 
-def writer_services(experiment: Experiment, adapter: Path | None) -> dict[str, ProfileService]:
-    """The writers compared: template, the base LLM without and with the profile grammar, and the tuned LLM when
-    an adapter is given."""
-    services = {writer: experiment.profiles.with_writer(writer) for writer in ("template", "llm")}
-    services["llm-grammar"] = experiment.profiles.with_writer("llm", grammar=True)
-    if adapter is not None:
+def writer_services(experiment: Experiment, adapter: Path | None,
+                    writers: Sequence[str] = tuple(WRITERS)) -> dict[str, ProfileService]:
+    """The writers compared (of `writers`): template, the base LLM without and with the profile grammar, and the
+    tuned LLM when an adapter is given."""
+    profiles = experiment.profiles
+    services = {"template": profiles.with_writer("template"), "llm": profiles.with_writer("llm"),
+                "llm-grammar": profiles.with_writer("llm", grammar=True)}
+    services = {writer: service for writer, service in services.items() if writer in writers}
+    if adapter is not None and "llm-tuned" in writers:
         services["llm-tuned"] = experiment.profiles.with_writer("llm", str(adapter))
         tuned_with = services["llm-tuned"].adapter.manifest.check_users
         if tuned_with != experiment.config.profile_tune.check_users:
@@ -136,14 +146,15 @@ def check_profiles(service: ProfileService, users: np.ndarray) -> list[Profile]:
     return [p for p in found if p is not None]
 
 
-def evaluate_writers(experiment: Experiment, adapter: Path | None, command: str) -> tuple[list[dict], list[dict]]:
+def evaluate_writers(experiment: Experiment, adapter: Path | None, writers: Sequence[str],
+                     command: str) -> tuple[list[dict], list[dict]]:
     """Quality and intrinsic-check records of every writer, and their example profiles, on the check users."""
     split, config = experiment.split, experiment.config
     users = user_groups(config, split).check
     requests = [long_term_request(split, int(u), config.profile.recent_items) for u in users]
-    services = writer_services(experiment, adapter)
+    services = writer_services(experiment, adapter, writers)
     teacher_examples = ChatTemplate.load("profile", config.profile.prompt, config.profile.prompt_version).examples
-    facts = services["template"].writer.facts
+    facts = experiment.profiles.with_writer("template").writer.facts
     records, examples = [], []
     evaluator = FullRankingEvaluator(split, config.eval)
     cases = split.test.subset(np.flatnonzero(np.isin(split.test.users, users)))
@@ -252,6 +263,8 @@ def main() -> None:
                         help="with --write-store: only users whose index is K modulo N")
     parser.add_argument("--adapter", metavar="DIR",
                         help="also check the tuned writer of this adapter folder ({dataset} is filled in)")
+    parser.add_argument("--writers", nargs="+", choices=list(WRITERS), default=list(WRITERS),
+                        help="the writers to check (default: all; llm-tuned needs --adapter)")
     parser.add_argument("--throughput-users", type=int, default=40,
                         help="users the base and tuned writers each write, unstored, for the throughput records")
     parser.add_argument("--store-quality", action="store_true",
@@ -286,12 +299,13 @@ def main() -> None:
                     time.perf_counter() - started)])
             continue
         adapter = Path(args.adapter.format(dataset=dataset)) if args.adapter else None
-        records, examples = evaluate_writers(experiment, adapter, command)
+        records, examples = evaluate_writers(experiment, adapter, args.writers, command)
         if adapter is not None and args.throughput_users:
             records += writer_throughput(experiment, adapter, args.throughput_users, command)
         write_records(RESULTS / "profiles.json", records)
         path = RESULTS / "profile_examples.json"
-        stored = [e for e in (json.loads(path.read_text()) if path.is_file() else []) if e["dataset"] != dataset]
+        stored = [e for e in (json.loads(path.read_text()) if path.is_file() else [])
+                  if (e["dataset"], e["writer"]) not in {(x["dataset"], x["writer"]) for x in examples}]
         path.write_text(json.dumps(stored + examples, indent=1, ensure_ascii=False) + "\n")
 
 

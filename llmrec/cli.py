@@ -144,7 +144,8 @@ def profile(ctx: typer.Context, config: ConfigOption = None, set_: SetOption = N
                f"output {report['output_tok_per_s']:.0f} tok/s); by the LLM {stats['llm']}, "
                f"template fallbacks {stats['fallbacks']}, naming titles outside the history {stats['ungrounded']}")
     if export:
-        typer.echo(f"exported {service.store.export(export, experiment.dataset.name)} profiles to {export}")
+        count = service.store.export(export, experiment.dataset.name, (service.prompt_version, service.model_id))
+        typer.echo(f"exported {count} profiles of this writer to {export}")
 
 
 @profile_app.command()

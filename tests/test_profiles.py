@@ -285,7 +285,10 @@ def test_store_export_roundtrip_and_bad_export(tmp_path, movies):
     writer = ProfileWriter(facts, dataset.name, ProfileConfig(writer="template", recent_items=2))
     profiles = writer.write([long_term_request(split, split.user_index(u), 2) for u in ("crime", "tricky")])
     store.put(profiles)
-    assert store.export(tmp_path / "profiles.jsonl.gz") == 2
+    llm = ProfileWriter(facts, dataset.name, ProfileConfig(recent_items=2), ScriptedBackend())
+    store.put(llm.write([long_term_request(split, split.user_index("crime"), 2)]))  # another writer's
+    assert store.export(tmp_path / "all.jsonl.gz") == 3
+    assert store.export(tmp_path / "profiles.jsonl.gz", dataset.name, (writer.prompt_version, "template")) == 2
     copy = ProfileStore(tmp_path / "b.sqlite")
     assert copy.load_export(tmp_path / "profiles.jsonl.gz") == 2
     first = profiles[0]

@@ -98,14 +98,17 @@ class ProfileStore:
         with self.db.transaction() as tx:
             return int(tx.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()[0])
 
-    def export(self, path: str | Path, dataset: str | None = None) -> int:
-        """Write profiles as gzip-compressed JSON lines (atomically); returns how many."""
+    def export(self, path: str | Path, dataset: str | None = None, writer: tuple[str, str] | None = None) -> int:
+        """Write profiles (of one dataset; with `writer` = (prompt version, model id), only that writer's) as
+        gzip-compressed JSON lines (atomically); returns how many."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # processes may export side by side
         count = 0
         with gzip.open(partial, "wt", encoding="utf-8") as out:
             for profile in self.profiles(dataset):
+                if writer and (profile.provenance.prompt_version, profile.provenance.model_id) != writer:
+                    continue
                 out.write(json.dumps(profile.to_dict(), ensure_ascii=False) + "\n")
                 count += 1
         partial.replace(path)
