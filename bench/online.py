@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--explanations", type=int, default=200)
     parser.add_argument("--new-items", type=int, default=200, help="items added by the add-item benchmark")
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=["rerank", "hybrid", "latency", "add-item", "explain"])
+                        choices=["rerank", "hybrid", "latency", "add-item", "explain", "unconstrained"])
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -194,6 +194,7 @@ def main() -> None:
         write([latency_record(recommender, args.dataset, args.requests, command, seed)])
     if "explain" not in args.skip:
         write([explanation_record(recommender, args.dataset, args.explanations, command, seed)])
+    if "explain" not in args.skip and "unconstrained" not in args.skip:
         recommender.close()
         # the same users in the same run, explained as before grammar and retries: the baseline
         recommender = Recommender.load(run_dir, [*args.overrides, *UNCONSTRAINED])

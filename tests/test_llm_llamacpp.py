@@ -10,6 +10,7 @@ from llmrec.llm import GenerationParams, make_backend
 from llmrec.llm.embedded import resolve_gguf
 from llmrec.data.split import make_split
 from llmrec.profiles import CatalogFacts, ProfileWriter, long_term_request
+from llmrec.profiles.grammar import GRAMMAR_KEY
 from test_profiles import HISTORIES, movie_dataset
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (scripts/bootstrap.sh installs it)")
@@ -76,11 +77,11 @@ def test_writer_under_the_profile_grammar_names_only_items_it_was_shown(backend)
     writer = ProfileWriter(facts, dataset.name, config, backend, GenerationParams(max_tokens=60))
     requests = [long_term_request(split, u, 1) for u in range(split.num_users)]
     profiles = writer.write(requests)
-    assert writer.grammar and writer.prompt_version == "profile/llm.v1+grammar.v1"
+    assert writer.grammar and writer.prompt_version == "profile/llm.v1+" + GRAMMAR_KEY
     llm = [(p, r) for p, r in zip(profiles, requests) if p.source == "llm"]
     assert llm, [p.fallback_reason for p in profiles]
     for profile, request in llm:
         assert profile.text.startswith("This user likes ") and ", such as \"" in profile.text
-        assert profile.provenance.prompt_version == "profile/llm.v1+grammar.v1"
+        assert profile.provenance.prompt_version == "profile/llm.v1+" + GRAMMAR_KEY
         assert writer.matcher.find(profile.text) <= set(request.long_term.tolist())
         assert "HACKED" not in profile.text and "\x07" not in profile.text

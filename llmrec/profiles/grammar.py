@@ -1,16 +1,16 @@
 """The shape of an LLM profile as a GBNF grammar, for grammar-constrained decoding (llama.cpp).
 
-    "This user likes <a few words>, such as <title>[, <title>][ and <title>].[ They also like <a few words>.]"
+    "This user likes <a few words>, such as <title>[, <title>, ...][ and <title>].[ They also like <a few words>.]"
 
 The titles are distinct fixed strings chosen from the items the prompt showed, in the prompt's order and quoted as
-the prompt quoted them, and the
-free words are lowercase letters only: the model chooses what to say about the person and which of their items
-stand for it, but cannot name an item outside the history, copy a prompt line or an example answer, or be forced to
-repeat an instruction hidden in a title. What gives a profile its ranking signal is that it names real items the
+the prompt quoted them, and the free words are lowercase letters only: the model chooses what to say about the
+person and which of their items stand for it, but cannot name an item outside the history, copy a prompt line or
+an example answer, or be forced to repeat an instruction hidden in a title. What gives a profile its ranking signal is that it names real items the
 person chose (the template profile does the same); the LLM's part is the choice and the description.
 
-At most `max_cited(len(titles))` titles are cited, which keeps every grammatical profile clear of the writer's
-`echo` check (copying back half of the list it was shown).
+Exactly `max_cited(len(titles))` titles are cited: one fewer than the writer's `echo` check (copying back half of
+the list it was shown) rejects. The grammar bounds the length, so decoding under it may use up to `MAX_TOKENS`. Left free to cite fewer, the base model names one title in nine of ten samples, and
+its profiles then retrieve the user's next items worse than the template's three titles do.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from typing import Sequence
 from llmrec.llm.gbnf import literal, phrase_rule, word_rule
 
 PHRASE_WORDS = 10
-GRAMMAR_KEY = "grammar.v2"
+MAX_TOKENS = 192
+"""Output tokens of the longest grammatical profile (two phrases and up to four titles of a prompt's length)."""
+GRAMMAR_KEY = "grammar.v3"
 """Versions the shape: it is part of the prompt version of every profile written with it."""
 
 
@@ -42,7 +44,7 @@ def profile_grammar(titles: Sequence[str]) -> str:
     if not shown:
         raise ValueError("a profile grammar needs at least one title")
     names = [f"t{i}" for i in range(len(shown))]
-    cited = [_listing(list(chosen)) for n in range(1, max_cited(len(shown)) + 1) for chosen in combinations(names, n)]
+    cited = [_listing(list(chosen)) for chosen in combinations(names, max_cited(len(shown)))]
     return "\n".join([
         'root ::= "This user likes " phrase ", such as " cited "." (" They also like " phrase ".")?',
         "cited ::= " + " | ".join(cited),

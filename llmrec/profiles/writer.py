@@ -14,7 +14,7 @@ from llmrec.config import ProfileConfig
 from llmrec.llm.base import GenerationParams, LLMBackend
 from llmrec.profiles.digest import HistoryDigest, digest_history, quote_title
 from llmrec.profiles.facts import CatalogFacts
-from llmrec.profiles.grammar import profile_grammar, prompt_key
+from llmrec.profiles.grammar import MAX_TOKENS as GRAMMAR_MAX_TOKENS, profile_grammar, prompt_key
 from llmrec.profiles.hygiene import TitleMatcher, clean_output, rejection_reason
 from llmrec.profiles.prompt import ChatTemplate, digest_values
 from llmrec.profiles.template_writer import TemplateProfileText
@@ -209,8 +209,10 @@ class ProfileWriter:
         assert self.backend is not None and self.chat is not None
         prompts = [self.chat.render(digest_values(d, self.facts)) for d in digests]
         started = time.perf_counter()
-        if self.grammar:  # one call each, as each has its own grammar
-            generations = [self.backend.generate([prompt], replace(params, grammar=self._grammar(d)))[0]
+        if self.grammar:  # one call each, as each has its own grammar, which also bounds the length
+            tokens = max(params.max_tokens, GRAMMAR_MAX_TOKENS)
+            generations = [self.backend.generate([prompt], replace(params, grammar=self._grammar(d),
+                                                                   max_tokens=tokens))[0]
                            for prompt, d in zip(prompts, digests)]
         else:
             generations = self.backend.generate(prompts, params)
