@@ -11,8 +11,10 @@ stops it, and writes two records to bench/results/online.json:
     python bench/service.py runs/demo --requests 2000 --clients 8
     python bench/service.py runs/demo --set online.explain_with_llm=true     # with the LLM explaining
 
-Each load stops after its request count or `--max-seconds` (default 120), whichever comes first; the server's
-log is kept in <run_dir>/logs/service-bench.log.
+The load generator runs on the same machine, in this process: one asyncio loop whose clients each keep one
+keep-alive connection (aiohttp, a fraction of a millisecond of CPU per request, which the server's cores share),
+named in the records (`client`). Each load stops after its request count or `--max-seconds` (default 120),
+whichever comes first; the server's log is kept in <run_dir>/logs/service-bench.log.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Awaitable, Callable
 
+import aiohttp
 import httpx
 import numpy as np
 
@@ -40,9 +43,10 @@ from records import make_record, write_records  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 HOST = "127.0.0.1"
+CLIENT = f"aiohttp {aiohttp.__version__}"
 
-Send = Callable[[httpx.AsyncClient, random.Random], Awaitable[httpx.Response]]
-"""One request of a load: (client, the load's random generator) -> its response."""
+Send = Callable[[aiohttp.ClientSession, random.Random], Awaitable[int]]
+"""One request of a load: (client session, the load's random generator) -> its HTTP status."""
 
 
 @dataclass
@@ -79,7 +83,7 @@ def wait_healthy(base_url: str, server: subprocess.Popen, timeout_s: float) -> N
     raise SystemExit(f"the server was not healthy after {timeout_s:.0f}s")
 
 
-async def drive(http: httpx.AsyncClient, send: Send, requests: int, clients: int, max_seconds: float,
+async def drive(http: aiohttp.ClientSession, send: Send, requests: int, clients: int, max_seconds: float,
                 seed: int, until: asyncio.Task | None = None) -> Load:
     """Send up to `requests` requests from `clients` concurrent clients until `max_seconds` pass (or `until`
     is done)."""
@@ -96,8 +100,8 @@ async def drive(http: httpx.AsyncClient, send: Send, requests: int, clients: int
             remaining -= 1
             sent = time.perf_counter()
             try:
-                ok = (await send(http, rng)).status_code == 200
-            except httpx.HTTPError:
+                ok = await send(http, rng) == 200
+            except (aiohttp.ClientError, asyncio.TimeoutError):
                 ok = False
             latencies.append((time.perf_counter() - sent) * 1000)
             errors += not ok
@@ -136,19 +140,23 @@ async def measure(base_url: str, users: list[str], args: argparse.Namespace) -> 
     load, its answers that came back degraded)."""
     degraded = 0
 
-    limits = httpx.Limits(max_connections=args.clients + 1, max_keepalive_connections=args.clients + 1)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=httpx.Timeout(30.0)) as http:
-        sample = await http.post("/recommend", json={"user_id": users[0], "k": 50})
-        items = [item["item_id"] for item in sample.json()["items"]]
+    connections = aiohttp.TCPConnector(limit=args.clients + 1)
+    async with aiohttp.ClientSession(base_url, connector=connections, timeout=aiohttp.ClientTimeout(30)) as http:
+        async with http.post("/recommend", json={"user_id": users[0], "k": 50}) as sample:
+            items = [item["item_id"] for item in (await sample.json())["items"]]
 
-        def recommend(http: httpx.AsyncClient, rng: random.Random) -> Awaitable[httpx.Response]:
-            return http.post("/recommend", json={"user_id": rng.choice(users), "k": args.k})
+        async def recommend(http: aiohttp.ClientSession, rng: random.Random) -> int:
+            async with http.post("/recommend", json={"user_id": rng.choice(users), "k": args.k}) as response:
+                await response.read()
+                return response.status
 
-        async def explain(http: httpx.AsyncClient, rng: random.Random) -> httpx.Response:
+        async def explain(http: aiohttp.ClientSession, rng: random.Random) -> int:
             nonlocal degraded
-            response = await http.get("/explain", params={"user_id": rng.choice(users), "item_id": rng.choice(items)})
-            degraded += response.status_code == 200 and response.json().get("degraded") is not None
-            return response
+            query = {"user_id": rng.choice(users), "item_id": rng.choice(items)}
+            async with http.get("/explain", params=query) as response:
+                answer = await response.json() if response.status == 200 else {}
+                degraded += answer.get("degraded") is not None
+                return response.status
 
         service = await drive(http, recommend, args.requests, args.clients, args.max_seconds, args.seed)
         idle = await drive(http, recommend, args.probe_requests, 1, args.max_seconds, args.seed)
@@ -205,14 +213,14 @@ def main() -> None:
     throughput = {"requests": len(service.latencies_ms), "errors": service.errors,
                   "rps": round(len(service.latencies_ms) / service.elapsed_s, 2), "p50_ms": service.percentile(50),
                   "p99_ms": service.percentile(99), "clients": args.clients, "workers": args.workers, "k": args.k,
-                  "in_process_p99_ms": in_process}
+                  "in_process_p99_ms": in_process, "client": CLIENT}
     interference = {"requests": len(busy.latencies_ms), "errors": idle.errors + busy.errors,
                     "p50_ms": busy.percentile(50), "p99_ms": busy.percentile(99), "max_ms": busy.percentile(100),
                     "idle_p50_ms": idle.percentile(50), "idle_p99_ms": idle.percentile(99),
                     "p99_ratio": round(busy.percentile(99) / idle.percentile(99), 2),
                     "explanations": len(explained.latencies_ms), "explanation_errors": explained.errors,
                     "explanations_degraded": degraded, "explanation_p50_ms": explained.percentile(50),
-                    "workers": args.workers}
+                    "workers": args.workers, "client": CLIENT}
     write_records(args.output, [make_record(dataset, "http-service", throughput, ran, seed, wall),
                                 make_record(dataset, "http-recommend-under-explain", interference, ran, seed, wall)])
     print(f"{dataset} http-service: {throughput}\n{dataset} http-recommend-under-explain: {interference}\n"

@@ -20,13 +20,15 @@ own pool keeps PostgreSQL connections open between transactions.
 from __future__ import annotations
 
 import re
+import sqlite3
+import threading
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 from llmrec.errors import ConfigError
-from llmrec.sqlite import connect
+from llmrec.sqlite import connect, watcher
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 CONNECT_TIMEOUT_S = 10
@@ -77,8 +79,14 @@ class Database(ABC):
         `auto_id`s: a reader that follows the table by id (`llmrec.online.tail.LogTail`) then never skips a row
         that committed late."""
 
+    def version(self) -> int | None:
+        """A number that changes whenever a transaction of any connection, in any process, commits a change: a
+        reader that saw version v and read everything then has nothing new to read while the version is still v.
+        None when the engine has no cheap one (then a reader reads)."""
+        return None
+
     def close(self) -> None:
-        """Close the connections kept open (none for SQLite); the database is not used afterwards."""
+        """Close the connections kept open; the database is not used afterwards."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"
@@ -86,7 +94,7 @@ class Database(ABC):
 
 class SQLiteDatabase(Database):
     """A SQLite file in WAL mode (`llmrec.sqlite.connect`): a connection per transaction, so threads and processes
-    on one machine may share it."""
+    on one machine may share it; one more connection, which never writes, is kept open to read `version`."""
 
     auto_id = "INTEGER PRIMARY KEY AUTOINCREMENT"
 
@@ -94,6 +102,8 @@ class SQLiteDatabase(Database):
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.location = str(self.path)
+        self._watcher: sqlite3.Connection | None = None
+        self._watcher_lock = threading.Lock()
 
     def transaction(self) -> AbstractContextManager[Transaction]:
         return connect(self.path)
@@ -105,6 +115,20 @@ class SQLiteDatabase(Database):
 
     def lock_for_append(self, tx: Transaction, table: str) -> None:
         """Nothing to do: SQLite lets one transaction write at a time."""
+
+    def version(self) -> int:
+        """`PRAGMA data_version` of the kept connection: it changes with every commit of every other connection
+        to the file, and this one never writes (a few microseconds, against a connection per read)."""
+        with self._watcher_lock:
+            if self._watcher is None:
+                self._watcher = watcher(self.path)
+            return int(self._watcher.execute("PRAGMA data_version").fetchone()[0])
+
+    def close(self) -> None:
+        with self._watcher_lock:
+            if self._watcher is not None:
+                self._watcher.close()
+                self._watcher = None
 
 
 class PostgresDatabase(Database):

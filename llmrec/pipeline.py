@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
@@ -87,7 +87,8 @@ class Recommendation:
     tag: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Its fields (flat values: no deep copy, which `dataclasses.asdict` makes at some microseconds each)."""
+        return dict(vars(self))
 
 
 class AppliedEvent(NamedTuple):
@@ -117,12 +118,12 @@ class Recommender:
         self.items = ItemBook([str(i) for i in self.split.item_ids], bundle.texts[1:], bundle.item_vectors)
         """The catalog's items and those added while serving."""
         self.item_log = ItemLog(config.online.items or bundle.state.items, config.online.max_text_chars)
-        self._item_tail = LogTail(self.item_log.items_since, lambda change: change.log_id)
+        self._item_tail = LogTail(self.item_log.items_since, lambda change: change.log_id, self.item_log.db.version)
         self.users = UserBook(self.split, self.model.features)
         self.events = EventStore(config.online.events or bundle.state.events)
-        self._event_tail = LogTail(self.events.events_since, lambda event: event.event_id)
+        self._event_tail = LogTail(self.events.events_since, lambda event: event.event_id, self.events.db.version)
         self._lock = threading.RLock()  # guards changes to users' state; reads take no lock
-        self.llm_worker = LLMWorker(config.online.llm_queue)
+        self.llm_worker = LLMWorker(config.online.llm_queue, nice=config.online.llm_nice)
         """The one thread that runs LLM work: explanations first, profile refreshes and summaries in between."""
         self._background: list[Future] = []
         self._refreshes_owed: set[int] = set()
@@ -610,6 +611,8 @@ class Recommender:
         the interest model's item rows, the retrieval tables, the reranker and the index. Readers take no lock,
         so the item book grows before the tables that name the new rows. Returns the log ids of the changes the
         items refused (an id another process added first), which are skipped with a warning."""
+        if not changes:  # most requests' catch-up
+            return set()
         known = dict(embedded or {})
         missing = list(dict.fromkeys(c.text for c in changes if c.action != "delete" and c.text not in known))
         if missing:

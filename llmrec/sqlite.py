@@ -2,7 +2,8 @@
 
 Each `with connect(path) as db:` block is a short-lived connection and one transaction: committed when the block
 ends, rolled back when it raises, and closed either way. Files are in WAL mode, so readers never block the writer
-and several processes may share a file; a writer waits up to `busy_timeout_s` for another's lock.
+and several processes may share a file; a writer waits up to `busy_timeout_s` for another's lock. `watcher(path)`
+is the one long-lived connection: it never writes, and tells whether others have (`PRAGMA data_version`).
 """
 
 from __future__ import annotations
@@ -28,3 +29,9 @@ def connect(path: str | Path, *, synchronous: Literal["FULL", "NORMAL"] = "FULL"
         db.execute(f"PRAGMA synchronous={synchronous}")  # per connection
         with db:
             yield db
+
+
+def watcher(path: str | Path) -> sqlite3.Connection:
+    """A connection to `path` kept open to read `PRAGMA data_version`, which changes whenever another connection
+    (of any process) commits a change to the file; usable from any thread (one at a time), never writing."""
+    return sqlite3.connect(path, check_same_thread=False, isolation_level=None)

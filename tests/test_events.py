@@ -125,10 +125,12 @@ def test_a_tail_never_skips_an_event_that_commits_late(database_location: str) -
     assert ids == sorted(set(ids)) and len(ids) == store.count() == 240
 
 
-def test_a_tail_retries_the_entry_whose_application_failed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("versioned", [False, True])
+def test_a_tail_retries_the_entry_whose_application_failed(tmp_path: Path, versioned: bool) -> None:
     store = EventStore(tmp_path / "e.sqlite")
     first, second = store.append("u", "a"), store.append("u", "b")
-    tail = LogTail(store.events_since, lambda event: event.event_id)
+    version = store.db.version if versioned else lambda: None
+    tail = LogTail(store.events_since, lambda event: event.event_id, version)
     applied: list[Event] = []
 
     def fail_on_b(event: Event) -> None:
@@ -140,6 +142,31 @@ def test_a_tail_retries_the_entry_whose_application_failed(tmp_path: Path) -> No
         tail.apply_new(fail_on_b)
     assert applied == [first] and tail.position == first.event_id
     assert tail.apply_new(lambda event: event) == [second] and tail.apply_new(lambda event: event) == []
+
+
+def test_a_tail_with_the_log_version_reads_only_after_a_commit(tmp_path: Path) -> None:
+    """`Database.version` moves with every commit, by this process (another store on the file) or another one,
+    and a tail whose log has not moved reads nothing."""
+    path = tmp_path / "e.sqlite"
+    store, other = EventStore(path), EventStore(path)
+    reads: list[int] = []
+
+    def since(position: int) -> list[Event]:
+        reads.append(position)
+        return store.events_since(position)
+
+    tail = LogTail(since, lambda event: event.event_id, store.db.version)
+    first = store.append("u", "a")
+    assert tail.apply_new(lambda event: event) == [first] and reads == [0]
+    assert tail.apply_new(lambda event: event) == [] and reads == [0]
+    second = other.append("u", "b")
+    assert tail.apply_batch(list) == [second] and reads == [0, first.event_id]
+    subprocess.run([sys.executable, "-c", f"from llmrec.online import EventStore; EventStore({str(path)!r})"
+                                          ".append('u', 'c')"], check=True)
+    assert [event.item_id for event in tail.apply_new(lambda event: event)] == ["c"]
+    assert tail.apply_new(lambda event: event) == [] and len(reads) == 3
+    store.close()
+    other.close()
 
 
 @pytest.mark.parametrize("location, message", [

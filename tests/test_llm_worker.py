@@ -3,13 +3,16 @@ close. The jobs are plain callables; `hold` keeps the worker busy until the test
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from typing import Callable, Iterator
 
 import pytest
 
-from llmrec.serving.llm_worker import BUSY, STOPPED, TIMEOUT, LLMUnavailableError, LLMWorker, Priority
+from llmrec.serving.llm_worker import (BUSY, MAX_NICE, STOPPED, TIMEOUT, LLMUnavailableError, LLMWorker,
+                                       Priority)
 from online_fixture import hold
 
 
@@ -102,3 +105,32 @@ def test_close_finishes_the_queued_jobs_then_refuses_new_ones() -> None:
         worker.submit(recorder(ran, "late"))
     assert stopped.value.reason == STOPPED
     assert worker.status()["status"] == "degraded" and "stopped" in worker.status()["detail"]
+
+
+def thread_niceness() -> int:
+    """The calling thread's niceness (Linux: a thread id names one thread)."""
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread niceness is Linux's")
+def test_the_worker_thread_and_the_threads_it_starts_run_nicer_than_the_rest() -> None:
+    own = thread_niceness()
+    if own > MAX_NICE - 5:
+        pytest.skip(f"the tests run at niceness {own}: no room to go 5 steps lower")
+
+    def niceness_of_a_thread_it_starts() -> int:  # as llama.cpp's compute threads are started
+        seen: list[int] = []
+        started = threading.Thread(target=lambda: seen.append(thread_niceness()))
+        started.start()
+        started.join()
+        return seen[0]
+
+    worker = LLMWorker(capacity=1, nice=5)
+    try:
+        assert worker.call(thread_niceness, timeout_s=10) == own + 5
+        assert worker.call(niceness_of_a_thread_it_starts, timeout_s=10) == own + 5
+    finally:
+        worker.close(timeout_s=10)
+    assert thread_niceness() == own  # the rest of the process keeps its priority
+    with pytest.raises(ValueError, match="nice must be between 0 and 19"):
+        LLMWorker(capacity=1, nice=20)

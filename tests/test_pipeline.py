@@ -204,6 +204,25 @@ def test_an_untrained_reranker_keeps_retrievals_order_and_a_saved_one_reloads(re
     assert torch.equal(loaded.rerank(queries, candidates), trained.rerank(queries, candidates))
 
 
+def test_reranking_leaves_out_history_padding_without_changing_scores(recommender):
+    """Histories come left-padded to `rerank.history_len`; `rerank` drops the columns that are padding in every
+    query, so its scores are those of the full padded width, for a batch and for each query alone."""
+    reranker, split = recommender.reranker, recommender.split
+    users, histories = split.test.users[:6], split.test.histories[:6]
+    queries = reranker.describe(users, histories)
+    assert max(map(len, histories)) < queries.histories.shape[1]
+    candidates = top_items(queries.interest @ recommender.table.T, Exclusion(histories), 10)
+    with torch.no_grad():
+        padded = reranker.net(queries, candidates, reranker.net.text_features(queries, candidates))
+    scores = reranker.rerank(queries, candidates)
+    assert torch.allclose(scores, padded, atol=1e-5)
+    for row in range(len(users)):
+        alone = reranker.rerank(reranker.describe(users[row:row + 1], histories[row:row + 1]),
+                                top_items(queries.interest[row:row + 1] @ recommender.table.T,
+                                          Exclusion(histories[row:row + 1]), 10))
+        assert torch.allclose(alone[0], scores[row], atol=1e-5)
+
+
 def test_long_term_vectors_without_text_are_rebuilt_after_a_restart(tmp_path_factory):
     run = tiny_run(tmp_path_factory, interest={"profile_source": "mean-items"})
     rec = Recommender.load(run)

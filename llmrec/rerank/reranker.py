@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from llmrec.config import RerankConfig
-from llmrec.data.split import EvalCases, Split
+from llmrec.data.split import PADDING, EvalCases, Split
 from llmrec.device import resolve_device
 from llmrec.errors import DataError
 from llmrec.models.interest import InterestModel
@@ -50,6 +50,14 @@ def _concat(parts: list[Any]) -> Any:
     first = parts[0]
     return dataclasses.replace(first, **{f.name: torch.cat([getattr(p, f.name) for p in parts])
                                          for f in dataclasses.fields(first)})
+
+
+def _without_padding_columns(queries: Queries) -> Queries:
+    """`queries` without the leading history columns that are padding in every query (histories are left-padded to
+    `history_len`): the scores do not change (the network masks padding), and short histories cost little."""
+    used = (queries.histories != PADDING).any(0).nonzero()
+    first = int(used[0]) if len(used) else queries.histories.shape[1] - 1
+    return dataclasses.replace(queries, histories=queries.histories[:, first:])
 
 
 @dataclasses.dataclass
@@ -94,9 +102,10 @@ class Reranker:
 
     def rerank(self, queries: Queries, candidates: RankedItems) -> torch.Tensor:
         """Scores [B, N] (on the CPU; -inf on padding) for the candidates, computed on `config.device`."""
-        self.net.eval()
+        if self.net.training:  # eval() walks every module: not on every request
+            self.net.eval()
         with torch.no_grad():
-            queries, candidates = _to(queries, self.device), _to(candidates, self.device)
+            queries, candidates = _to(_without_padding_columns(queries), self.device), _to(candidates, self.device)
             scores = self.net(queries, candidates, self.net.text_features(queries, candidates))
         return scores.cpu()
 

@@ -13,6 +13,10 @@ waiting for, raises `LLMUnavailableError` with the reason (`llm-busy`, `llm-time
 serves its non-LLM answer instead. A running job is not interrupted (a thread cannot be): its result is dropped
 when its caller has stopped waiting, and the backends bound each generation themselves (`max_tokens`, HTTP
 timeouts).
+
+The thread runs `nice` steps below the process's other threads (Linux; `online.llm_nice`), and so do the threads
+it starts, llama.cpp's compute threads among them (the model loads and runs on this thread): when requests and
+the LLM want the same cores, the requests get them, and the LLM uses what they leave.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
+import sys
 import threading
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -39,6 +45,24 @@ TIMEOUT = "llm-timeout"
 """The caller's wait ran out before the job finished."""
 STOPPED = "llm-stopped"
 """The worker was closed, or its thread died."""
+
+
+MAX_NICE = 19
+"""The lowest scheduling priority a thread can have (Linux niceness)."""
+
+
+def lower_thread_priority(steps: int) -> None:
+    """Raise the calling thread's niceness by `steps` (up to MAX_NICE); threads it starts afterwards inherit it.
+    Linux only: there a thread id names one thread, while elsewhere `setpriority` would renice the whole process,
+    so other systems keep the priority (with a log line)."""
+    if sys.platform != "linux":
+        log.info("the LLM worker keeps its priority: per-thread niceness needs Linux")
+        return
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, min(MAX_NICE, os.getpriority(os.PRIO_PROCESS, thread) + steps))
+    except OSError as exc:
+        log.warning("the LLM worker keeps its priority: %s", exc)
 
 
 class Priority(IntEnum):
@@ -69,10 +93,14 @@ class _Job:
 class LLMWorker:
     """A single background thread with a bounded priority queue of jobs (callables); see the module docstring."""
 
-    def __init__(self, capacity: int, name: str = "llm-worker") -> None:
+    def __init__(self, capacity: int, name: str = "llm-worker", nice: int = 0) -> None:
+        """`capacity` waiting jobs per priority; the thread's niceness is raised by `nice` (0 to 19)."""
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
+        if not 0 <= nice <= MAX_NICE:
+            raise ValueError(f"nice must be between 0 and {MAX_NICE}, got {nice}")
         self.capacity = capacity
+        self.nice = nice
         self._jobs: list[_Job] = []
         self._order = itertools.count()
         self._changed = threading.Condition()
@@ -129,6 +157,8 @@ class LLMWorker:
         return sum(1 for job in self._jobs if job.priority == priority and not job.future.cancelled())
 
     def _work(self) -> None:
+        if self.nice:
+            lower_thread_priority(self.nice)
         while True:
             with self._changed:
                 while not self._jobs and not self._closed:
