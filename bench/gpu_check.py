@@ -131,10 +131,11 @@ def rerank_ms_per_query(reranker: Reranker, split: Split) -> float:
     batches = []
     for start in range(0, len(cases), QUERY_BATCH):
         rows = slice(start, start + QUERY_BATCH)
-        queries = reranker.describe(cases.users[rows], cases.histories[rows])
+        histories = cases.histories[rows]
+        queries = reranker.describe(cases.users[rows], histories)
         table = reranker.model.retrieval_table()
-        candidates = top_items(reranker.model.retrieval_queries(queries.interest) @ table.T,
-                               Exclusion(cases.histories[rows]), reranker.config.candidates)
+        candidates = top_items(reranker.model.retrieval_queries(queries.interest, histories) @ table.T,
+                               Exclusion(histories), reranker.config.candidates)
         batches.append((queries, candidates))
     reranker.rerank(*batches[0])
     if reranker.device.type == "cuda":

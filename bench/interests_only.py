@@ -50,8 +50,9 @@ class InterestsOnlyScorer:
         model = self.recommender.model
         profiles = self.recommender.stated_interest_vectors([self.texts[int(u)] for u in users])
         nobody = np.full(len(users), -1)
-        interest, _ = model.interest(nobody, [np.zeros(0, dtype=np.int64)] * len(users), profiles=profiles)
-        return model.retrieval_queries(interest) @ self.recommender.retrieval_table.T
+        no_history = [np.zeros(0, dtype=np.int64)] * len(users)
+        interest, _ = model.interest(nobody, no_history, profiles=profiles)
+        return model.retrieval_queries(interest, no_history) @ self.recommender.retrieval_table.T
 
 
 def interests_only_records(recommender: Recommender, dataset: str, command: str, users: int | None = None,

@@ -268,6 +268,12 @@ class InterestConfig(TrainingConfig):
     without retraining (`--set interest.new_item_boost=2`). Scores are unnormalised dot products, so the useful
     size depends on the model; the trade-off between accuracy and new items reached is measured in
     `bench/results/cold_boost.json` (docs/findings.md "Cold items"). 0 = off."""
+    content_weight: PositiveFloat | None = None
+    """Turns on the frozen-content score and sets its initial weight (> 0): each item's score gains w times the
+    cosine similarity of its frozen text vector (the encoder's) to the mean text vector of the user's recent
+    items (text-kNN's score), with w > 0 learned with the rest of the network. Cold items then compete with
+    warm ones on the raw text similarity, which a learned projection of the text blurs; exact ranking and the
+    ChromaDB index rank alike (`llmrec.models.content_score`). None = off."""
     text_loss_weight: NonNegativeFloat = 0.5
     """Weight (>= 0) of a second next-item loss scored against the text part of the item vectors alone, which
     trains the text part to stand on its own (cold items are scored from it); 0 = off."""

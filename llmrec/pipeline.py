@@ -382,19 +382,22 @@ class Recommender:
         users = np.array([user])
         if self.reranker is not None:
             queries = self.reranker.describe(users, [items], context, profiles)
-            candidates = self._candidates(queries.interest, exclusion, max(k, self.config.rerank.candidates))
+            n = max(k, self.config.rerank.candidates)
+            candidates = self._candidates(queries.interest, [items], exclusion, n)
             candidates = RankedItems(candidates.items, self.reranker.rerank(queries, candidates))
         else:
             interest, _ = self.model.interest(users, [items], context, profiles)
-            candidates = self._candidates(interest, exclusion, k)
+            candidates = self._candidates(interest, [items], exclusion, k)
         top = candidates.scores[0].topk(min(k, candidates.scores.shape[1]))
         chosen = candidates.items[0, top.indices]
         return [self._recommendation(int(item), float(score))
                 for item, score in zip(chosen.tolist(), top.values.tolist()) if item != PADDING]
 
-    def _candidates(self, interest: torch.Tensor, exclusion: Exclusion, n: int) -> RankedItems:
-        """The `n` best items for the interest vectors that `exclusion` allows: exact, or from the ChromaDB index."""
-        queries = self.model.retrieval_queries(interest)
+    def _candidates(self, interest: torch.Tensor, histories: Sequence[np.ndarray], exclusion: Exclusion,
+                    n: int) -> RankedItems:
+        """The `n` best items for the interest vectors after `histories` that `exclusion` allows: exact, or from
+        the ChromaDB index."""
+        queries = self.model.retrieval_queries(interest, histories)
         if self.index is None:
             return top_items(queries @ self.retrieval_table.T, exclusion, n)
         return index_candidates(self.index, queries, exclusion, n, self.items, len(self.items))
@@ -639,7 +642,7 @@ class Recommender:
         text_vectors = self.items.vectors[items]
         self.model.put_items(items, text_vectors)
         retrieval_table = self.model.retrieval_table()
-        self.table = retrieval_table[:, :-1]
+        self.table = retrieval_table[:, :self.table.shape[1]]  # the item vectors lead the retrieval rows
         self.retrieval_table = retrieval_table
         if self.reranker is not None:
             self.reranker.put_items(items, self.table[items], text_vectors)

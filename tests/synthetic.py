@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -37,3 +39,31 @@ def gap_dataset(num_users: int = 80, num_items: int = 24, length: int = 12, seed
     items = pd.DataFrame({"item_id": [f"i{i}" for i in range(num_items)],
                           "text": [f"item number {i}" for i in range(num_items)]})
     return Dataset("gaps", Catalog(items), Interactions(pd.DataFrame(rows)))
+
+
+def topic_dataset(num_users: int = 80, num_topics: int = 4, items_per_topic: int = 40, length: int = 8,
+                  seed: int = 0) -> Dataset:
+    """User u stays within topic u % num_topics and visits its items in a random order: the next item's topic is
+    that of the recent items, its identity a coin flip among the topic's unseen items. Item ids are
+    `t<topic>-<j>`; `topic_text_vectors` gives them text vectors that carry the topic."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(num_users):
+        topic = u % num_topics
+        for step, j in enumerate(rng.permutation(items_per_topic)[:length]):
+            rows.append({"user_id": f"u{u}", "item_id": f"t{topic}-{j}", "timestamp": 1000 * step + u})
+    ids = [f"t{t}-{j}" for t in range(num_topics) for j in range(items_per_topic)]
+    items = pd.DataFrame({"item_id": ids, "text": [f"topic {i.split('-')[0]} item {i}" for i in ids]})
+    return Dataset("topics", Catalog(items), Interactions(pd.DataFrame(rows)))
+
+
+def topic_text_vectors(item_ids: Sequence[str], dim: int = 24, noise: float = 0.3, seed: int = 0) -> np.ndarray:
+    """[len(item_ids) + 1, dim] unit text vectors (row 0, padding, zero) for `topic_dataset` ids: the topic's
+    random direction plus per-item noise, so items of one topic are close and those of others far apart."""
+    rng = np.random.default_rng(seed)
+    topics = [item_id.split("-")[0] for item_id in item_ids]
+    centres = {topic: rng.normal(size=dim) for topic in sorted(set(topics))}
+    vectors = np.stack([centres[t] / np.linalg.norm(centres[t]) + noise * rng.normal(size=dim) / np.sqrt(dim)
+                        for t in topics])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.vstack([np.zeros((1, dim)), vectors]).astype(np.float32)

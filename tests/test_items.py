@@ -205,6 +205,29 @@ def test_added_items_take_the_text_only_path_and_the_saved_model_keeps_the_train
         rec.close()
 
 
+@pytest.fixture(scope="module")
+def content_run_dir(tmp_path_factory):
+    """The tiny run with the frozen-content score (`interest.content_weight`)."""
+    return tiny_run(tmp_path_factory, interest={"content_weight": 5.0})
+
+
+def test_with_the_content_score_exact_and_chroma_retrieval_rank_cold_and_added_items_alike(content_run_dir, logs):
+    lists = {}
+    for retrieval in ("exact", "index"):
+        rec = load(content_run_dir, logs, "online.rerank=false", f"online.retrieval={retrieval}")
+        try:
+            if retrieval == "exact":
+                rec.add_item("added-c", "item number 4")  # a warm item's text
+                text = torch.nn.functional.normalize(torch.as_tensor(rec.item_vectors[-1]), dim=0)
+                assert torch.allclose(rec.retrieval_table[-1, rec.table.shape[1]:-1], text, atol=1e-6)
+            lists[retrieval] = {user: [(r.item_id, round(r.score, 3)) for r in rec.recommend(user, k=len(rec.items))]
+                                for user in ("u0", "u5", "u11")}
+        finally:
+            rec.close()
+    assert lists["exact"] == lists["index"]
+    assert all({"added-c", NEW_ITEM} <= {item for item, _ in ranked} for ranked in lists["exact"].values())
+
+
 def test_bad_item_changes_get_clear_errors_and_change_nothing(run_dir, logs):
     rec = load(run_dir, logs, "online.max_text_chars=40")
     try:

@@ -1,5 +1,6 @@
 """InterestModel (`llmrec`): the user's long-term profile, recent items and context fused into one interest
-vector; items are scored by dot product with the item tower's vectors (text + learned IDs).
+vector; items are scored by dot product with the item tower's vectors (text + learned IDs), plus, with
+`interest.content_weight`, a learned multiple of the frozen text similarity (`llmrec.models.content_score`).
 
 No leakage: a user's profile is written from the training history before the cut-off `len(train) - L`. In
 training, the profile is used only at positions whose target comes after that cut-off; predictions of earlier
@@ -150,24 +151,25 @@ class InterestModel(Model):
 
     def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
         interest, _ = self._interest(users, histories, None)
-        return self.retrieval_queries(interest) @ self._retrieval_table().T
+        return self.retrieval_queries(interest, histories) @ self._retrieval_table().T
 
     def set_new_item_boost(self, boost: float) -> None:
         """Change `interest.new_item_boost` (a ranking policy: the network is unchanged)."""
         self.config = dataclasses.replace(self.config, new_item_boost=boost)
 
     def retrieval_table(self) -> torch.Tensor:
-        """[num_items + 1, d + 1]: the item tower's vectors with one more coordinate, `new_item_boost` for items
-        without an ID embedding (never seen in training, or added after it: `put_items`) and 0 for the rest, so
-        a dot product with `retrieval_queries` (exact or in ChromaDB's inner-product space) is the interest
-        score plus the boost. On the CPU."""
+        """[num_items + 1, d (+ D) + 1]: the item vectors as the network scores them (the item tower's, then,
+        with `interest.content_weight`, the frozen text vectors: `InterestNet.scored_items`) with one more
+        coordinate, `new_item_boost` for items without an ID embedding (never seen in training, or added after
+        it: `put_items`) and 0 for the rest, so a dot product with `retrieval_queries` (exact or in ChromaDB's
+        inner-product space) is the model's score plus the boost. On the CPU."""
         return self._retrieval_table().cpu()
 
     def _retrieval_table(self) -> torch.Tensor:
         """`retrieval_table` on the model's device."""
         self.net.eval()
         with torch.no_grad():
-            table = self.net.items.table()
+            table = self.net.scored_items(self.net.items.table())
         new = 1.0 - self.net.items.seen.squeeze(1)
         new[0] = 0.0  # padding
         return torch.cat([table, (self.config.new_item_boost * new).unsqueeze(1)], dim=1)
@@ -178,10 +180,14 @@ class InterestModel(Model):
         items never seen in training, and get the new-item boost. `state` still saves the trained items only."""
         self.net.items.put_texts(torch.as_tensor(items, dtype=torch.long), torch.as_tensor(text_vectors))
 
-    @staticmethod
-    def retrieval_queries(interest: torch.Tensor) -> torch.Tensor:
-        """[B, d + 1]: interest vectors [B, d] with the coordinate that picks up `retrieval_table`'s boost."""
-        return torch.cat([interest, torch.ones(len(interest), 1, device=interest.device)], dim=1)
+    def retrieval_queries(self, interest: torch.Tensor, histories: Sequence[np.ndarray]) -> torch.Tensor:
+        """[B, d (+ D) + 1] (on `interest`'s device): the interest vectors [B, d] after `histories` as the network
+        scores them (with `interest.content_weight`, the content vectors of the histories' recent items appended:
+        `InterestNet.scored_queries`) and the coordinate that picks up `retrieval_table`'s boost."""
+        with torch.no_grad():
+            recent = pad_histories(histories, self.max_len).to(self.device)
+            queries = self.net.scored_queries(interest.to(self.device), recent).to(interest.device)
+        return torch.cat([queries, torch.ones(len(interest), 1, device=interest.device)], dim=1)
 
     def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """The network and the item side; the feature store is saved apart from them (`save`)."""
@@ -233,15 +239,17 @@ class InterestModel(Model):
             has_profile = has_profile & (torch.rand(len(has_profile), 1, device=self.device)
                                          >= self.config.profile_dropout)
         hidden, _ = net(batch["inputs"], profiles, has_profile, context, times=batch.get("times"), table=table)
+        hidden = self.net.scored_queries(hidden, batch["inputs"])
         targets = batch["targets"]
         keep = targets != 0
         hidden, targets = hidden[keep], targets[keep]
         negatives = None
         if self.config.loss == "sampled-softmax":
             negatives = torch.multinomial(self._negative_probs, self.config.num_negatives, replacement=True)
-        loss = self._next_item_loss(hidden, table, targets, negatives)
+        loss = self._next_item_loss(hidden, self.net.scored_items(table), targets, negatives)
         if self.config.text_loss_weight and self.config.use_ids:
-            loss = loss + self.config.text_loss_weight * self._next_item_loss(hidden, text_table, targets, negatives)
+            text_loss = self._next_item_loss(hidden, self.net.scored_items(text_table), targets, negatives)
+            loss = loss + self.config.text_loss_weight * text_loss
         return loss
 
     def _next_item_loss(self, hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,

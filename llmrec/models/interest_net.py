@@ -1,6 +1,7 @@
 """The interest model's network: an item tower (projected text + learned IDs), a short-term encoder over the
 recent items, a long-term input (profile embedding), context embeddings, and the fusion that turns them into one
-interest vector in item space, so retrieval is a dot product.
+interest vector in item space, so retrieval is a dot product; optionally the frozen-content score
+(`llmrec.models.content_score`), which appends coordinates to both sides of that dot product.
 
 Layers that adapters should reach are plain `nn.Linear`s with stable names (`LORA_TARGETS`), which is what
 peft's LoRA attaches to when a trained model is adapted to a new domain.
@@ -16,6 +17,7 @@ from torch import nn
 
 from llmrec.config import InterestConfig
 from llmrec.models.base import put_rows
+from llmrec.models.content_score import ContentScore
 from llmrec.models.sasrec import causal_attention_mask
 from llmrec.models.time_features import NUM_GAPS, NUM_HOURS, NUM_WEEKDAYS
 
@@ -199,6 +201,7 @@ class InterestNet(nn.Module):
         self.hour = _zero_embedding(NUM_HOURS, d) if config.time_features else None
         self.weekday = _zero_embedding(NUM_WEEKDAYS, d) if config.time_features else None
         self.fusion = Fusion(config)
+        self.content = None if config.content_weight is None else ContentScore(config.content_weight)
 
     def forward(self, recent: torch.Tensor, profile: torch.Tensor, has_profile: torch.Tensor, context: torch.Tensor,
                 times: torch.Tensor | None = None, table: torch.Tensor | None = None
@@ -237,6 +240,23 @@ class InterestNet(nn.Module):
             if self.hour is not None and self.weekday is not None and times is not None:
                 ctx = ctx + self.hour(times[..., 1]) + self.weekday(times[..., 2])
         return short, long, ctx, has_long
+
+
+    def scored_items(self, table: torch.Tensor) -> torch.Tensor:
+        """Item vectors `table` [N, d] (`items.table()` or its text part) as they are scored: with the
+        frozen-content score, their normalised text vectors appended ([N, d + D])."""
+        if self.content is None:
+            return table
+        return torch.cat([table, self.content.item_vectors(self.items.text_vectors)], dim=1)
+
+    def scored_queries(self, hidden: torch.Tensor, recent: torch.Tensor) -> torch.Tensor:
+        """Interest vectors as they are scored against `scored_items`: `hidden` [B, L, d] (one per position of
+        `recent` [B, L], the left-padded item indices `forward` read) or [B, d] (after the last position); with
+        the frozen-content score, w times the users' content vectors appended."""
+        if self.content is None:
+            return hidden
+        users = self.content.user_vectors(self.items.text_vectors, recent)
+        return self.content.queries(hidden, users if hidden.dim() == 3 else users[:, -1])
 
 
 def _zero_embedding(size: int, dim: int) -> nn.Embedding:

@@ -51,7 +51,8 @@ def describe_queries(model: InterestModel, users: np.ndarray, histories: Sequenc
 
 def item_table(model: InterestModel) -> torch.Tensor:
     """[num_items + 1, d] the interest model's item vectors (text part + IDs), which the reranker and
-    explanations compare (retrieval adds the new-item boost coordinate: `InterestModel.retrieval_table`)."""
+    explanations compare (retrieval appends the content and new-item boost coordinates:
+    `InterestModel.retrieval_table`)."""
     model.net.eval()
     with torch.no_grad():
         return model.net.items.table().cpu()

@@ -126,12 +126,13 @@ class Reranker:
         return self
 
     def _prepare(self, cases: EvalCases) -> _Prepared:
-        table = self.net.item_table.cpu()
+        table = self.model.retrieval_table()
         parts, texts, labels = [], [], []
         for start in tqdm(range(0, len(cases), _CHUNK), desc="rerank: retrieve", unit="chunk", leave=False):
             chunk = cases.subset(np.arange(start, min(start + _CHUNK, len(cases))))
             queries = self.describe(chunk.users, chunk.histories)
-            candidates = top_items(queries.interest @ table.T, Exclusion(chunk.histories), self.config.candidates)
+            scores = self.model.retrieval_queries(queries.interest, chunk.histories) @ table.T  # as served
+            candidates = top_items(scores, Exclusion(chunk.histories), self.config.candidates)
             with torch.no_grad():
                 texts.append(self.net.text_features(_to(queries, self.device), _to(candidates, self.device)).cpu())
             targets = torch.as_tensor([t[0] for t in chunk.targets]).unsqueeze(1)
@@ -208,7 +209,7 @@ class RerankScorer(StagedScorer):
 
     def score(self, users: np.ndarray, histories: Sequence[np.ndarray], exclusion: Exclusion) -> torch.Tensor:
         queries = self.reranker.describe(users, histories)
-        full = self.reranker.model.retrieval_queries(queries.interest) @ self.table.T
+        full = self.reranker.model.retrieval_queries(queries.interest, histories) @ self.table.T
         candidates = top_items(full, exclusion, self.reranker.config.candidates)
         reranked = self.reranker.rerank(queries, candidates)
         full = full - OUTSIDE_OFFSET

@@ -254,7 +254,7 @@ def verify_files(folder: Path, manifest: dict[str, Any]) -> None:
 def retrieval_index(config: RunConfig, folder: Path, split: Split, table: torch.Tensor,
                     added_ids: Sequence[str] = ()) -> ItemIndex:
     """The ChromaDB collection (inner product) of an interest model's retrieval vectors `table`
-    [items + 1, d + 1]: the split's items, then the items `added_ids` added while serving. It is named by the
+    [items + 1, width]: the split's items, then the items `added_ids` added while serving. It is named by the
     digest of the split items' rows, in `folder` (or on the configured Chroma server), and built there unless it
     already holds a vector for every row; the added items are upserted again when it does (a change logged just
     before a crash reaches the collection)."""
