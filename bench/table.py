@@ -264,7 +264,7 @@ def profile_examples_markdown(per_dataset: int = 5, chars: int = 100) -> str:
     """README's before/after table: the base and the tuned writer's profiles of the first seeded example users
     of each dataset that has both (texts cut to `chars`)."""
     by_key = {(e["dataset"], e.get("writer"), e["user"]): e["profile"] for e in load(EXAMPLES)}
-    lines = ["| dataset | base LLM writer (few-shot prompt) | tuned writer (LoRA, no few-shot) |", "|---|---|---|"]
+    lines = ["| dataset | base LLM writer (few-shot prompt) | tuned writer (LoRA + grammar, no few-shot) |", "|---|---|---|"]
     for dataset in (ML1M, BEAUTY):
         users = sorted({u for d, w, u in by_key if d == dataset and w == "llm-tuned"})[:per_dataset]
         for user in users:
