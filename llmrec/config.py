@@ -348,9 +348,11 @@ class OnlineConfig(Validated):
     """How many explanations, and separately how many background profile jobs, may wait for the LLM worker; more
     are refused at once (an explanation falls back to its attribution text, a profile refresh is tried again at
     the user's next interaction)."""
-    llm_nice: Annotated[int, Field(strict=True, ge=0, le=19)] = 19
+    llm_nice: Annotated[int, Field(strict=True, ge=0, le=19)] = 10
     """How many steps (0 to 19) below the request threads the LLM worker thread and the LLM's compute threads are
-    scheduled (Linux niceness, per thread): requests get the cores first, the LLM what they leave. 0 = the same."""
+    scheduled (Linux niceness, per thread): requests get the cores first, the LLM what they leave. 0 = the same.
+    Measured on 2 cores (Beauty, bench/service.py): 19 starves the LLM (every /explain timed out under load), 0
+    slows /recommend (p99 x2.1 while /explain runs), 10 keeps both (x1.35, 2 of 20 explanations degraded)."""
     torch_threads: NonNegativeInt = 1
     """Torch threads of a serving process (`torch.set_num_threads` when the recommender starts): one per process
     lets concurrent requests, and one process per core, use the cores; 0 = leave torch's default."""
