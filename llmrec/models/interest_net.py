@@ -241,7 +241,6 @@ class InterestNet(nn.Module):
                 ctx = ctx + self.hour(times[..., 1]) + self.weekday(times[..., 2])
         return short, long, ctx, has_long
 
-
     def scored_items(self, table: torch.Tensor) -> torch.Tensor:
         """Item vectors `table` [N, d] (`items.table()` or its text part) as they are scored: with the
         frozen-content score, their normalised text vectors appended ([N, d + D])."""
