@@ -343,8 +343,9 @@ class OnlineConfig(Validated):
     are refused at once (an explanation falls back to its attribution text, a profile refresh is tried again at
     the user's next interaction)."""
     llm_nice: Annotated[int, Field(strict=True, ge=0, le=19)] = 19
-    """How many steps (0 to 19) below the request threads the LLM worker thread and the LLM's compute threads are
-    scheduled (Linux niceness, per thread): requests get the cores first, the LLM what they leave. 0 = the same."""
+    """How many steps (0 to 19) below the request threads the LLM's work is scheduled (Linux niceness, per thread):
+    the LLM worker thread, the compute threads it starts (llama.cpp's) and the HTTP service's `/explain` threads.
+    Recommendations get the cores first, explanations and profile refreshes what they leave; 0 = the same."""
     torch_threads: NonNegativeInt = 1
     """Torch threads of a serving process (`torch.set_num_threads` when the recommender starts): one per process
     lets concurrent requests, and one process per core, use the cores; 0 = leave torch's default."""
