@@ -2,8 +2,9 @@
 stops it, and writes two records to bench/results/online.json:
 
 - `http-service`: POST /recommend for random known users from `--clients` concurrent clients: rps, p50/p99,
-  errors, clients, server workers, and `in_process_p99_ms`, the p99 of the same call in Python (measured first,
-  in this process, with no server running).
+  errors, clients, server workers (`per_worker`: the requests each answered, most first), and
+  `in_process_p99_ms`, the p99 of the same call in Python (measured first, in this process, with no server
+  running).
 - `http-recommend-under-explain`: one client's POST /recommend latency alone (`idle_p50_ms`, `idle_p99_ms`, for
   `--probe-requests`) and while another client sends `--explanations` GET /explain one after another (`p50_ms`,
   `p99_ms`, `max_ms`), and `p99_ratio` = busy / idle: how much explanations (the LLM) slow recommendations down.
@@ -28,6 +29,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -37,6 +39,7 @@ import httpx
 import numpy as np
 
 from llmrec.pipeline import Recommender
+from llmrec.service.workers import PID_HEADER
 
 sys.path.insert(0, str(Path(__file__).parent))
 from records import make_record, write_records  # noqa: E402
@@ -68,19 +71,25 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_healthy(base_url: str, server: subprocess.Popen, timeout_s: float) -> None:
-    """Poll /healthz until it answers 200; fail if the server exits or `timeout_s` passes."""
+def wait_healthy(base_url: str, server: subprocess.Popen, workers: int, timeout_s: float) -> None:
+    """Poll /healthz, each time on a new connection, until `workers` processes have answered 200 (a worker still
+    loading is not listening, and the keep-alive connections of the loads would all go to the others); fail if the
+    server exits or `timeout_s` passes."""
     deadline = time.monotonic() + timeout_s
+    answered: set[str] = set()
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise SystemExit(f"the server exited with code {server.returncode} before it was healthy")
         try:
-            if httpx.get(f"{base_url}/healthz", timeout=5).status_code == 200:
-                return
+            response = httpx.get(f"{base_url}/healthz", timeout=5)
+            if response.status_code == 200:
+                answered.add(response.headers.get(PID_HEADER, ""))
+                if len(answered) >= workers:
+                    return
         except httpx.HTTPError:
             pass
-        time.sleep(1)
-    raise SystemExit(f"the server was not healthy after {timeout_s:.0f}s")
+        time.sleep(0.5)
+    raise SystemExit(f"{len(answered)} of {workers} workers were healthy after {timeout_s:.0f}s")
 
 
 async def drive(http: aiohttp.ClientSession, send: Send, requests: int, clients: int, max_seconds: float,
@@ -135,10 +144,12 @@ def stop(server: subprocess.Popen) -> None:
             server.wait()
 
 
-async def measure(base_url: str, users: list[str], args: argparse.Namespace) -> tuple[Load, Load, Load, Load, int]:
+async def measure(base_url: str, users: list[str],
+                  args: argparse.Namespace) -> tuple[Load, Load, Load, Load, int, list[int]]:
     """(the concurrent /recommend load, one /recommend client idle, one while /explain is looped, that /explain
-    load, its answers that came back degraded)."""
+    load, its answers that came back degraded, how many of the concurrent load's requests each worker answered)."""
     degraded = 0
+    answered_by: Counter[str] = Counter()
 
     connections = aiohttp.TCPConnector(limit=args.clients + 1)
     async with aiohttp.ClientSession(base_url, connector=connections, timeout=aiohttp.ClientTimeout(30)) as http:
@@ -148,6 +159,7 @@ async def measure(base_url: str, users: list[str], args: argparse.Namespace) -> 
         async def recommend(http: aiohttp.ClientSession, rng: random.Random) -> int:
             async with http.post("/recommend", json={"user_id": rng.choice(users), "k": args.k}) as response:
                 await response.read()
+                answered_by[response.headers.get(PID_HEADER, "")] += 1
                 return response.status
 
         async def explain(http: aiohttp.ClientSession, rng: random.Random) -> int:
@@ -158,12 +170,14 @@ async def measure(base_url: str, users: list[str], args: argparse.Namespace) -> 
                 degraded += answer.get("degraded") is not None
                 return response.status
 
+        answered_by.clear()
         service = await drive(http, recommend, args.requests, args.clients, args.max_seconds, args.seed)
+        per_worker = sorted(answered_by.values(), reverse=True)
         idle = await drive(http, recommend, args.probe_requests, 1, args.max_seconds, args.seed)
         explaining = asyncio.create_task(drive(http, explain, args.explanations, 1, args.max_seconds, args.seed))
         busy = await drive(http, recommend, sys.maxsize, 1, args.max_seconds, args.seed, until=explaining)
         explained = await explaining
-    return service, idle, busy, explained, degraded
+    return service, idle, busy, explained, degraded, per_worker
 
 
 def main() -> None:
@@ -202,8 +216,8 @@ def main() -> None:
     with open(log_path, "w", encoding="utf-8") as log:
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
-            wait_healthy(base_url, server, args.startup_seconds)
-            service, idle, busy, explained, degraded = asyncio.run(measure(base_url, users, args))
+            wait_healthy(base_url, server, args.workers, args.startup_seconds)
+            service, idle, busy, explained, degraded, per_worker = asyncio.run(measure(base_url, users, args))
         finally:
             stop(server)
     if not all(load.latencies_ms for load in (service, idle, busy, explained)):
@@ -213,7 +227,7 @@ def main() -> None:
     throughput = {"requests": len(service.latencies_ms), "errors": service.errors,
                   "rps": round(len(service.latencies_ms) / service.elapsed_s, 2), "p50_ms": service.percentile(50),
                   "p99_ms": service.percentile(99), "clients": args.clients, "workers": args.workers, "k": args.k,
-                  "in_process_p99_ms": in_process, "client": CLIENT}
+                  "in_process_p99_ms": in_process, "client": CLIENT, "per_worker": per_worker}
     interference = {"requests": len(busy.latencies_ms), "errors": idle.errors + busy.errors,
                     "p50_ms": busy.percentile(50), "p99_ms": busy.percentile(99), "max_ms": busy.percentile(100),
                     "idle_p50_ms": idle.percentile(50), "idle_p99_ms": idle.percentile(99),

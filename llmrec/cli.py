@@ -376,7 +376,7 @@ def serve(config: ConfigOption = None, set_: SetOption = None,
 
     from llmrec.pipeline import Recommender
     from llmrec.service import create_app
-    from llmrec.service.workers import HEALTHCHECK_TIMEOUT_S, WORKER_APP, ServeTarget
+    from llmrec.service.workers import ServeTarget, run_workers
 
     folder = run_dir or load_config(config, set_).run_dir
     recommender = Recommender.load(folder, set_, adapter=adapter)  # checks the run, builds its item index once
@@ -385,8 +385,7 @@ def serve(config: ConfigOption = None, set_: SetOption = None,
     if workers > 1:
         recommender.close()  # each worker loads its own
         ServeTarget(str(folder), list(set_ or []), adapter).export()
-        uvicorn.run(WORKER_APP, factory=True, workers=workers, host=host, port=port, log_config=None,
-                    timeout_worker_healthcheck=HEALTHCHECK_TIMEOUT_S)
+        run_workers(workers, host, port)
         return
     try:
         uvicorn.run(create_app(recommender), host=host, port=port, log_config=None)

@@ -349,8 +349,9 @@ class OnlineConfig(Validated):
     are refused at once (an explanation falls back to its attribution text, a profile refresh is tried again at
     the user's next interaction)."""
     llm_nice: Annotated[int, Field(strict=True, ge=0, le=19)] = 10
-    """How many steps (0 to 19) below the request threads the LLM worker thread and the LLM's compute threads are
-    scheduled (Linux niceness, per thread): requests get the cores first, the LLM what they leave. 0 = the same.
+    """How many steps (0 to 19) below the request threads the LLM's work is scheduled (Linux niceness, per thread):
+    the LLM worker thread, the compute threads it starts (llama.cpp's) and the HTTP service's `/explain` threads.
+    Recommendations get the cores first, explanations and profile refreshes what they leave; 0 = the same.
     Measured on 2 cores (Beauty, bench/service.py): 19 starves the LLM (every /explain timed out under load), 0
     slows /recommend (p99 x2.1 while /explain runs), 10 keeps both (x1.35, 2 of 20 explanations degraded)."""
     torch_threads: NonNegativeInt = 1

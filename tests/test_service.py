@@ -5,7 +5,9 @@ is busy."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -20,6 +22,7 @@ from fastapi.testclient import TestClient
 
 from llmrec.pipeline import Recommender
 from llmrec.service import create_app
+from llmrec.serving.llm_worker import MAX_NICE
 from online_fixture import hold, tiny_run
 
 MIB = 1 << 20
@@ -201,6 +204,21 @@ def test_an_internal_error_sends_no_traceback(client: TestClient, recommender: R
     assert "secret" not in response.text and "Traceback" not in response.text
     logged = [r for r in caplog.records if r.exc_info]
     assert logged and "secret detail" in str(logged[-1].exc_info[1]) and request_id in logged[-1].getMessage()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread niceness is Linux's")
+def test_explanations_are_answered_on_threads_below_the_others(client: TestClient, recommender: Recommender,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    own = niceness()
+    if own == MAX_NICE:
+        pytest.skip("the tests run at the lowest priority already")
+    monkeypatch.setattr(recommender, "explain", lambda user_id, item_id: {"niceness": niceness()})
+    answer = client.get("/explain", params={"user_id": "u1", "item_id": "i1"}).json()
+    assert answer == {"niceness": min(MAX_NICE, own + recommender.config.online.llm_nice)}
+    assert niceness() == own
 
 
 def test_a_value_error_inside_the_recommender_is_a_500_not_bad_input(client: TestClient, recommender: Recommender,

@@ -1,10 +1,13 @@
 """Several processes over one run (tests/online_fixture.py): facades sharing an event log and an item log on
 SQLite and on a real PostgreSQL server see each other's events and items at their next request, and `llmrec serve --workers 2` answers from
-either worker with every event any worker acknowledged."""
+either worker with every event any worker acknowledged; on Linux each worker listens on a socket of its own, over
+which the kernel spreads connections."""
 
 from __future__ import annotations
 
 import os
+import pickle
+import select
 import signal
 import socket
 import subprocess
@@ -20,7 +23,7 @@ import pytest
 
 from llmrec.errors import UnknownIdError
 from llmrec.pipeline import Recommender
-from llmrec.service.workers import PID_HEADER
+from llmrec.service.workers import PID_HEADER, WorkerSocket
 from online_fixture import tiny_run
 
 START_TIMEOUT_S = 600
@@ -157,3 +160,27 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SO_REUSEPORT spreads connections on Linux")
+def test_each_worker_unpickles_a_listening_socket_of_its_own_and_connections_spread() -> None:
+    port = free_port()
+    address = WorkerSocket("127.0.0.1", port)  # as uvicorn's supervisor hands it to each worker it starts
+    listeners = [pickle.loads(pickle.dumps(address)) for _ in range(2)]
+    clients = []
+    try:
+        for listener in listeners:
+            assert listener.getsockname() == ("127.0.0.1", port)
+            listener.listen(64)
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
+        accepted = [0, 0]
+        deadline = time.monotonic() + 10
+        while sum(accepted) < len(clients) and time.monotonic() < deadline:
+            ready, _, _ = select.select(listeners, [], [], 1)
+            for listener in ready:
+                listener.accept()[0].close()
+                accepted[listeners.index(listener)] += 1
+        assert sum(accepted) == 32 and min(accepted) > 0, accepted  # all on one socket: 2 in 2**32
+    finally:
+        for sock in [*clients, *listeners]:
+            sock.close()

@@ -7,8 +7,10 @@ The recommender is safe to call from many threads, and nothing waits for the LLM
 attribution text and says so in `degraded`). `/recommend` runs on the event loop: its work is a few
 milliseconds of CPU (the model, the embedded index), and handing it to a thread costs more under load (thread
 hops and GIL contention took a third more CPU per request on a small run); only a request with stated
-`interests`, whose text is embedded, runs in the threadpool. The other endpoints wait on disk (event and item
-commits, profile stores) or on the LLM worker, so they are plain functions that FastAPI runs in its threadpool.
+`interests`, whose text is embedded, runs in the threadpool. `/explain` runs on threads of its own, scheduled
+`online.llm_nice` steps below the others (as the LLM worker is): its attribution embeds profile sentences, a tenth
+of a second of CPU that recommendations get first. The other endpoints wait on disk (event and item commits,
+profile stores), so they are plain functions that FastAPI runs in its threadpool.
 With a remote Chroma server (`index.host`), its round trip holds the event loop too: run one worker per core.
 Every error is `{"error": message}`: 404 for an unknown (or deleted) user or item, 409 for an item change that
 conflicts (a taken id, a catalog item), 422 for bad input (`DataError`, `ConfigError`, a request that fails
@@ -18,6 +20,8 @@ else (its traceback goes to the server log under that id).
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -32,6 +36,7 @@ from llmrec.service.guard import RequestGuard
 from llmrec.service.schemas import (EventAck, EventRequest, ErrorBody, Health, ItemAck, ItemRequest, ItemUpdate,
                                     RecommendRequest, RecommendResponse)
 from llmrec.service.workers import WorkerPid
+from llmrec.serving.llm_worker import lower_thread_priority
 
 if TYPE_CHECKING:
     from llmrec.pipeline import Recommender
@@ -69,13 +74,17 @@ def create_app(recommender: "Recommender") -> FastAPI:
         """A user's interest profile: its text, top categories and interest weights."""
         return recommender.profile(user_id)
 
+    online = recommender.config.online
+    explaining = ThreadPoolExecutor(online.llm_queue + 1, thread_name_prefix="explain",
+                                    initializer=lower_thread_priority, initargs=(online.llm_nice,))
+
     @app.get("/explain", responses=_ERRORS, tags=["users"])
-    def explain(user_id: str = Query(min_length=1, max_length=256, description="User id."),
-                item_id: str = Query(min_length=1, max_length=256, description="Item id.")) -> dict[str, Any]:
+    async def explain(user_id: str = Query(min_length=1, max_length=256, description="User id."),
+                      item_id: str = Query(min_length=1, max_length=256, description="Item id.")) -> dict[str, Any]:
         """Why an item suits a user: the history items and profile sentences the score rests on, and a checked LLM
         sentence. When the LLM is busy or slow, `text` is the attribution's own (`source: attribution`) and
         `degraded` says why (`llm-busy`, `llm-timeout`, `llm-stopped`)."""
-        return recommender.explain(user_id, item_id)
+        return await asyncio.get_running_loop().run_in_executor(explaining, recommender.explain, user_id, item_id)
 
     @app.post("/events", status_code=201, response_model=EventAck, responses=_ERRORS, tags=["users"])
     def events(event: EventRequest) -> dict[str, Any]:

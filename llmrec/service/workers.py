@@ -5,18 +5,27 @@ reads what to serve from the environment the parent set (`ServeTarget`), so ever
 `Recommender` over the same run. The workers share the run's event log and profile stores: an event one worker
 acknowledges is applied by every other worker at the start of its next request (`Recommender.catch_up`). Every
 response says which process answered in its `X-Worker-PID` header.
+
+On Linux each worker listens on a socket of its own, all bound to the one port (`SO_REUSEPORT`), and the kernel
+spreads new connections over them. With one socket shared by every worker (uvicorn's way, kept elsewhere), the
+first worker to wake accepts every connection waiting: on an idle machine a burst of keep-alive clients all land
+on one worker, whose peers then idle for as long as the connections last.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
+import uvicorn
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.supervisors import Multiprocess
 
 from llmrec.errors import ConfigError
 
@@ -69,6 +78,41 @@ def worker_app() -> FastAPI:
 
     app.router.lifespan_context = closing
     return app
+
+
+def run_workers(workers: int, host: str, port: int) -> None:
+    """Serve the exported `ServeTarget` from `workers` processes on host:port under uvicorn's supervisor (which
+    restarts a worker that dies), each with a listening socket of its own on Linux (see the module docstring)."""
+    config = uvicorn.Config(WORKER_APP, factory=True, workers=workers, host=host, port=port, log_config=None,
+                            timeout_worker_healthcheck=HEALTHCHECK_TIMEOUT_S)
+    shared = config.bind_socket()  # says where it listens; a taken port ends the server here with uvicorn's message
+    if sys.platform != "linux":  # elsewhere SO_REUSEPORT does not spread connections
+        Multiprocess(config, sockets=[shared]).run()
+        return
+    shared.close()  # bound without SO_REUSEPORT, it was refused if any server held the port; workers bind their own
+    Multiprocess(config, sockets=[WorkerSocket(host, port)]).run()  # type: ignore[list-item]
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port with SO_REUSEPORT, so that every worker can bind one of its own."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+@dataclass(frozen=True)
+class WorkerSocket:
+    """Where to listen, in the socket list uvicorn's supervisor hands to every worker process it starts (or
+    restarts): it reaches the worker pickled, and unpickles there as `listening_socket(host, port)`, a socket of
+    that worker's own."""
+
+    host: str
+    port: int
+
+    def __reduce__(self) -> tuple[Callable[..., socket.socket], tuple[Any, ...]]:
+        return listening_socket, (self.host, self.port)
 
 
 class WorkerPid:

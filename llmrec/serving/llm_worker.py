@@ -55,14 +55,16 @@ def lower_thread_priority(steps: int) -> None:
     """Raise the calling thread's niceness by `steps` (up to MAX_NICE); threads it starts afterwards inherit it.
     Linux only: there a thread id names one thread, while elsewhere `setpriority` would renice the whole process,
     so other systems keep the priority (with a log line)."""
+    if not steps:
+        return
     if sys.platform != "linux":
-        log.info("the LLM worker keeps its priority: per-thread niceness needs Linux")
+        log.info("thread %s keeps its priority: per-thread niceness needs Linux", threading.current_thread().name)
         return
     thread = threading.get_native_id()
     try:
         os.setpriority(os.PRIO_PROCESS, thread, min(MAX_NICE, os.getpriority(os.PRIO_PROCESS, thread) + steps))
     except OSError as exc:
-        log.warning("the LLM worker keeps its priority: %s", exc)
+        log.warning("thread %s keeps its priority: %s", threading.current_thread().name, exc)
 
 
 class Priority(IntEnum):
@@ -157,8 +159,7 @@ class LLMWorker:
         return sum(1 for job in self._jobs if job.priority == priority and not job.future.cancelled())
 
     def _work(self) -> None:
-        if self.nice:
-            lower_thread_priority(self.nice)
+        lower_thread_priority(self.nice)
         while True:
             with self._changed:
                 while not self._jobs and not self._closed:
