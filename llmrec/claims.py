@@ -69,12 +69,9 @@ class ClaimChecker:
         self._follow_facts()
         allowed = {int(i) for i in items}
         allowed_categories = {c for i in allowed for c in self._categories[i]}
-        found = self._matcher.spans(text)
-        cited = [(start, end) for start, end, i in found if i in allowed]
         # words inside a cited title are that title, not claims of their own: a catalog title, category name,
         # id or percentage within a cited title's span is not checked again
-        titles = {i for start, end, i in found
-                  if i in allowed or not any(s <= start and end <= e for s, e in cited)}
+        titles, cited = self._matcher.named(text, allowed)
         rest = _cut(text, cited)
         categories = self.categories_named(rest)
         ids = {item_id for item_id, index in self._ids.items() if item_id in rest}

@@ -154,6 +154,14 @@ def test_title_matcher_finds_multiword_titles_only():
     assert matcher.find("A toy and a story.") == set()
 
 
+def test_a_title_inside_a_cited_title_is_part_of_it():
+    matcher = TitleMatcher(["Toy Story (1995)", "Toy Story 2 (1999)", "The Godfather (1972)"])
+    text = "They love Toy Story 2 (1999) and The Godfather."
+    assert matcher.find(text) == {0, 1, 2}
+    assert matcher.named(text, allowed={1}) == ({1, 2}, [(10, 21)])  # Toy Story is inside the cited Toy Story 2
+    assert matcher.named(text, allowed=set())[0] == {0, 1, 2}  # nothing cited: every title counts
+
+
 def test_the_profile_grammar_cites_fewer_titles_than_the_echo_check_allows():
     shown = ['"Heat (1995)"', '"Casino (1995)"', '"Babe (1995)"', '"Fargo (1996)"', '"Heat (1995)"', '"Up (2009)"']
     rules = dict(line.split(" ::= ", 1) for line in profile_grammar(shown).splitlines())

@@ -117,3 +117,12 @@ class TitleMatcher:
                 if tuple(words[start:end]) == title_words:
                     found.append((matches[start].start(), matches[end - 1].end(), index))
         return found
+
+    def named(self, text: str, allowed: set[int]) -> tuple[set[int], list[tuple[int, int]]]:
+        """The titles `text` names, and the character spans of those in `allowed`. A title found inside the span
+        of a named allowed title is part of it, not a title of its own (`Toy Story` inside `Toy Story 2`)."""
+        found = self.spans(text)
+        cited = [(start, end) for start, end, index in found if index in allowed]
+        titles = {index for start, end, index in found
+                  if index in allowed or not any(s <= start and end <= e for s, e in cited)}
+        return titles, cited

@@ -243,8 +243,9 @@ class ProfileWriter:
         text = llm_text or self.template_text.render(digest, self.facts, self.config.max_chars)
         ungrounded: list[str] = []
         if llm_text is not None and self.matcher is not None:
-            named = self.matcher.find(llm_text) - set(int(i) for i in request.long_term)
-            ungrounded = sorted(self.facts.titles[i] for i in named)
+            history = {int(i) for i in request.long_term}
+            named, _ = self.matcher.named(llm_text, history)
+            ungrounded = sorted(self.facts.titles[i] for i in named - history)
         provenance = Provenance(self.dataset, request.cutoff, self.prompt_version, self.model_id,
                                 request.history_hash)
         return Profile(
