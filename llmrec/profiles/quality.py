@@ -46,15 +46,18 @@ def profile_quality(profiles: Sequence[Profile], histories: Sequence[np.ndarray]
     - `placeholder_share`: texts that are empty or placeholders (`PLACEHOLDERS`);
     - `few_shot_copy_share`: texts sharing a run of words with an example answer of the prompt (`examples`);
     - `distinct_ratio`: distinct texts / texts, over the LLM-written ones (`llm_share` of all);
-    - `grounded_rate`: LLM texts naming no catalog title outside the user's history;
+    - `grounded_rate`: LLM texts naming no catalog title outside the user's history (by the claim checker, so
+      stored profiles are measured by today's rule);
     - `category_precision`: of the catalog categories a text names, the share that are the user's (over texts
       naming any); `category_recall`: of the user's top-3 categories, the share the text names;
     - `words_per_profile`.
     """
     claims = ClaimChecker.from_facts(facts)
     llm = [p for p in profiles if p.source == "llm"]
-    precision, recall = [], []
+    precision, recall, ungrounded = [], [], 0
     for profile, history in zip(profiles, histories):
+        if profile.source == "llm":
+            ungrounded += bool(claims.check(profile.text, history).unsupported["title"])
         named = claims.categories_named(profile.text)
         own = {c for item in history for c in facts.categories[int(item)]}
         if named:
@@ -70,7 +73,7 @@ def profile_quality(profiles: Sequence[Profile], histories: Sequence[np.ndarray]
         "few_shot_copy_share": sum(any(copies_example(words(p.text), e) for e in examples)
                                    for p in profiles) / n,
         "distinct_ratio": len({p.text for p in llm}) / len(llm) if llm else 1.0,
-        "grounded_rate": 1 - sum(bool(p.ungrounded_titles) for p in llm) / len(llm) if llm else 1.0,
+        "grounded_rate": 1 - ungrounded / len(llm) if llm else 1.0,
         "category_precision": float(np.mean(precision)) if precision else 0.0,
         "category_recall": float(np.mean(recall)) if recall else 0.0,
         "words_per_profile": float(np.mean([len(words(p.text)) for p in profiles])) if profiles else 0.0,
