@@ -1,6 +1,8 @@
-"""The new-item boost (`interest.new_item_boost`) on the cold-item protocol: one trained cold model, ranked with
-each boost on the validation and test cases, so the trade-off between overall accuracy and cold items reached
-is one table. Writes bench/results/cold_boost.json, records `llmrec-cold5pct<@tag>+boost<b>`.
+"""The new-item offset and boost on the cold-item protocol: one trained cold model, its new-item offset fit on the
+validation cases (`interest.calibrate_new_items`, also for models trained before it existed), ranked with the
+offset plus each boost (`interest.new_item_boost`) on the validation and test cases, so the trade-off between
+overall accuracy and cold items reached is one table. Writes bench/results/cold_boost.json, records
+`llmrec-cold5pct<@tag>+offset` (boost 0) and `llmrec-cold5pct<@tag>+offset+boost<b>`.
 
     LLMREC_DATA_DIR=../shared/datasets python bench/cold_boost.py amazon-beauty --tag idd30 \\
         --set interest.id_dropout=0.3 --boosts 0 1 2 3
@@ -51,6 +53,8 @@ def main() -> None:
     model = experiment.model(InterestModel.name)
     evaluator = experiment.evaluator()
     cost = training_metrics(model_dir)[0]
+    offset = model.calibrate_new_items(experiment.split.valid)
+    print(f"new-item offset fit on the validation cases: {offset}", flush=True)
     for boost in args.boosts:
         started = time.perf_counter()
         model.set_new_item_boost(boost)
@@ -58,8 +62,8 @@ def main() -> None:
         valid = evaluator.evaluate(model, experiment.split.valid, desc=f"valid, boost {boost:g}")
         metrics = {k: test[k] for k in TEST_METRICS if k in test}
         metrics.update({f"valid-{k}": valid[k] for k in VALID_METRICS if k in valid})
-        metrics.update(cost)
-        name = f"llmrec-cold5pct{suffix}+boost{boost:g}"
+        metrics.update(cost, new_item_offset=model.new_item_offset)
+        name = f"llmrec-cold5pct{suffix}+offset" + (f"+boost{boost:g}" if boost else "")
         print(f"{name}: NDCG@10 {metrics['NDCG@10']:.4f} HR@10-cold-items {metrics['HR@10-cold-items']:.4f} "
               f"valid NDCG@10 {metrics['valid-NDCG@10']:.4f}", flush=True)
         write_records(RESULTS, [make_record(args.dataset, name, metrics, command, config.seed,

@@ -268,6 +268,11 @@ class InterestConfig(TrainingConfig):
     without retraining (`--set interest.new_item_boost=2`). Scores are unnormalised dot products, so the useful
     size depends on the model; the trade-off between accuracy and new items reached is measured in
     `bench/results/cold_boost.json` (docs/findings.md "Cold items"). 0 = off."""
+    calibrate_new_items: StrictBool = True
+    """After training, fit one offset for the items without an ID embedding (scored from their text alone) by
+    maximum likelihood on the validation interactions, which puts them on the warm items' scale
+    (`llmrec.models.new_item_offset`; nothing to fit when no validation item is new). `new_item_boost` adds to
+    it. False = no offset."""
     content_weight: PositiveFloat | None = None
     """Turns on the frozen-content score and sets its initial weight (> 0): each item's score gains w times the
     cosine similarity of its frozen text vector (the encoder's) to the mean text vector of the user's recent

@@ -11,13 +11,14 @@ import torch
 
 from llmrec.config import EvalConfig, InterestConfig
 from llmrec.data.schema import Catalog
-from llmrec.data.split import make_split
+from llmrec.data.split import EvalCases, make_split
 from llmrec.eval.evaluator import FullRankingEvaluator
 from llmrec.models.interest import InterestModel, training_examples
 from llmrec.models.interest_net import InterestNet, ItemTower, lora_targets
 from llmrec.models.popularity import Popularity
 from llmrec.models.registry import load_model
 from llmrec.models.user_features import UserFeatures
+from llmrec.ranking import Exclusion
 from synthetic import cyclic_dataset
 
 WINDOW = 4
@@ -135,6 +136,25 @@ def test_new_item_boost_adds_to_the_scores_of_items_without_an_id_embedding(cycl
     new[0] = False  # padding
     assert torch.allclose(boosted - plain, 2.5 * new.float(), atol=1e-5)
     assert int(new.sum()) == 1
+
+
+def test_the_new_item_offset_gives_new_items_the_share_of_probability_they_took(tmp_path, cyclic):
+    split, text, inputs = cyclic
+    model = InterestModel(text, inputs, WINDOW, dataclasses.replace(FAST, epochs=1), seed=1).fit(split)
+    assert model.new_item_offset == 0.0  # no validation item was new: nothing to fit
+    cold = int(np.flatnonzero(~model.seen[1:])[0]) + 1
+    cases = split.valid.subset(np.arange(40))
+    cases = EvalCases(cases.users, cases.histories,
+                      [np.array([cold]) if i % 4 == 0 else t for i, t in enumerate(cases.targets)])  # 10 of 40
+    plain = model.score(cases.users, cases.histories)
+    offset = model.calibrate_new_items(cases)
+    scores = model.score(cases.users, cases.histories)
+    assert offset is not None and torch.allclose(scores[:, cold] - plain[:, cold], torch.tensor(offset), atol=1e-4)
+    exclusion = Exclusion(cases.histories, keep=cases.targets)
+    probabilities = torch.softmax(exclusion.apply(scores).double(), dim=1)
+    assert float(probabilities[:, cold].sum()) == pytest.approx(10, abs=1e-3)  # the likelihood's optimum
+    model.save(tmp_path / "m")
+    assert load_model(tmp_path / "m").new_item_offset == offset
 
 
 def test_text_loss_adds_a_next_item_loss_over_the_text_part_alone(cyclic):

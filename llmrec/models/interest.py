@@ -18,11 +18,12 @@ import numpy as np
 import torch
 
 from llmrec.config import EvalConfig, InterestConfig, RunConfig
-from llmrec.data.split import Split
+from llmrec.data.split import EvalCases, Split
 from llmrec.device import resolve_device
 from llmrec.errors import DataError, ModelNotTrainedError
 from llmrec.models.base import BuildContext, Model, pad_histories
 from llmrec.models.interest_net import InterestNet
+from llmrec.models.new_item_offset import fit_new_item_offset
 from llmrec.models.time_features import TimeLookup, pad_time_features, time_features
 from llmrec.models.user_features import FILENAME as FEATURES_FILE
 from llmrec.models.user_features import UserFeatures
@@ -53,6 +54,9 @@ class InterestModel(Model):
         self.max_len = self.config.max_len or window
         self.device = resolve_device(self.config.device, "interest.device")
         self.report: TrainingReport | None = None
+        self.new_item_offset = 0.0
+        """Added to the score of every item without an ID embedding, fit after training
+        (`interest.calibrate_new_items`, `llmrec.models.new_item_offset`)."""
         self._fitted = False
         self.net = self._build_net()
 
@@ -106,7 +110,22 @@ class InterestModel(Model):
                           self.config, self.checkpoint_dir, fingerprint=self._fingerprint(split, *fingerprint),
                           validate_first=keep_start)
         self.report = trainer.fit()
+        if self.config.calibrate_new_items:
+            self.calibrate_new_items(split.valid)
         return self
+
+    def calibrate_new_items(self, cases: EvalCases) -> float | None:
+        """Fit `new_item_offset` by maximum likelihood on `cases` (`llmrec.models.new_item_offset`); returns it,
+        or None (and the offset is 0) when no case's item is new."""
+        boost = self.config.new_item_boost
+        self.new_item_offset = 0.0
+        self.set_new_item_boost(0.0)
+        try:
+            offset = fit_new_item_offset(self, cases, self._new_items())
+        finally:
+            self.set_new_item_boost(boost)
+        self.new_item_offset = offset or 0.0
+        return offset
 
     def load_weights(self, state: dict[str, torch.Tensor]) -> "InterestModel":
         """Load the network's weights (a saved model's, or those transferred from another run by
@@ -160,9 +179,9 @@ class InterestModel(Model):
     def retrieval_table(self) -> torch.Tensor:
         """[num_items + 1, d (+ D) + 1]: the item vectors as the network scores them (the item tower's, then,
         with `interest.content_weight`, the frozen text vectors: `InterestNet.scored_items`) with one more
-        coordinate, `new_item_boost` for items without an ID embedding (never seen in training, or added after
-        it: `put_items`) and 0 for the rest, so a dot product with `retrieval_queries` (exact or in ChromaDB's
-        inner-product space) is the model's score plus the boost. On the CPU."""
+        coordinate, `new_item_offset` + `new_item_boost` for items without an ID embedding (never seen in
+        training, or added after it: `put_items`) and 0 for the rest, so a dot product with `retrieval_queries`
+        (exact or in ChromaDB's inner-product space) is the model's score plus both. On the CPU."""
         return self._retrieval_table().cpu()
 
     def _retrieval_table(self) -> torch.Tensor:
@@ -170,9 +189,14 @@ class InterestModel(Model):
         self.net.eval()
         with torch.no_grad():
             table = self.net.scored_items(self.net.items.table())
-        new = 1.0 - self.net.items.seen.squeeze(1)
-        new[0] = 0.0  # padding
-        return torch.cat([table, (self.config.new_item_boost * new).unsqueeze(1)], dim=1)
+        added = (self.new_item_offset + self.config.new_item_boost) * self._new_items().to(table.dtype)
+        return torch.cat([table, added.unsqueeze(1)], dim=1)
+
+    def _new_items(self) -> torch.Tensor:
+        """[num_items + 1] bool (on the model's device): the items without an ID embedding; not the padding."""
+        new = self.net.items.seen.squeeze(1) == 0
+        new[0] = False
+        return new
 
     def put_items(self, items: np.ndarray, text_vectors: np.ndarray) -> None:
         """Give `items` these text vectors without retraining. Indices past the item table are items added while
@@ -192,6 +216,7 @@ class InterestModel(Model):
     def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """The network and the item side; the feature store is saved apart from them (`save`)."""
         params = {"window": self.window, "seed": self.seed, "config": dataclasses.asdict(self.config),
+                  "new_item_offset": self.new_item_offset,
                   "profile_dim": self.features.profile_dim, "context_sizes": self.features.context_sizes}
         tensors = {f"net.{k}": v.cpu() for k, v in self.net.state_dict().items()}
         tensors.update({"item_vectors": torch.from_numpy(self.item_vectors), "seen": torch.from_numpy(self.seen)})
@@ -213,6 +238,7 @@ class InterestModel(Model):
         config = InterestConfig(**{**params["config"], "device": "cpu"})
         model = cls(tensors["item_vectors"].numpy(), features, params["window"], config, params["seed"],
                     seen=tensors["seen"].numpy())
+        model.new_item_offset = params.get("new_item_offset", 0.0)  # models saved before it: none
         return model.load_weights({k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")})
 
     def save(self, folder: str | Path) -> Path:
