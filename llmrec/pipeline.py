@@ -238,12 +238,12 @@ class Recommender:
     def add_item(self, item_id: str, text: str, *, title: str | None = None,
                  categories: Sequence[str] = ()) -> dict[str, Any]:
         """Add an item while serving; it is recommendable from the next request on (by every process sharing the
-        item log), without retraining: scored from its text alone, like an item never seen in training, with
-        `interest.new_item_boost`. `text` is the item's text as the catalog has it, which the text encoder
-        embeds (for a MovieLens run, e.g. `Heat (1995). Genres: Action, Crime`); `title` (default: the text) and
-        `categories` are what profiles and explanations may say about it. Logged durably before it returns.
-        ConflictError for an id already taken (by a deleted item too: ids are not reused); DataError for an
-        empty or over-long text (`online.max_text_chars`), a bad id or bad categories."""
+        item log), without retraining: scored from its text alone, like an item never seen in training, plus the
+        model's new-item offset and `interest.new_item_boost`. `text` is the item's text as the catalog has it,
+        which the text encoder embeds (for a MovieLens run, e.g. `Heat (1995). Genres: Action, Crime`); `title`
+        (default: the text) and `categories` are what profiles and explanations may say about it. Logged durably
+        before it returns. ConflictError for an id already taken (by a deleted item too: ids are not reused);
+        DataError for an empty or over-long text (`online.max_text_chars`), a bad id or bad categories."""
         return self._change_item("add", item_id, text, title, categories)
 
     def update_item(self, item_id: str, text: str, *, title: str | None = None,
