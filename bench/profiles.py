@@ -17,6 +17,8 @@ users):
     ... --write-store [--minutes 60] [--shard 0/2]   write every user's profile with the default writer into
                                                      bench/profiles/<dataset>.jsonl.gz (resumable; stored texts
                                                      that fail today's checks are written again)
+    ... --write-store --no-export --set profile.adapter=...   the same into the run's store only (a writer
+                                                     that becomes the default once it has every user)
     ... --store-quality                              profile-store-quality: the committed store, measured
     ... --measure-limit                              first measure llama.cpp's raw speed (idle machine!)
 
@@ -63,22 +65,23 @@ def export_path(dataset: str) -> Path:
     return BENCH / "profiles" / f"{dataset}.jsonl.gz"
 
 
-def write_llm_profiles(experiment: Experiment, minutes: float | None,
-                       shard: tuple[int, int] = (0, 1)) -> dict[str, float] | None:
-    """Write missing LLM profiles chunk by chunk, exporting after each; returns the throughput of this run
-    (None when nothing needed writing). Rates count users the LLM was asked about (not short histories).
-    `shard` (k, n) restricts the run to users whose index is k modulo n."""
+def write_llm_profiles(experiment: Experiment, minutes: float | None, shard: tuple[int, int] = (0, 1),
+                       export: bool = True) -> dict[str, float] | None:
+    """Write missing LLM profiles chunk by chunk into the run's store, exporting after each unless `export` is
+    False; returns the throughput of this run (None when nothing needed writing). Rates count users the LLM was
+    asked about (not short histories). `shard` (k, n) restricts the run to users whose index is k modulo n."""
     service = experiment.profiles
-    export = export_path(experiment.dataset.name)
+    path = export_path(experiment.dataset.name)
     deadline = time.monotonic() + 60 * minutes if minutes else None
     users = np.arange(shard[0], experiment.split.num_users, shard[1])
     for start in range(0, len(users), CHUNK_USERS):
         if deadline and time.monotonic() > deadline:
             logging.info("time budget spent; rerun to continue")
             break
-        if service.write_all(users[start:start + CHUNK_USERS], recheck=True).written:
-            export_store(service, export)
-    export_store(service, export)
+        if service.write_all(users[start:start + CHUNK_USERS], recheck=True).written and export:
+            export_store(service, path)
+    if export:
+        export_store(service, path)
     stats = service.writer.stats
     if not stats.llm_seconds:
         return None
@@ -261,6 +264,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, help="with --write-store: stop writing after this long")
     parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N",
                         help="with --write-store: only users whose index is K modulo N")
+    parser.add_argument("--no-export", action="store_true",
+                        help="with --write-store: keep the profiles in the run's store only, leaving the committed "
+                             "store as it is (a writer that becomes the default once every user has its profile)")
     parser.add_argument("--adapter", metavar="DIR",
                         help="also check the tuned writer of this adapter folder ({dataset} is filled in)")
     parser.add_argument("--writers", nargs="+", choices=list(WRITERS), default=list(WRITERS),
@@ -291,8 +297,8 @@ def main() -> None:
             write_records(RESULTS / "profiles.json", [store_quality(experiment, command)])
             continue
         if args.write_store:
-            throughput = write_llm_profiles(experiment, args.minutes, args.shard)
-            if throughput and args.shard[0] == 0:  # one record per dataset: the first shard's
+            throughput = write_llm_profiles(experiment, args.minutes, args.shard, export=not args.no_export)
+            if throughput and args.shard[0] == 0 and not args.no_export:  # the default writer's, first shard's
                 throughput["writers_side_by_side"] = args.shard[1]
                 write_records(RESULTS / "profiles.json", [make_record(
                     dataset, "profile-writer-llamacpp", throughput, command, config.seed,
