@@ -384,7 +384,8 @@ def serve(config: ConfigOption = None, set_: SetOption = None,
     typer.echo(f"serving {served} on http://{host}:{port} with {workers} worker process(es) (API docs at /docs)")
     if workers > 1:
         recommender.close()  # each worker loads its own
-        ServeTarget(str(folder), list(set_ or []), adapter).export()
+        target = ServeTarget(str(folder), list(set_ or []), adapter)
+        target.sharing_cores(workers, recommender.config.llm.threads).export()
         run_workers(workers, host, port)
         return
     try:

@@ -406,7 +406,8 @@ class LLMConfig(Validated):
     n_ctx: PositiveInt = 2048
     """llamacpp: context window in tokens."""
     threads: PositiveInt | None = None
-    """llamacpp: CPU threads; None = all usable cores."""
+    """llamacpp: CPU threads; None = all usable cores (under `llmrec serve --workers N`, each worker's share:
+    cores // N, at least 1)."""
     device: Device = "auto"
     """transformers: `auto` (cuda when available), `cpu` or `cuda[:N]`."""
     batch_size: PositiveInt = 8

@@ -23,7 +23,7 @@ import pytest
 
 from llmrec.errors import UnknownIdError
 from llmrec.pipeline import Recommender
-from llmrec.service.workers import PID_HEADER, WorkerSocket
+from llmrec.service.workers import PID_HEADER, ServeTarget, WorkerSocket
 from online_fixture import tiny_run
 
 START_TIMEOUT_S = 600
@@ -184,3 +184,12 @@ def test_each_worker_unpickles_a_listening_socket_of_its_own_and_connections_spr
     finally:
         for sock in [*clients, *listeners]:
             sock.close()
+
+
+def test_workers_share_the_cores_among_their_llms_unless_told_otherwise() -> None:
+    target = ServeTarget("runs/demo", ["online.rerank=false"])
+    cores = len(os.sched_getaffinity(0))
+    shared = target.sharing_cores(2, llm_threads=None)
+    assert shared.overrides == ["online.rerank=false", f"llm.threads={max(1, cores // 2)}"]
+    assert target.sharing_cores(cores * 4, llm_threads=None).overrides[-1] == "llm.threads=1"
+    assert target.sharing_cores(2, llm_threads=3) == target  # set by the user: kept

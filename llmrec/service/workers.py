@@ -50,6 +50,14 @@ class ServeTarget:
         """Put this target in the environment, which the worker processes inherit."""
         os.environ[ENVIRONMENT_KEY] = json.dumps(asdict(self))
 
+    def sharing_cores(self, workers: int, llm_threads: int | None) -> "ServeTarget":
+        """This target for one of `workers` processes: where `llm.threads` is unset (all usable cores), each
+        worker's LLM gets its share of the cores, so N llama.cpp instances do not each spin on every core."""
+        if llm_threads is not None:
+            return self
+        share = max(1, len(os.sched_getaffinity(0)) // workers)
+        return ServeTarget(self.run_dir, [*self.overrides, f"llm.threads={share}"], self.adapter)
+
     @classmethod
     def from_environment(cls) -> "ServeTarget":
         """The target the parent process exported; ConfigError when there is none."""
