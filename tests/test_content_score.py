@@ -84,10 +84,12 @@ def test_retrieval_scores_are_the_interest_score_plus_w_times_the_text_similarit
     interest, _ = trained.interest(users, histories)
     vectors = torch.from_numpy(text)
     recent = [history[-trained.max_len:] for history in histories]  # what the encoder reads
+    new = torch.from_numpy(~trained.seen)
+    new[0] = False  # padding
     with torch.no_grad():
         learned = interest @ trained.net.items.table().T
         similarity = F.normalize(TextKNN(vectors).user_vectors(recent), dim=-1) @ vectors.T
-        expected = learned + trained.net.content.weight * similarity
+        expected = learned + trained.net.content.weight * similarity + trained.new_item_offset * new
     assert torch.allclose(trained.score(users, histories), expected, atol=1e-4)
 
 
