@@ -269,7 +269,8 @@ class InterestConfig(TrainingConfig):
     size depends on the model; the trade-off between accuracy and new items reached is measured in
     `bench/results/cold_boost.json` (docs/findings.md "Cold items"). 0 = off."""
     calibrate_new_items: StrictBool = True
-    """After training, fit one offset for the items without an ID embedding (scored from their text alone) by
+    """After training from scratch (not domain fine-tuning, `llmrec.transfer`, whose items are all new to the
+    source model), fit one offset for the items without an ID embedding (scored from their text alone) by
     maximum likelihood on the validation interactions, which puts them on the warm items' scale
     (`llmrec.models.new_item_offset`; nothing to fit when no validation item is new). `new_item_boost` adds to
     it. False = no offset."""

@@ -86,7 +86,10 @@ class InterestModel(Model):
     def fit(self, split: Split) -> "InterestModel":
         self.seen = split.train_popularity() > 0
         self.net = self._build_net()
-        return self.fit_network(split)
+        self.fit_network(split)
+        if self.config.calibrate_new_items:
+            self.calibrate_new_items(split.valid)
+        return self
 
     def fit_network(self, split: Split, *fingerprint: Any, keep_start: bool = False) -> "InterestModel":
         """Train `self.net` as it stands on `split` (the parameters that require gradients), with early stopping
@@ -110,8 +113,6 @@ class InterestModel(Model):
                           self.config, self.checkpoint_dir, fingerprint=self._fingerprint(split, *fingerprint),
                           validate_first=keep_start)
         self.report = trainer.fit()
-        if self.config.calibrate_new_items:
-            self.calibrate_new_items(split.valid)
         return self
 
     def calibrate_new_items(self, cases: EvalCases) -> float | None:
