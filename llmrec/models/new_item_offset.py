@@ -11,7 +11,8 @@ number of cases whose item was new:
     sum over cases of sigmoid(C - A + b) = cases with a new item     (monotone in b: solved by bisection)
 
 No case with a new item (a catalog whose every item had interactions before the validation cut) leaves nothing to
-fit: the offset is then None (and 0 is used).
+fit, and a likelihood still rising at the end of the search range (every case's item new, or none of the new
+items ever scored near the warm ones) has no optimum to report: the offset is then None (and 0 is used).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ BOUND = 30.0
 
 def fit_new_item_offset(scorer: Scorer, cases: EvalCases, new: torch.Tensor) -> float | None:
     """The maximum-likelihood offset for the items where `new` [num_items + 1] (bool) is true, on `cases` (each
-    case's first target is its item), scored by `scorer` without any offset; None when no case's item is new or
-    no item is."""
+    case's first target is its item), scored by `scorer` without any offset; None when no case's item is new, no
+    item is, or the optimum lies outside [-BOUND, BOUND]."""
     if not bool(new.any()) or not len(cases):
         return None
     gaps, new_targets = [], 0
@@ -52,4 +53,5 @@ def fit_new_item_offset(scorer: Scorer, cases: EvalCases, new: torch.Tensor) -> 
         middle = (low + high) / 2
         share = float(torch.sigmoid(gap + middle).sum())
         low, high = (middle, high) if share < new_targets else (low, middle)
-    return (low + high) / 2
+    offset = (low + high) / 2
+    return offset if abs(offset) < BOUND - 1e-6 else None
