@@ -1,14 +1,16 @@
-"""The new-item offset and boost on the cold-item protocol: one trained cold model, its new-item offset fit on the
-validation cases (`interest.calibrate_new_items`, also for models trained before it existed), ranked with the
-offset plus each boost (`interest.new_item_boost`) on the validation and test cases, so the trade-off between
-overall accuracy and cold items reached is one table. Writes bench/results/cold_boost.json, records
-`llmrec-cold5pct<@tag>+offset` (boost 0) and `llmrec-cold5pct<@tag>+offset+boost<b>`.
+"""The cold paths on the cold-item protocol, compared on one trained cold model: items without an ID embedding
+scored by their text alone or with their text neighbours' ID parts (`interest.new_item_neighbours`), each with the
+new-item offset fit on the validation cases (`interest.calibrate_new_items`, also for models trained before it
+existed), ranked with the offset plus each boost (`interest.new_item_boost`) on the validation and test cases, so
+the trade-off between overall accuracy and cold items reached is one table. Writes bench/results/cold_boost.json,
+records `llmrec-cold5pct<@tag>+no-cold-path` (text alone, no offset: the model without a cold path),
+`llmrec-cold5pct<@tag>[+neighboursK]+offset[+boostB]`.
 
     LLMREC_DATA_DIR=../shared/datasets python bench/cold_boost.py amazon-beauty --tag idd30 \\
-        --set interest.id_dropout=0.3 --boosts 0 1 2 3
+        --set interest.id_dropout=0.3 --neighbours 0 10 --boosts 0 1 2 3
 
 The model is the one `bench/interest.py <dataset> --cold-models llmrec [--tag T --set ...]` trained (same tag and
-overrides, so the same folder and config); the boost changes only the ranking, never the network.
+overrides, so the same folder and config); neighbours, offset and boost change only the ranking, never the network.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="the config overrides the cold model was trained with")
     parser.add_argument("--boosts", nargs="+", type=float, default=[0, 0.5, 1, 1.5, 2, 2.5, 3, 4])
+    parser.add_argument("--neighbours", nargs="+", type=int, default=[0, 10],
+                        help="interest.new_item_neighbours values to compare (0 = text alone)")
+    parser.add_argument("--temperature", type=float, help="interest.new_item_temperature (default: the config's)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     command = "LLMREC_DATA_DIR=../shared/datasets python " + shlex.join(sys.argv)
@@ -53,21 +58,34 @@ def main() -> None:
     model = experiment.model(InterestModel.name)
     evaluator = experiment.evaluator()
     cost = training_metrics(model_dir)[0]
-    offset = model.calibrate_new_items(experiment.split.valid)
-    print(f"new-item offset fit on the validation cases: {offset}", flush=True)
-    for boost in args.boosts:
+
+    def record(name: str) -> None:
         started = time.perf_counter()
-        model.set_new_item_boost(boost)
-        test = evaluator.evaluate(model, desc=f"test, boost {boost:g}")
-        valid = evaluator.evaluate(model, experiment.split.valid, desc=f"valid, boost {boost:g}")
+        test = evaluator.evaluate(model, desc=f"test, {name}")
+        valid = evaluator.evaluate(model, experiment.split.valid, desc=f"valid, {name}")
         metrics = {k: test[k] for k in TEST_METRICS if k in test}
         metrics.update({f"valid-{k}": valid[k] for k in VALID_METRICS if k in valid})
-        metrics.update(cost, new_item_offset=model.new_item_offset)
-        name = f"llmrec-cold5pct{suffix}+offset" + (f"+boost{boost:g}" if boost else "")
+        metrics.update(cost, new_item_offset=model.new_item_offset,
+                       new_item_neighbours=model.config.new_item_neighbours,
+                       new_item_temperature=model.config.new_item_temperature)
         print(f"{name}: NDCG@10 {metrics['NDCG@10']:.4f} HR@10-cold-items {metrics['HR@10-cold-items']:.4f} "
               f"valid NDCG@10 {metrics['valid-NDCG@10']:.4f}", flush=True)
         write_records(RESULTS, [make_record(args.dataset, name, metrics, command, config.seed,
                                             time.perf_counter() - started)])
+
+    name = f"llmrec-cold5pct{suffix}"
+    model.set_new_item_neighbours(0)
+    model.new_item_offset = 0.0
+    model.set_new_item_boost(0.0)
+    record(f"{name}+no-cold-path")
+    for neighbours in args.neighbours:
+        model.set_new_item_neighbours(neighbours, args.temperature)
+        offset = model.calibrate_new_items(experiment.split.valid)
+        print(f"{neighbours} text neighbours: new-item offset fit on the validation cases: {offset}", flush=True)
+        path = f"{name}+neighbours{neighbours}" if neighbours else name
+        for boost in args.boosts:
+            model.set_new_item_boost(boost)
+            record(f"{path}+offset" + (f"+boost{boost:g}" if boost else ""))
 
 
 if __name__ == "__main__":

@@ -261,6 +261,16 @@ class InterestConfig(TrainingConfig):
     profile), so the network cannot lean on a per-user vector to memorise training users and learns to rank
     without it too (on Beauty 0.5 lifted `llmrec` to within noise of no profile at all; docs/findings.md
     "Ablations on Beauty"). 0 = off."""
+    new_item_neighbours: NonNegativeInt = 10
+    """Items without an ID embedding (never seen in training, or added while serving) take as their ID part the
+    softmax-weighted mean of the ID parts of their this many nearest warm items by text (cosine of the frozen text
+    vectors), so a new item starts where the items most like it stand (`llmrec.models.text_neighbours`); found
+    when the model is loaded or the item added, never trained, so it applies to a trained run as set (the
+    new-item offset stays the one fit at training). 0 = their text part alone."""
+    new_item_temperature: PositiveFloat = 0.01
+    """Softmax temperature (> 0) over the text similarities of `new_item_neighbours`: low values let the nearest
+    (often a near-duplicate text) dominate, high ones average the neighbours evenly. 0.01 was chosen on the Beauty
+    cold-item protocol's validation cases (docs/findings.md "Cold items")."""
     new_item_boost: NonNegativeFloat = 0.0
     """Added (>= 0) to the score of every item without an ID embedding (never interacted with in training), so
     new items reach the top of the list; a ranking policy applied to the exact ranking and to ChromaDB retrieval

@@ -73,7 +73,8 @@ def test_training_windows_never_use_the_profile_for_items_it_mentions(max_len):
 
 def test_cold_items_are_scored_from_text(cyclic):
     split, text, inputs = cyclic
-    model = InterestModel(text, inputs, WINDOW, dataclasses.replace(FAST, epochs=2), seed=1).fit(split)
+    config = dataclasses.replace(FAST, epochs=2, new_item_neighbours=0)
+    model = InterestModel(text, inputs, WINDOW, config, seed=1).fit(split)
     model.net.eval()
     table = model.net.items.table()
     cold = np.flatnonzero(~model.seen[1:]) + 1
@@ -113,11 +114,45 @@ def test_a_bounded_id_part_stays_within_its_share_of_the_text_part(cyclic):
     assert torch.allclose(full[~warm], text_part[~warm])  # cold items: their text alone
 
 
-@pytest.mark.parametrize("use_ids", [True, False])
-def test_inference_embeds_only_the_items_it_needs(cyclic, use_ids):
+def test_items_without_an_id_take_the_id_parts_of_their_text_neighbours(cyclic):
+    split, text, _ = cyclic
+    warm = torch.from_numpy(split.train_popularity() > 0)
+    tower = ItemTower(torch.from_numpy(text), warm, hidden=16, use_ids=True, id_dropout=0.0, neighbours=3,
+                      neighbour_temperature=0.1).eval()
+    cold = torch.nonzero(~warm[1:]).squeeze(1) + 1
+    assert len(cold) == 1
+    with torch.no_grad():
+        borrowed = tower.table() - tower.text_table()
+        for item in cold.tolist():  # brute force: cosine to every warm item, the top 3, softmax at 0.1
+            similarity = torch.nn.functional.cosine_similarity(torch.from_numpy(text[item:item + 1]),
+                                                               torch.from_numpy(text), dim=1)
+            similarity[~warm] = -torch.inf
+            top = similarity.topk(3)
+            expected = torch.softmax(top.values / 0.1, 0) @ tower.id_embedding.weight[top.indices]
+            assert torch.allclose(borrowed[item], expected, atol=1e-6)
+        tower.set_neighbours(0, 0.1)
+        assert torch.allclose(tower.table()[cold], tower.text_table()[cold])  # 0: the text part alone
+
+
+def test_a_new_item_with_a_warm_items_text_is_scored_like_it(cyclic):
+    split, text, _ = cyclic
+    warm = torch.from_numpy(split.train_popularity() > 0)
+    tower = ItemTower(torch.from_numpy(text), warm, hidden=16, use_ids=True, id_dropout=0.0, neighbours=5,
+                      neighbour_temperature=0.01).eval()
+    twin = int(torch.nonzero(warm)[0])
+    added = len(text)  # an item added while serving, with the same text as a warm item
+    tower.put_texts(torch.tensor([added]), torch.from_numpy(text[twin:twin + 1]))
+    with torch.no_grad():
+        table = tower.table()
+        assert torch.allclose(table[added], table[twin], atol=1e-4)
+        assert torch.allclose(tower.rows(torch.tensor([added, twin])), table[[added, twin]], atol=1e-6)
+
+
+@pytest.mark.parametrize("use_ids,neighbours", [(True, 0), (True, 3), (False, 3)])
+def test_inference_embeds_only_the_items_it_needs(cyclic, use_ids, neighbours):
     split, text, _ = cyclic
     tower = ItemTower(torch.from_numpy(text), torch.from_numpy(split.train_popularity() > 0), hidden=16,
-                      use_ids=use_ids, id_dropout=0.5).eval()
+                      use_ids=use_ids, id_dropout=0.5, neighbours=neighbours).eval()
     items = torch.tensor([[0, 0, 3, 1, 7], [2, 5, 0, 9, len(text) - 1]])  # left padding, and padding inside
     with torch.no_grad():
         assert torch.allclose(tower.rows(items), tower.table()[items], atol=1e-6)

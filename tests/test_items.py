@@ -12,6 +12,7 @@ from llmrec.claims import ClaimChecker
 from llmrec.errors import ConflictError, DataError, DeletedItemError, UnknownIdError
 from llmrec.models.base import put_rows
 from llmrec.models.interest import InterestModel
+from llmrec.models.text_neighbours import text_neighbours
 from llmrec.online.item_log import ItemChange, ItemLog
 from llmrec.online.items import ItemBook
 from llmrec.pipeline import Recommender
@@ -188,15 +189,22 @@ def test_an_update_changes_the_items_vector_and_a_delete_removes_it(run_dir, log
         again.close()
 
 
-def test_added_items_take_the_text_only_path_and_the_saved_model_keeps_the_trained_items(run_dir, logs):
+def test_added_items_take_their_text_neighbours_id_parts_and_the_saved_model_keeps_the_trained_items(run_dir,
+                                                                                                      logs):
     rec = load(run_dir, logs, "interest.new_item_boost=2.5")
     try:
         rows = len(rec.retrieval_table)
         rec.add_item("added-6", ADDED_TEXT)
         table = rec.retrieval_table
         assert len(table) == rows + 1 and table[-1, -1] == 2.5
-        text_only = rec.model.net.items.text_proj(torch.as_tensor(rec.item_vectors[-1]))
-        assert torch.allclose(table[-1, :-1], text_only, atol=1e-5)
+        tower, config = rec.model.net.items, rec.model.config
+        text_only = tower.text_proj(torch.as_tensor(rec.item_vectors[-1]))
+        neighbours, weights = text_neighbours(torch.as_tensor(rec.item_vectors), torch.tensor([rows]),
+                                              tower.seen[:, 0] > 0, config.new_item_neighbours,
+                                              config.new_item_temperature)
+        borrowed = weights[0] @ tower.id_embedding.weight[neighbours[0]]
+        assert config.new_item_neighbours > 0 and bool(tower.seen[neighbours[0]].all())  # warm items only
+        assert torch.allclose(table[-1, :-1], text_only + borrowed, atol=1e-5)
         histories = torch.tensor([[0, 1, rows]])  # inference embeds a history's items alone: the added one too
         assert torch.allclose(rec.model.net.items.rows(histories)[0], rec.table[histories[0]], atol=1e-5)
         saved = InterestModel.from_state(*rec.model.state(), rec.model.features)

@@ -66,8 +66,12 @@ class InterestModel(Model):
                    config.seed, context.checkpoint_dir(cls.name))
 
     def use_settings(self, config: RunConfig) -> "InterestModel":
-        """The run's device and `interest.new_item_boost` (a ranking policy: the network is unchanged)."""
+        """The run's device and its policies for items without an ID embedding, `interest.new_item_boost` and
+        `interest.new_item_neighbours` (the network is unchanged)."""
         self.set_new_item_boost(config.interest.new_item_boost)
+        wanted = config.interest.new_item_neighbours, config.interest.new_item_temperature
+        if wanted != (self.config.new_item_neighbours, self.config.new_item_temperature):
+            self.set_new_item_neighbours(*wanted)
         return self.to(resolve_device(config.interest.device, "interest.device"))
 
     def to(self, device: torch.device) -> "InterestModel":
@@ -176,6 +180,15 @@ class InterestModel(Model):
     def set_new_item_boost(self, boost: float) -> None:
         """Change `interest.new_item_boost` (a ranking policy: the network is unchanged)."""
         self.config = dataclasses.replace(self.config, new_item_boost=boost)
+
+    def set_new_item_neighbours(self, neighbours: int, temperature: float | None = None) -> None:
+        """Change `interest.new_item_neighbours` (and `new_item_temperature`) on a trained model: the weights do
+        not change, and `new_item_offset` stays the one fit for the setting at training (`calibrate_new_items`
+        fits it again)."""
+        temperature = self.config.new_item_temperature if temperature is None else temperature
+        self.config = dataclasses.replace(self.config, new_item_neighbours=neighbours,
+                                          new_item_temperature=temperature)
+        self.net.items.set_neighbours(neighbours, temperature)
 
     def retrieval_table(self) -> torch.Tensor:
         """[num_items + 1, d (+ D) + 1]: the item vectors as the network scores them (the item tower's, then,

@@ -19,6 +19,7 @@ from llmrec.config import InterestConfig
 from llmrec.models.base import put_rows
 from llmrec.models.content_score import ContentScore
 from llmrec.models.sasrec import causal_attention_mask
+from llmrec.models.text_neighbours import text_neighbours
 from llmrec.models.time_features import NUM_GAPS, NUM_HOURS, NUM_WEEKDAYS
 
 LORA_TARGETS = ["text_proj", "long_term.0", "long_term.2", "fusion.gate", "fusion.query", "fusion.key", "fusion.out"]
@@ -38,15 +39,18 @@ def lora_targets(net: nn.Module) -> list[str]:
 
 
 class ItemTower(nn.Module):
-    """Item vectors = text_proj(text embedding) + ID embedding (items seen in training only; with
-    `id_delta_bound`, its norm at most that share of the text part's). Items never seen in
-    training are represented by their text alone; ID dropout hides the ID part of a random share of the items in
-    each training step, so the network also learns to rank items that have only their text (as in DropoutNet,
-    Volkovs et al. 2017). The kept ID parts are not rescaled: a dropped item looks exactly like a cold one and a
-    kept item exactly like a warm one at inference."""
+    """Item vectors = text_proj(text embedding) + ID part (with `id_delta_bound`, its norm at most that share of
+    the text part's). Items seen in training have a learned ID embedding; items without one (never seen in
+    training, or added while serving) take, with `neighbours` > 0, the softmax-weighted mean of the ID parts of
+    their nearest warm items by text (`llmrec.models.text_neighbours`), and otherwise have their text alone. ID
+    dropout hides the ID part of a random share of the items in each training step, so the network also learns
+    to rank items that have only their text (as in DropoutNet, Volkovs et al. 2017). The kept ID parts are not
+    rescaled: a dropped item looks exactly like a text-only one and a kept item exactly like a warm one at
+    inference."""
 
     def __init__(self, text_vectors: torch.Tensor, seen: torch.Tensor, hidden: int, use_ids: bool,
-                 id_dropout: float, id_delta_bound: float | None = None) -> None:
+                 id_dropout: float, id_delta_bound: float | None = None, neighbours: int = 0,
+                 neighbour_temperature: float = 0.01) -> None:
         super().__init__()
         self.register_buffer("text_vectors", text_vectors.float(), persistent=False)
         self.register_buffer("seen", seen.float().unsqueeze(1), persistent=False)
@@ -56,9 +60,12 @@ class ItemTower(nn.Module):
             nn.init.normal_(self.id_embedding.weight, std=hidden ** -0.5)
         self.id_dropout = id_dropout
         self.id_delta_bound = id_delta_bound
+        for name in ("imputed", "neighbour_index", "neighbour_weights", "imputed_slot"):
+            self.register_buffer(name, None, persistent=False)
+        self.set_neighbours(neighbours, neighbour_temperature)
 
     def text_table(self) -> torch.Tensor:
-        """[num_items + 1, hidden]: the text part alone (what a cold item is); row 0 (padding) is zero."""
+        """[num_items + 1, hidden]: the text part alone; row 0 (padding) is zero."""
         vectors = self.text_proj(self.text_vectors)
         return vectors * (torch.arange(len(vectors), device=vectors.device) > 0).unsqueeze(1)
 
@@ -68,12 +75,15 @@ class ItemTower(nn.Module):
         vectors = self.text_table() if text_table is None else text_table
         if self.id_embedding is not None:
             trained = len(self.id_embedding.weight)
-            ids = self._bounded(self.id_embedding.weight * self.seen[:trained], vectors[:trained])
+            # the padding row is never `seen`, so it stays zero; items added after training have no ID row
+            ids = F.pad(self.id_embedding.weight * self.seen[:trained], (0, 0, 0, len(vectors) - trained))
+            if len(self.imputed):
+                ids = ids.index_copy(0, self.imputed, self._imputed_ids())
+            ids = self._bounded(ids, vectors)
             if self.training and self.id_dropout > 0:
                 keep = torch.rand(ids.shape[0], 1, device=ids.device) >= self.id_dropout
                 ids = ids * keep
-            # the padding row is never `seen`, so it stays zero; items added after training have no ID row
-            vectors = vectors + F.pad(ids, (0, 0, 0, len(vectors) - len(ids)))
+            vectors = vectors + ids
         return vectors
 
     def rows(self, items: torch.Tensor) -> torch.Tensor:
@@ -83,15 +93,56 @@ class ItemTower(nn.Module):
         if self.id_embedding is not None:
             # items added after training have no ID row; they are never `seen`, so any row times 0 stands in
             trained = items.clamp(max=len(self.id_embedding.weight) - 1)
-            vectors = vectors + self._bounded(self.id_embedding(trained) * self.seen[items], vectors)
+            ids = self.id_embedding(trained) * self.seen[items]
+            slots = self.imputed_slot[items]
+            if bool((slots >= 0).any()):
+                ids = torch.where((slots >= 0).unsqueeze(-1), self._imputed_ids()[slots.clamp(min=0)], ids)
+            vectors = vectors + self._bounded(ids, vectors)
         return vectors
 
     def put_texts(self, items: torch.Tensor, text_vectors: torch.Tensor) -> None:
         """Give `items` these text vectors; indices past the table are items added after training (appended
-        in order, never `seen`: the text-only path). The trained weights do not change."""
+        in order, never `seen`: the text-only path, with their text neighbours' ID parts). The trained weights do
+        not change."""
         new = items[items >= len(self.text_vectors)]
         self.text_vectors = put_rows(self.text_vectors, items, text_vectors)
         self.seen = put_rows(self.seen, new, torch.zeros(len(new), 1))
+        self._find_neighbours(items)
+
+    def set_neighbours(self, neighbours: int, temperature: float) -> None:
+        """Borrow the ID parts of items without one from their `neighbours` nearest warm items by text, weighted
+        at `temperature` (0 = text part alone): `interest.new_item_neighbours`, changeable on a trained model."""
+        self.neighbours = neighbours if self.id_embedding is not None else 0
+        self.neighbour_temperature = temperature
+        device = self.seen.device
+        self.imputed = torch.zeros(0, dtype=torch.long, device=device)
+        """The items whose ID part is borrowed from their text neighbours."""
+        self.neighbour_index = torch.zeros(0, 0, dtype=torch.long, device=device)
+        self.neighbour_weights = torch.zeros(0, 0, device=device)
+        self.imputed_slot = torch.full((len(self.text_vectors),), -1, device=device)
+        """Per item, its row in `imputed` (-1: none)."""
+        self._find_neighbours(torch.arange(len(self.text_vectors)))
+
+    def _find_neighbours(self, items: torch.Tensor) -> None:
+        """Find the text neighbours of those of `items` that have no ID embedding (replacing earlier ones)."""
+        items = items.to(self.seen.device)
+        items = items[(items > 0) & (self.seen[items, 0] == 0)]
+        candidates = self.seen[:, 0] > 0
+        if not self.neighbours or not len(items) or not bool(candidates.any()):
+            return
+        index, weights = text_neighbours(self.text_vectors, items, candidates, self.neighbours,
+                                         self.neighbour_temperature)
+        kept = ~torch.isin(self.imputed, items)
+        self.imputed = torch.cat([self.imputed[kept], items])
+        self.neighbour_index = torch.cat([self.neighbour_index[kept].view(-1, index.shape[1]), index])
+        self.neighbour_weights = torch.cat([self.neighbour_weights[kept].view(-1, index.shape[1]), weights])
+        self.imputed_slot = torch.full((len(self.text_vectors),), -1, device=self.seen.device)
+        self.imputed_slot[self.imputed] = torch.arange(len(self.imputed), device=self.seen.device)
+
+    def _imputed_ids(self) -> torch.Tensor:
+        """[len(imputed), hidden]: the ID parts of the `imputed` items, from their neighbours' ID embeddings."""
+        rows = self.id_embedding.weight[self.neighbour_index]
+        return (self.neighbour_weights.unsqueeze(-1) * rows).sum(dim=1)
 
     def _bounded(self, ids: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """ID parts scaled, where longer, to `id_delta_bound` times the norm of their items' text parts."""
@@ -194,7 +245,8 @@ class InterestNet(nn.Module):
         super().__init__()
         d = config.hidden_size
         self.config = config
-        self.items = ItemTower(text_vectors, seen, d, config.use_ids, config.id_dropout, config.id_delta_bound)
+        self.items = ItemTower(text_vectors, seen, d, config.use_ids, config.id_dropout, config.id_delta_bound,
+                               config.new_item_neighbours, config.new_item_temperature)
         self.short_term = ShortTermEncoder(config, max_len)
         self.long_term = nn.Sequential(nn.Linear(profile_dim, d), nn.GELU(), nn.Linear(d, d))
         self.context = nn.ModuleList(_zero_embedding(size + 1, d) for size in context_sizes)
