@@ -7,9 +7,10 @@ bench/results/transfer.json, one record per (target, variant): the target as `da
     ... --pairs movielens-1m:amazon-beauty                                              # one pair, BASE:TARGET
     ... --variants transfer-zero-shot transfer-lora-10pct                              # some of the records
     ... --set interest.lr=0.003                                                         # target overrides
+    ... --base-tag content10-e30     # base: the tuning run `bench/interest.py BASE --tag content10-e30` trained
 
 The base is the benchmark's `llmrec` model of the base dataset (runs/bench-<base>/llmrec, trained by
-bench/interest.py). On the target (its benchmark config and stored profiles, its test split):
+bench/interest.py; with `--base-tag T`, runs/bench-<base>/llmrec@T, and the records are named `<variant>@T`). On the target (its benchmark config and stored profiles, its test split):
 
     transfer-zero-shot    the base network transferred (`llmrec.transfer`), items scored by their text; no training
     transfer-lora-10pct   LoRA adapters trained on a seeded 10 % of the target's training users
@@ -61,13 +62,14 @@ def pair(text: str) -> tuple[str, str]:
 
 
 def measure(base_name: str, target_name: str, variants: list[str], overrides: list[str],
-            command: str) -> Iterator[dict]:
-    """The records of one pair, one variant at a time (see VARIANTS)."""
+            command: str, base_tag: str | None = None) -> Iterator[dict]:
+    """The records of one pair, one variant at a time (see VARIANTS); `base_tag` picks a tuning run's base."""
     name = f"{base_name}->{target_name}"
-    base = BaseRun.load(Path("runs") / f"bench-{base_name}" / "llmrec")
+    suffix = f"@{base_tag}" if base_tag else ""
+    base = BaseRun.load(Path("runs") / f"bench-{base_name}" / f"llmrec{suffix}")
     base_training = training_metrics(base.run_dir / "models" / "llmrec")[0]
-    target = Experiment(bench_config(target_name, [f"run_dir=runs/bench-{target_name}/transfer-from-{base_name}",
-                                                   *overrides]))
+    target = Experiment(bench_config(target_name, [
+        f"run_dir=runs/bench-{target_name}/transfer-from-{base_name}{suffix}", *overrides]))
     target.save_config()
     evaluator = FullRankingEvaluator(target.split, target.config.eval)
 
@@ -76,7 +78,7 @@ def measure(base_name: str, target_name: str, variants: list[str], overrides: li
         metrics = {"NDCG@10": results["NDCG@10"], "HR@10": results["HR@10"], **cost}
         print(f"{name} {variant}: NDCG@10 {metrics['NDCG@10']:.4f} HR@10 {metrics['HR@10']:.4f}", flush=True)
         wall_s = time.perf_counter() - started
-        return {**make_record(target_name, variant, metrics, command, target.config.seed, wall_s),
+        return {**make_record(target_name, variant + suffix, metrics, command, target.config.seed, wall_s),
                 "base_dataset": base_name, "base_training": base_training}
 
     for variant in variants:
@@ -104,12 +106,14 @@ def main() -> None:
                         help="which records to make (default: all four)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="override of the target's config (repeatable), also for transfer-scratch")
+    parser.add_argument("--base-tag", help="the base is the tuning run bench/interest.py BASE --tag BASE_TAG "
+                                           "trained (runs/bench-<base>/llmrec@BASE_TAG)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     command = "LLMREC_DATA_DIR=../shared/datasets python " + shlex.join(sys.argv)
     try:
         for base_name, target_name in args.pairs:
-            for record in measure(base_name, target_name, args.variants, args.overrides, command):
+            for record in measure(base_name, target_name, args.variants, args.overrides, command, args.base_tag):
                 write_records(RESULTS, [record])
     except LlmrecError as exc:
         sys.exit(f"error: {exc}")

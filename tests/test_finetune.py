@@ -105,6 +105,19 @@ def test_zero_shot_transfer_copies_shared_weights_and_scores_the_new_catalog(bas
     assert scores.shape == (5, 31) and torch.isfinite(scores).all()
 
 
+def test_the_content_score_and_its_learned_weight_transfer_with_the_architecture(base, target):
+    split, text, inputs = domain(50, 20, seed=0, context={"gender": ["F", "M"]})
+    with_content = InterestModel(text, inputs, WINDOW, dataclasses.replace(FAST, epochs=2, content_weight=3.0),
+                                 seed=1).fit(split)
+    with torch.no_grad():
+        with_content.net.content.log_weight.fill_(1.234)  # learned: not the initial log(3)
+    model = transferred(with_content, target).model  # the target's config has no content score: the base's rules
+    assert model.config.content_weight == 3.0
+    assert torch.equal(model.net.content.log_weight, with_content.net.content.log_weight)
+    without = transferred(base, target, dataclasses.replace(FAST, content_weight=3.0)).model
+    assert without.config.content_weight is None and without.net.content is None
+
+
 def test_context_features_transfer_only_with_the_same_values(base, target):
     split, text, inputs = target
     reordered = dataclasses.replace(inputs, context_values=[["M", "F"], ["mobile", "web", "tv"]])

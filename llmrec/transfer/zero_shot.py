@@ -8,6 +8,8 @@ Every tensor of the target network takes the base's tensor of the same name and 
   position table fits;
 - `long_term.*`: the profile MLP;
 - `fusion.*`: gate or attention, and the output layer;
+- `content.log_weight`: the weight of the frozen-content score (`interest.content_weight`), which scores any
+  catalog's items by their text as it scored the base's;
 - `context.<f>`: only for a context feature the base has too, under the same name with the same values;
 - `short_term.gap`, `hour`, `weekday` (the target's `interest.time_features`): the base's where it has them.
 
@@ -36,7 +38,7 @@ from llmrec.models.registry import load_model
 from llmrec.models.user_features import UserFeatures
 
 ARCHITECTURE = ("hidden_size", "short_term", "num_blocks", "num_heads", "fusion", "sum_weight", "use_profile",
-                "use_recent", "use_context")
+                "use_recent", "use_context", "content_weight")
 """InterestConfig fields the target model takes from the base (with its `max_len`), so the shapes and the
 forward pass match; the other fields (how to train) are the target's."""
 
