@@ -97,7 +97,8 @@ def latency_record(recommender: Recommender, dataset: str, requests: int, comman
 
 def add_item_record(run_dir: str, overrides: list[str], dataset: str, items: int, command: str, seed: int) -> dict:
     """p50/p99 of `add_item` and of the first `recommend(user, k=10)` after it, for `items` new items: each is a
-    random test user's top recommendation written again under a new id (text only: no trained ID row), asked
+    random test user's top recommendation written again under a new id (no trained ID row: scored by its text and
+    its text neighbours' ID parts, `interest.new_item_neighbours`), asked
     for by that user at once; `included_share` is the share of those first lists that hold it. The items and
     their item log and index live in a scratch state folder, removed afterwards: the run and its bundle are left as
     they were (measure with the embedded index: a Chroma server, `index.host`, would keep the added vectors)."""
@@ -128,6 +129,7 @@ def add_item_record(run_dir: str, overrides: list[str], dataset: str, items: int
                    "first_recommend_p99_ms": float(np.percentile(first_ms, 99)),
                    "included_share": included / items, "catalog_items": recommender.items.catalog_size,
                    "new_item_boost": recommender.config.interest.new_item_boost,
+                   "new_item_neighbours": recommender.config.interest.new_item_neighbours,
                    "retrieval": health["retrieval"], "reranker": health["reranker"]}
         recommender.close()
     print(f"{dataset} add_item latency: p50 {metrics['add_p50_ms']:.2f} ms, p99 {metrics['add_p99_ms']:.2f} ms; "
