@@ -284,7 +284,7 @@ class InterestConfig(TrainingConfig):
     maximum likelihood on the validation interactions, which puts them on the warm items' scale
     (`llmrec.models.new_item_offset`; nothing to fit when no validation item is new). `new_item_boost` adds to
     it. False = no offset."""
-    content_weight: PositiveFloat | None = None
+    content_weight: PositiveFloat | None = 10.0
     """Turns on the frozen-content score and sets its initial weight (> 0): each item's score gains w times the
     cosine similarity of its frozen text vector (the encoder's) to the mean text vector of the user's recent
     items (text-kNN's score), with w > 0 learned with the rest of the network. Cold items then compete with

@@ -13,6 +13,7 @@ from llmrec.config import EvalConfig, InterestConfig
 from llmrec.data.schema import Catalog
 from llmrec.data.split import EvalCases, make_split
 from llmrec.eval.evaluator import FullRankingEvaluator
+from llmrec.models.base import pad_histories
 from llmrec.models.interest import InterestModel, training_examples
 from llmrec.models.interest_net import InterestNet, ItemTower, lora_targets
 from llmrec.models.popularity import Popularity
@@ -163,8 +164,9 @@ def test_new_item_boost_adds_to_the_scores_of_items_without_an_id_embedding(cycl
     model = InterestModel(text, inputs, WINDOW, dataclasses.replace(FAST, epochs=1), seed=1).fit(split)
     users, histories = np.array([0, 1]), [split.train[0], split.train[1]]
     plain = model.score(users, histories)
-    with torch.no_grad():
-        assert torch.allclose(plain, model.interest(users, histories)[0] @ model.net.items.table().T, atol=1e-5)
+    with torch.no_grad():  # the network's dot product (with the frozen-content coordinates, on by default)
+        queries = model.net.scored_queries(model.interest(users, histories)[0], pad_histories(histories, WINDOW))
+        assert torch.allclose(plain, queries @ model.net.scored_items(model.net.items.table()).T, atol=1e-5)
     model.set_new_item_boost(2.5)
     boosted = model.score(users, histories)
     new = torch.from_numpy(~model.seen)
@@ -208,7 +210,9 @@ def test_text_loss_adds_a_next_item_loss_over_the_text_part_alone(cyclic):
     with torch.no_grad():
         hidden, _ = base.net(batch["inputs"], profiles, has_profile.unsqueeze(1) & batch["profile_mask"], context)
         keep = batch["targets"] != 0
-        text_only = full_softmax_loss(hidden[keep], base.net.items.text_table(), batch["targets"][keep])
+        queries = base.net.scored_queries(hidden, batch["inputs"])[keep]
+        text_only = full_softmax_loss(queries, base.net.scored_items(base.net.items.text_table()),
+                                      batch["targets"][keep])
         difference = weighted._loss(weighted.net, batch) - base._loss(base.net, batch)
     assert torch.allclose(difference, 0.5 * text_only, atol=1e-5)
 

@@ -102,8 +102,7 @@ class ItemTower(nn.Module):
 
     def put_texts(self, items: torch.Tensor, text_vectors: torch.Tensor) -> None:
         """Give `items` these text vectors; indices past the table are items added after training (appended
-        in order, never `seen`: the text-only path, with their text neighbours' ID parts). The trained weights do
-        not change."""
+        in order, never `seen`: scored as items never seen in training are). The trained weights do not change."""
         new = items[items >= len(self.text_vectors)]
         self.text_vectors = put_rows(self.text_vectors, items, text_vectors)
         self.seen = put_rows(self.seen, new, torch.zeros(len(new), 1))
@@ -115,12 +114,10 @@ class ItemTower(nn.Module):
         self.neighbours = neighbours if self.id_embedding is not None else 0
         self.neighbour_temperature = temperature
         device = self.seen.device
-        self.imputed = torch.zeros(0, dtype=torch.long, device=device)
-        """The items whose ID part is borrowed from their text neighbours."""
-        self.neighbour_index = torch.zeros(0, 0, dtype=torch.long, device=device)
-        self.neighbour_weights = torch.zeros(0, 0, device=device)
-        self.imputed_slot = torch.full((len(self.text_vectors),), -1, device=device)
-        """Per item, its row in `imputed` (-1: none)."""
+        self.imputed = torch.zeros(0, dtype=torch.long, device=device)  # items whose ID part is borrowed
+        self.neighbour_index = torch.zeros(0, 0, dtype=torch.long, device=device)  # [len(imputed), k]
+        self.neighbour_weights = torch.zeros(0, 0, device=device)  # [len(imputed), k]
+        self.imputed_slot = torch.full((len(self.text_vectors),), -1, device=device)  # item -> row in imputed
         self._find_neighbours(torch.arange(len(self.text_vectors)))
 
     def _find_neighbours(self, items: torch.Tensor) -> None:
