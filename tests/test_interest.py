@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from llmrec.config import EvalConfig, InterestConfig
+from llmrec.config import EvalConfig, InterestConfig, load_config
 from llmrec.data.schema import Catalog
 from llmrec.data.split import EvalCases, make_split
 from llmrec.eval.evaluator import FullRankingEvaluator
@@ -173,6 +173,19 @@ def test_new_item_boost_adds_to_the_scores_of_items_without_an_id_embedding(cycl
     new[0] = False  # padding
     assert torch.allclose(boosted - plain, 2.5 * new.float(), atol=1e-5)
     assert int(new.sum()) == 1
+
+
+def test_a_trained_model_takes_the_runs_new_item_neighbours(tmp_path, cyclic):
+    split, text, inputs = cyclic
+    model = InterestModel(text, inputs, WINDOW, dataclasses.replace(FAST, epochs=1), seed=1).fit(split)
+    cold = int(np.flatnonzero(~model.seen[1:])[0]) + 1
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m").use_settings(load_config(overrides=["interest.new_item_neighbours=0"]))
+    with torch.no_grad():
+        items = loaded.net.items
+        assert torch.allclose(items.table()[cold], items.text_table()[cold])  # 0: the text part alone
+        trained = model.net.items
+        assert not torch.allclose(trained.table()[cold], trained.text_table()[cold])  # default 10: borrowed
 
 
 def test_the_new_item_offset_gives_new_items_the_share_of_probability_they_took(tmp_path, cyclic):
