@@ -278,8 +278,8 @@ class InterestModel(Model):
         if self.config.profile_dropout > 0:
             has_profile = has_profile & (torch.rand(len(has_profile), 1, device=self.device)
                                          >= self.config.profile_dropout)
-        hidden, _ = net(batch["inputs"], profiles, has_profile, context, times=batch.get("times"), table=table)
-        hidden = self.net.scored_queries(hidden, batch["inputs"])
+        hidden, _ = net(batch["inputs"], profiles, has_profile, context, times=batch.get("times"), table=table,
+                        scored=True)
         targets = batch["targets"]
         keep = targets != 0
         hidden, targets = hidden[keep], targets[keep]

@@ -253,13 +253,16 @@ class InterestNet(nn.Module):
         self.content = None if config.content_weight is None else ContentScore(config.content_weight)
 
     def forward(self, recent: torch.Tensor, profile: torch.Tensor, has_profile: torch.Tensor, context: torch.Tensor,
-                times: torch.Tensor | None = None, table: torch.Tensor | None = None
+                times: torch.Tensor | None = None, table: torch.Tensor | None = None, scored: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """recent [B, L] (left-padded item indices), profile [B, P], has_profile [B] (or [B, L] per position),
         context [B, F] category ids (0 = unknown), times [B, L, 3] (gap, hour, weekday) ids of the recent items
         (`llmrec.models.time_features`; None = unknown); `table` = `items.table()` when the caller already has
-        it (training does; inference embeds only the recent items)."""
-        return self.fusion(*self._inputs(recent, profile, has_profile, context, times, table))
+        it (training does; inference embeds only the recent items). `scored`: the interest vectors as they are
+        scored (`scored_queries`), which training asks for inside the forward pass, where a DistributedDataParallel
+        wrapper sees every parameter the loss uses (the content weight too)."""
+        hidden, weights = self.fusion(*self._inputs(recent, profile, has_profile, context, times, table))
+        return (self.scored_queries(hidden, recent) if scored else hidden), weights
 
     def components(self, recent: torch.Tensor, profile: torch.Tensor, has_profile: torch.Tensor,
                    context: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
