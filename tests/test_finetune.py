@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 
 import numpy as np
@@ -106,15 +107,14 @@ def test_zero_shot_transfer_copies_shared_weights_and_scores_the_new_catalog(bas
 
 
 def test_the_content_score_and_its_learned_weight_transfer_with_the_architecture(base, target):
+    model = transferred(base, target, dataclasses.replace(FAST, content_weight=None)).model  # the base's rules
+    assert model.config.content_weight == base.config.content_weight is not None
+    assert not torch.isclose(base.net.content.log_weight, torch.tensor(math.log(base.config.content_weight)))
+    assert torch.equal(model.net.content.log_weight, base.net.content.log_weight)  # learned, then carried
     split, text, inputs = domain(50, 20, seed=0, context={"gender": ["F", "M"]})
-    with_content = InterestModel(text, inputs, WINDOW, dataclasses.replace(FAST, epochs=2, content_weight=3.0),
-                                 seed=1).fit(split)
-    with torch.no_grad():
-        with_content.net.content.log_weight.fill_(1.234)  # learned: not the initial log(3)
-    model = transferred(with_content, target).model  # the target's config has no content score: the base's rules
-    assert model.config.content_weight == 3.0
-    assert torch.equal(model.net.content.log_weight, with_content.net.content.log_weight)
-    without = transferred(base, target, dataclasses.replace(FAST, content_weight=3.0)).model
+    plain = InterestModel(text, inputs, WINDOW, dataclasses.replace(FAST, epochs=2, content_weight=None),
+                          seed=1).fit(split)
+    without = transferred(plain, target).model  # the target's config has the content score (the default)
     assert without.config.content_weight is None and without.net.content is None
 
 

@@ -204,7 +204,8 @@ def test_added_items_take_their_text_neighbours_id_parts_and_the_saved_model_kee
                                               config.new_item_temperature)
         borrowed = weights[0] @ tower.id_embedding.weight[neighbours[0]]
         assert config.new_item_neighbours > 0 and bool(tower.seen[neighbours[0]].all())  # warm items only
-        assert torch.allclose(table[-1, :-1], text_only + borrowed, atol=1e-5)
+        hidden = tower.text_proj.out_features  # the item tower's coordinates (then the content score's, the boost)
+        assert torch.allclose(table[-1, :hidden], text_only + borrowed, atol=1e-5)
         histories = torch.tensor([[0, 1, rows]])  # inference embeds a history's items alone: the added one too
         assert torch.allclose(rec.model.net.items.rows(histories)[0], rec.table[histories[0]], atol=1e-5)
         saved = InterestModel.from_state(*rec.model.state(), rec.model.features)
