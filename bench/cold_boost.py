@@ -11,6 +11,7 @@ records `llmrec-cold5pct<@tag>+no-cold-path` (text alone, no offset: the model w
 
 The model is the one `bench/interest.py <dataset> --cold-models llmrec [--tag T --set ...]` trained (same tag and
 overrides, so the same folder and config); neighbours, offset and boost change only the ranking, never the network.
+With `--warm`, the standard split's model (`--variants llmrec --no-cold`) instead: records `llmrec<@tag>...`.
 """
 
 from __future__ import annotations
@@ -45,16 +46,22 @@ def main() -> None:
     parser.add_argument("--neighbours", nargs="+", type=int, default=[0, 10],
                         help="interest.new_item_neighbours values to compare (0 = text alone)")
     parser.add_argument("--temperature", type=float, help="interest.new_item_temperature (default: the config's)")
+    parser.add_argument("--warm", action="store_true",
+                        help="the standard split's model instead (bench/interest.py --variants llmrec --no-cold "
+                             "[--tag T]); records `llmrec<@tag>...`")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     command = "LLMREC_DATA_DIR=../shared/datasets python " + shlex.join(sys.argv)
     suffix = f"@{args.tag}" if args.tag else ""
-    config = bench_config(args.dataset, [f"run_dir=runs/bench-{args.dataset}/cold{suffix}", *COLD, *args.overrides])
+    run = [f"run_dir=runs/bench-{args.dataset}/llmrec{suffix}"] if args.warm else [
+        f"run_dir=runs/bench-{args.dataset}/cold{suffix}", *COLD]
+    config = bench_config(args.dataset, [*run, *args.overrides])
     experiment = Experiment(config)
     model_dir = experiment.model_dir(InterestModel.name)
     if not (model_dir / "model.json").is_file():
-        sys.exit(f"no trained cold model in {model_dir}: run bench/interest.py {args.dataset} --variants "
-                 f"--baselines --cold-models llmrec {'--tag ' + args.tag if args.tag else ''} (same --set) first")
+        models = "llmrec --baselines --no-cold" if args.warm else "--baselines --cold-models llmrec"
+        sys.exit(f"no trained model in {model_dir}: run bench/interest.py {args.dataset} --variants {models} "
+                 f"{'--tag ' + args.tag if args.tag else ''} (same --set) first")
     model = experiment.model(InterestModel.name)
     evaluator = experiment.evaluator()
     cost = training_metrics(model_dir)[0]
@@ -73,7 +80,7 @@ def main() -> None:
         write_records(RESULTS, [make_record(args.dataset, name, metrics, command, config.seed,
                                             time.perf_counter() - started)])
 
-    name = f"llmrec-cold5pct{suffix}"
+    name = f"llmrec{'' if args.warm else '-cold5pct'}{suffix}"
     model.set_new_item_neighbours(0)
     model.new_item_offset = 0.0
     model.set_new_item_boost(0.0)
