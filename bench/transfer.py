@@ -10,7 +10,8 @@ bench/results/transfer.json, one record per (target, variant): the target as `da
     ... --base-tag content10-e30     # base: the tuning run `bench/interest.py BASE --tag content10-e30` trained
 
 The base is the benchmark's `llmrec` model of the base dataset (runs/bench-<base>/llmrec, trained by
-bench/interest.py; with `--base-tag T`, runs/bench-<base>/llmrec@T, and the records are named `<variant>@T`). On the target (its benchmark config and stored profiles, its test split):
+bench/interest.py; with `--base-tag T`, runs/bench-<base>/llmrec@T, and the records are named `<variant>@T`).
+On the target (its benchmark config and stored profiles, its test split):
 
     transfer-zero-shot    the base network transferred (`llmrec.transfer`), items scored by their text; no training
     transfer-lora-10pct   LoRA adapters trained on a seeded 10 % of the target's training users
