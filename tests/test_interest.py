@@ -188,6 +188,18 @@ def test_a_trained_model_takes_the_runs_new_item_neighbours(tmp_path, cyclic):
         assert not torch.allclose(trained.table()[cold], trained.text_table()[cold])  # default 10: borrowed
 
 
+def test_a_model_saved_before_the_content_score_existed_loads_without_it(cyclic):
+    split, text, inputs = cyclic
+    model = InterestModel(text, inputs, WINDOW, dataclasses.replace(FAST, epochs=1, content_weight=None),
+                          seed=1).fit(split)
+    params, tensors = model.state()
+    del params["config"]["content_weight"]  # as saved by versions without the field
+    loaded = InterestModel.from_state(params, tensors, model.features)
+    users, histories = np.array([0, 1]), [split.train[0], split.train[1]]
+    assert loaded.net.content is None
+    assert torch.allclose(loaded.score(users, histories), model.score(users, histories), atol=1e-6)
+
+
 def test_the_new_item_offset_gives_new_items_the_share_of_probability_they_took(tmp_path, cyclic):
     split, text, inputs = cyclic
     model = InterestModel(text, inputs, WINDOW, dataclasses.replace(FAST, epochs=1), seed=1).fit(split)

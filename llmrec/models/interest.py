@@ -249,7 +249,8 @@ class InterestModel(Model):
         if (features.profile_dim, features.context_sizes) != shape:
             raise DataError(f"the user feature store (long-term width {features.profile_dim}, context sizes "
                             f"{features.context_sizes}) does not fit the model ({shape[0]}, {shape[1]})")
-        config = InterestConfig(**{**params["config"], "device": "cpu"})
+        # models saved before the frozen-content score existed have none (it changes the network's parameters)
+        config = InterestConfig(**{"content_weight": None, **params["config"], "device": "cpu"})
         model = cls(tensors["item_vectors"].numpy(), features, params["window"], config, params["seed"],
                     seen=tensors["seen"].numpy())
         model.new_item_offset = params.get("new_item_offset", 0.0)  # models saved before it: none
