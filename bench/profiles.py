@@ -18,7 +18,10 @@ users):
                                                      bench/profiles/<dataset>.jsonl.gz (resumable; stored texts
                                                      that fail today's checks are written again)
     ... --write-store --no-export --set profile.adapter=...   the same into the run's store only (a writer
-                                                     that becomes the default once it has every user)
+                                                     that becomes the default once it has every user); on a
+                                                     fresh clone, resume from the committed partial export
+                                                     with --set profile.preload=bench/profiles/<dataset>.tuned-
+                                                     partial.jsonl.gz
     ... --store-quality                              profile-store-quality: the committed store, measured
     ... --measure-limit                              first measure llama.cpp's raw speed (idle machine!)
 
