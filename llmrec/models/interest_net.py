@@ -95,8 +95,9 @@ class ItemTower(nn.Module):
             trained = items.clamp(max=len(self.id_embedding.weight) - 1)
             ids = self.id_embedding(trained) * self.seen[items]
             slots = self.imputed_slot[items]
-            if bool((slots >= 0).any()):
-                ids = torch.where((slots >= 0).unsqueeze(-1), self._imputed_ids()[slots.clamp(min=0)], ids)
+            borrowed = slots >= 0
+            if bool(borrowed.any()):  # only the request's items without an ID embedding
+                ids = ids.masked_scatter(borrowed.unsqueeze(-1), self._imputed_ids(slots[borrowed]))
             vectors = vectors + self._bounded(ids, vectors)
         return vectors
 
@@ -136,10 +137,13 @@ class ItemTower(nn.Module):
         self.imputed_slot = torch.full((len(self.text_vectors),), -1, device=self.seen.device)
         self.imputed_slot[self.imputed] = torch.arange(len(self.imputed), device=self.seen.device)
 
-    def _imputed_ids(self) -> torch.Tensor:
-        """[len(imputed), hidden]: the ID parts of the `imputed` items, from their neighbours' ID embeddings."""
-        rows = self.id_embedding.weight[self.neighbour_index]
-        return (self.neighbour_weights.unsqueeze(-1) * rows).sum(dim=1)
+    def _imputed_ids(self, slots: torch.Tensor | None = None) -> torch.Tensor:
+        """[len(slots), hidden]: the ID parts of the `imputed` items at `slots` (all when None), from their
+        neighbours' ID embeddings."""
+        index, weights = self.neighbour_index, self.neighbour_weights
+        if slots is not None:
+            index, weights = index[slots], weights[slots]
+        return (weights.unsqueeze(-1) * self.id_embedding.weight[index]).sum(dim=1)
 
     def _bounded(self, ids: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """ID parts scaled, where longer, to `id_delta_bound` times the norm of their items' text parts."""
