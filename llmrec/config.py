@@ -271,6 +271,11 @@ class InterestConfig(TrainingConfig):
     """Softmax temperature (> 0) over the text similarities of `new_item_neighbours`: low values let the nearest
     (often a near-duplicate text) dominate, high ones average the neighbours evenly. 0.01 was chosen on the Beauty
     cold-item protocol's validation cases (docs/findings.md "Cold items")."""
+    new_item_ndcg_budget: Probability = 0.01
+    """The largest share (0 to 1) of validation NDCG@10 that new items may cost when the new-item offset is fit
+    (`calibrate_new_items`): against the same model ranking the warm items alone, the likelihood's offset is
+    lowered until lifting new items into the lists pushes out no more warm hits than this. A product's trade-off
+    between reaching new items and accuracy on the rest; 1 = no cap (the likelihood's offset)."""
     new_item_boost: NonNegativeFloat = 0.0
     """Added (>= 0) to the score of every item without an ID embedding (never interacted with in training), so
     new items reach the top of the list; a ranking policy applied to the exact ranking and to ChromaDB retrieval
@@ -281,9 +286,9 @@ class InterestConfig(TrainingConfig):
     calibrate_new_items: StrictBool = True
     """After training from scratch (not domain fine-tuning, `llmrec.transfer`, whose items are all new to the
     source model), fit one offset for the items without an ID embedding (scored from their text alone) by
-    maximum likelihood on the validation interactions, which puts them on the warm items' scale
-    (`llmrec.models.new_item_offset`; nothing to fit when no validation item is new). `new_item_boost` adds to
-    it. False = no offset."""
+    maximum likelihood on the validation interactions, which puts them on the warm items' scale, capped by
+    `new_item_ndcg_budget` (`llmrec.models.new_item_offset`; no likelihood to fit when no validation item is new:
+    0, capped). `new_item_boost` adds to it. False = no offset."""
     content_weight: PositiveFloat | None = 10.0
     """Turns on the frozen-content score and sets its initial weight (> 0): each item's score gains w times the
     cosine similarity of its frozen text vector (the encoder's) to the mean text vector of the user's recent

@@ -163,14 +163,15 @@ def test_new_item_boost_adds_to_the_scores_of_items_without_an_id_embedding(cycl
     split, text, inputs = cyclic
     model = InterestModel(text, inputs, WINDOW, dataclasses.replace(FAST, epochs=1), seed=1).fit(split)
     users, histories = np.array([0, 1]), [split.train[0], split.train[1]]
+    new = torch.from_numpy(~model.seen)
+    new[0] = False  # padding
     plain = model.score(users, histories)
     with torch.no_grad():  # the network's dot product (with the frozen-content coordinates, on by default)
         queries = model.net.scored_queries(model.interest(users, histories)[0], pad_histories(histories, WINDOW))
-        assert torch.allclose(plain, queries @ model.net.scored_items(model.net.items.table()).T, atol=1e-5)
+        network = queries @ model.net.scored_items(model.net.items.table()).T
+        assert torch.allclose(plain, network + model.new_item_offset * new.float(), atol=1e-5)
     model.set_new_item_boost(2.5)
     boosted = model.score(users, histories)
-    new = torch.from_numpy(~model.seen)
-    new[0] = False  # padding
     assert torch.allclose(boosted - plain, 2.5 * new.float(), atol=1e-5)
     assert int(new.sum()) == 1
 
@@ -203,15 +204,20 @@ def test_a_model_saved_before_the_content_score_existed_loads_without_it(cyclic)
 def test_the_new_item_offset_gives_new_items_the_share_of_probability_they_took(tmp_path, cyclic):
     split, text, inputs = cyclic
     model = InterestModel(text, inputs, WINDOW, dataclasses.replace(FAST, epochs=1), seed=1).fit(split)
-    assert model.new_item_offset == 0.0  # no validation item was new: nothing to fit
+    fitted = model.calibrate_new_items(split.valid)  # as `fit` did
+    assert fitted.likelihood is None  # no validation item was new: no likelihood to fit; 0, capped by the budget
+    assert model.new_item_offset == fitted.value == min(0.0, fitted.budget_cap)
     cold = int(np.flatnonzero(~model.seen[1:])[0]) + 1
     cases = split.valid.subset(np.arange(40))
     cases = EvalCases(cases.users, cases.histories,
                       [np.array([cold]) if i % 4 == 0 else t for i, t in enumerate(cases.targets)])  # 10 of 40
-    plain = model.score(cases.users, cases.histories)
-    offset = model.calibrate_new_items(cases)
+    plain, previous = model.score(cases.users, cases.histories), model.new_item_offset
+    fit = model.calibrate_new_items(cases, ndcg_budget=1.0)  # the likelihood's offset, uncapped
+    offset = fit.value
     scores = model.score(cases.users, cases.histories)
-    assert offset is not None and torch.allclose(scores[:, cold] - plain[:, cold], torch.tensor(offset), atol=1e-4)
+    assert offset == fit.likelihood
+    assert torch.allclose(scores[:, cold] - plain[:, cold], torch.tensor(offset - previous, dtype=torch.float32),
+                          atol=1e-4)
     exclusion = Exclusion(cases.histories, keep=cases.targets)
     probabilities = torch.softmax(exclusion.apply(scores).double(), dim=1)
     assert float(probabilities[:, cold].sum()) == pytest.approx(10, abs=1e-3)  # the likelihood's optimum

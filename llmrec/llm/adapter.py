@@ -32,7 +32,7 @@ class AdapterManifest:
     """The chat template (e.g. `profile/tuned.v1`) the adapter was trained to answer."""
     reward: str
     teacher_prompt: str
-    """The template the base model answered when the training samples were drawn."""
+    """The template the sampling writer answered when the training samples were drawn."""
     tuning_users: int
     check_users: int
     """How many users were set aside for checks when the tuning users were drawn (`profile_tune.check_users`):
@@ -46,6 +46,9 @@ class AdapterManifest:
     created: str = ""
     grammar: bool = False
     """Whether the samples were decoded with the profile grammar; the tuned writer then decodes with it too."""
+    teacher_model: str = ""
+    """The writer that drew the samples: the base model, or a tuned writer (`...+lora:<dataset>@<digest>`) for a
+    later round of expert iteration; empty in manifests written before it was recorded."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -23,7 +23,7 @@ from llmrec.device import resolve_device
 from llmrec.errors import DataError, ModelNotTrainedError
 from llmrec.models.base import BuildContext, Model, pad_histories
 from llmrec.models.interest_net import InterestNet
-from llmrec.models.new_item_offset import fit_new_item_offset
+from llmrec.models.new_item_offset import NewItemOffset, fit_new_item_offset
 from llmrec.models.time_features import TimeLookup, pad_time_features, time_features
 from llmrec.models.user_features import FILENAME as FEATURES_FILE
 from llmrec.models.user_features import UserFeatures
@@ -119,18 +119,20 @@ class InterestModel(Model):
         self.report = trainer.fit()
         return self
 
-    def calibrate_new_items(self, cases: EvalCases) -> float | None:
-        """Fit `new_item_offset` by maximum likelihood on `cases` (`llmrec.models.new_item_offset`); returns it,
-        or None (and the offset is 0) when no case's item is new."""
+    def calibrate_new_items(self, cases: EvalCases, ndcg_budget: float | None = None) -> NewItemOffset | None:
+        """Fit `new_item_offset` on `cases`: the maximum-likelihood offset, capped by the NDCG budget (None =
+        `interest.new_item_ndcg_budget`; `llmrec.models.new_item_offset`); returns what was fit, or None (and the
+        offset is 0) when no item is new."""
+        budget = self.config.new_item_ndcg_budget if ndcg_budget is None else ndcg_budget
         boost = self.config.new_item_boost
         self.new_item_offset = 0.0
         self.set_new_item_boost(0.0)
         try:
-            offset = fit_new_item_offset(self, cases, self._new_items())
+            fit = fit_new_item_offset(self, cases, self._new_items(), budget)
         finally:
             self.set_new_item_boost(boost)
-        self.new_item_offset = offset or 0.0
-        return offset
+        self.new_item_offset = fit.value if fit else 0.0
+        return fit
 
     def load_weights(self, state: dict[str, torch.Tensor]) -> "InterestModel":
         """Load the network's weights (a saved model's, or those transferred from another run by
