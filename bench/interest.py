@@ -4,6 +4,10 @@ reused); every llmrec variant is trained in its own folder. Writes bench/results
 
     LLMREC_DATA_DIR=../shared/datasets python bench/interest.py movielens-1m amazon-beauty
     ... --variants llmrec llmrec-no-profile        only these variants (see VARIANTS)
+    ... --variants llmrec llmrec-tuned-profile llmrec-no-profile
+                                                    the tuned writer's profiles (bench/adapters/<dataset>, its
+                                                    store from bench/profiles.py --write-store --set
+                                                    profile.adapter=...) beside the base writer's and none
     ... --tag idd0 --set interest.id_dropout=0      a tuning run: its own folders, records named
                                                     `<variant>@idd0` in bench/results/interest_tuning.json
     ... --variants --baselines sasrec --tag lr2 --set sasrec.lr=0.002
@@ -33,9 +37,11 @@ from records import make_record, training_metrics, write_records  # noqa: E402
 BENCH = Path(__file__).parent
 RESULTS = BENCH / "results" / "interest.json"
 BASELINES = ["popularity", "text-knn", "itemknn", "userknn", "lightgcn", "sasrec"]
-VARIANTS: dict[str, list[str]] = {
+VARIANTS: dict[str, list[str]] = {  # `{dataset}` is filled in
     "llmrec": [],
     "llmrec-no-profile": ["interest.use_profile=false"],
+    "llmrec-tuned-profile": ["profile.adapter=bench/adapters/{dataset}",
+                             "profile.preload=bench/profiles/{dataset}.tuned.jsonl.gz"],
     "llmrec-no-recent": ["interest.use_recent=false"],
     "llmrec-no-context": ["interest.use_context=false"],
     "llmrec-no-ids": ["interest.use_ids=false"],
@@ -118,7 +124,8 @@ def main() -> None:
             write_records(results, [evaluate(dataset, model, model + baseline_suffix,
                                              [*folder, *baseline_overrides], command)])
         for name in args.variants:
-            overrides = [f"run_dir={run_dir}/{name}{suffix}", *VARIANTS[name], *args.overrides]
+            variant = [override.format(dataset=dataset) for override in VARIANTS[name]]
+            overrides = [f"run_dir={run_dir}/{name}{suffix}", *variant, *args.overrides]
             write_records(results, [evaluate(dataset, "llmrec", name + suffix, overrides, command)])
         if not args.no_cold:
             for model in args.cold_models:

@@ -17,11 +17,9 @@ users):
     ... --write-store [--minutes 60] [--shard 0/2]   write every user's profile with the default writer into
                                                      bench/profiles/<dataset>.jsonl.gz (resumable; stored texts
                                                      that fail today's checks are written again)
-    ... --write-store --no-export --set profile.adapter=...   the same into the run's store only (a writer
-                                                     that becomes the default once it has every user); on a
-                                                     fresh clone, resume from the committed partial export
-                                                     with --set profile.preload=bench/profiles/<dataset>.tuned-
-                                                     partial.jsonl.gz
+    ... --write-store --set profile.adapter=bench/adapters/<dataset>   the same with the tuned writer, into
+                                                     bench/profiles/<dataset>.tuned.jsonl.gz (the store of the
+                                                     `llmrec-tuned-profile` variant of bench/interest.py)
     ... --store-quality                              profile-store-quality: the committed store, measured
     ... --measure-limit                              first measure llama.cpp's raw speed (idle machine!)
 
@@ -64,27 +62,28 @@ CHUNK_USERS = 200
 EXAMPLES = 10
 
 
-def export_path(dataset: str) -> Path:
-    return BENCH / "profiles" / f"{dataset}.jsonl.gz"
+def export_path(dataset: str, tuned: bool = False) -> Path:
+    """The committed store of the default writer, or of the tuned writer (`profile.adapter`)."""
+    return BENCH / "profiles" / f"{dataset}{'.tuned' if tuned else ''}.jsonl.gz"
 
 
-def write_llm_profiles(experiment: Experiment, minutes: float | None, shard: tuple[int, int] = (0, 1),
-                       export: bool = True) -> dict[str, float] | None:
-    """Write missing LLM profiles chunk by chunk into the run's store, exporting after each unless `export` is
-    False; returns the throughput of this run (None when nothing needed writing). Rates count users the LLM was
-    asked about (not short histories). `shard` (k, n) restricts the run to users whose index is k modulo n."""
+def write_llm_profiles(experiment: Experiment, minutes: float | None,
+                       shard: tuple[int, int] = (0, 1)) -> dict[str, float] | None:
+    """Write missing LLM profiles chunk by chunk into the run's store, exporting after each (the tuned writer's
+    into its own file); returns the throughput of this run (None when nothing needed writing). Rates count users
+    the LLM was asked about (not short histories). `shard` (k, n) restricts the run to users whose index is k
+    modulo n."""
     service = experiment.profiles
-    path = export_path(experiment.dataset.name)
+    path = export_path(experiment.dataset.name, tuned=service.adapter is not None)
     deadline = time.monotonic() + 60 * minutes if minutes else None
     users = np.arange(shard[0], experiment.split.num_users, shard[1])
     for start in range(0, len(users), CHUNK_USERS):
         if deadline and time.monotonic() > deadline:
             logging.info("time budget spent; rerun to continue")
             break
-        if service.write_all(users[start:start + CHUNK_USERS], recheck=True).written and export:
+        if service.write_all(users[start:start + CHUNK_USERS], recheck=True).written:
             export_store(service, path)
-    if export:
-        export_store(service, path)
+    export_store(service, path)
     stats = service.writer.stats
     if not stats.llm_seconds:
         return None
@@ -98,7 +97,7 @@ def write_llm_profiles(experiment: Experiment, minutes: float | None, shard: tup
 
 
 def export_store(service: ProfileService, path: Path) -> None:
-    """The default writer's profiles (only: check users' profiles by other writers share the run's store)."""
+    """The service's writer's profiles (only: check users' profiles by other writers share the run's store)."""
     service.store.export(path, service.dataset_name, (service.prompt_version, service.model_id))
 
 
@@ -267,9 +266,6 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, help="with --write-store: stop writing after this long")
     parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N",
                         help="with --write-store: only users whose index is K modulo N")
-    parser.add_argument("--no-export", action="store_true",
-                        help="with --write-store: keep the profiles in the run's store only, leaving the committed "
-                             "store as it is (a writer that becomes the default once every user has its profile)")
     parser.add_argument("--adapter", metavar="DIR",
                         help="also check the tuned writer of this adapter folder ({dataset} is filled in)")
     parser.add_argument("--writers", nargs="+", choices=list(WRITERS), default=list(WRITERS),
@@ -292,16 +288,19 @@ def main() -> None:
         write_records(RESULTS / "profiles.json", [make_record(
             "none", "llamacpp-limit", limit, command, config.seed, time.perf_counter() - started)])
     for dataset in args.datasets:
-        preload = [f"profile.preload={export_path(dataset)}"] if export_path(dataset).is_file() else []
-        config = load_config(BENCH / "configs" / f"{dataset}.yaml", preload + args.overrides)
+        config = load_config(BENCH / "configs" / f"{dataset}.yaml", args.overrides)
+        store = export_path(dataset, tuned=config.profile.adapter is not None)
+        if store.is_file():
+            config = load_config(BENCH / "configs" / f"{dataset}.yaml", [f"profile.preload={store}", *args.overrides])
         experiment = Experiment(config)
         started = time.perf_counter()
         if args.store_quality:
             write_records(RESULTS / "profiles.json", [store_quality(experiment, command)])
             continue
         if args.write_store:
-            throughput = write_llm_profiles(experiment, args.minutes, args.shard, export=not args.no_export)
-            if throughput and args.shard[0] == 0 and not args.no_export:  # the default writer's, first shard's
+            throughput = write_llm_profiles(experiment, args.minutes, args.shard)
+            default_writer = config.profile.adapter is None
+            if throughput and args.shard[0] == 0 and default_writer:  # the default writer's, first shard's
                 throughput["writers_side_by_side"] = args.shard[1]
                 write_records(RESULTS / "profiles.json", [make_record(
                     dataset, "profile-writer-llamacpp", throughput, command, config.seed,

@@ -34,6 +34,7 @@ class AdapterManifest:
     teacher_prompt: str
     """The template the sampling writer answered when the training samples were drawn."""
     tuning_users: int
+    """Users whose samples were read (the drawn `profile_tune.users`, or fewer when training began early)."""
     check_users: int
     """How many users were set aside for checks when the tuning users were drawn (`profile_tune.check_users`):
     a check of this adapter must use the same number, or its users could overlap the tuning users."""

@@ -183,7 +183,7 @@ class ProfileTuner:
             dataset=self.profiles.dataset_name,
             prompt=ChatTemplate.load("profile", tune.prompt).key, reward=REWARD,
             teacher_prompt=self.profiles.prompt_version, teacher_model=self.profiles.model_id,
-            tuning_users=len(self.groups.tuning),
+            tuning_users=len({line["user_id"] for line in self.read_samples()}),  # sampled, maybe not all drawn
             check_users=len(self.groups.check),
             samples_per_user=tune.samples, examples=len(examples), steps=steps,
             lora={"r": tune.lora_r, "alpha": tune.lora_alpha, "dropout": tune.lora_dropout,
