@@ -20,7 +20,12 @@ users):
     ... --write-store --set profile.adapter=bench/adapters/<dataset>   the same with the tuned writer, into
                                                      bench/profiles/<dataset>.tuned.jsonl.gz (the store of the
                                                      `llmrec-tuned-profile` variant of bench/interest.py)
+    ... --adapter runs/.../adapter --writers llm-tuned --tag dpo
+                                                     a trial writer: records `profile-llm-tuned-dpo` and
+                                                     `profile-quality-llm-tuned-dpo` (naming the adapter), no
+                                                     examples or throughput
     ... --store-quality                              profile-store-quality: the committed store, measured
+                                                     (-tuned: the tuned writer's, with --set profile.adapter=...)
     ... --measure-limit                              first measure llama.cpp's raw speed (idle machine!)
 
 Stored profiles (the committed stores are preloaded) are reused when their history, prompt and model match and
@@ -192,7 +197,8 @@ def evaluate_writers(experiment: Experiment, adapter: Path | None, writers: Sequ
 
 
 def store_quality(experiment: Experiment, command: str) -> dict:
-    """`profile-store-quality`: `profile_quality` over every profile of the committed store of this dataset."""
+    """`profile-store-quality` (`profile-store-quality-tuned` with `profile.adapter`): `profile_quality` over
+    every profile of the committed store of this dataset's default (tuned) writer."""
     started = time.perf_counter()
     service = experiment.profiles
     facts = service.with_writer("template").writer.facts
@@ -203,10 +209,11 @@ def store_quality(experiment: Experiment, command: str) -> dict:
                                    experiment.config.profile.recent_items).long_term for p in profiles]
     examples = ChatTemplate.load("profile", service.settings.prompt, service.settings.prompt_version).examples
     quality = profile_quality(profiles, histories, facts, examples)
-    quality.update(users=experiment.split.num_users, store=f"bench/profiles/{experiment.dataset.name}.jsonl.gz",
-                   model_id=service.model_id, prompt=service.prompt_version)
-    return make_record(experiment.dataset.name, "profile-store-quality", quality, command, experiment.config.seed,
-                       time.perf_counter() - started)
+    tuned = service.adapter is not None
+    quality.update(users=experiment.split.num_users, model_id=service.model_id, prompt=service.prompt_version,
+                   store=str(export_path(experiment.dataset.name, tuned).relative_to(BENCH.parent)))
+    return make_record(experiment.dataset.name, "profile-store-quality" + ("-tuned" if tuned else ""), quality,
+                       command, experiment.config.seed, time.perf_counter() - started)
 
 
 def writer_throughput(experiment: Experiment, adapter: Path, users: int, command: str) -> list[dict]:
@@ -250,6 +257,12 @@ def example_profiles(experiment: Experiment, writer: str, profiles: list[Profile
     return out
 
 
+def trial_record(record: dict, tag: str, adapter: Path | None) -> dict:
+    """`record` of a trial writer: its name ends in `-<tag>` and its metrics name the adapter."""
+    return {**record, "model": f"{record['model']}-{tag}",
+            "metrics": {**record["metrics"], "adapter": str(adapter)}}
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """`K/N` -> (K, N) with 0 <= K < N."""
     k, _, n = text.partition("/")
@@ -276,6 +289,7 @@ def main() -> None:
                         help="only measure the committed store (profile-store-quality), no writing")
     parser.add_argument("--measure-limit", action="store_true",
                         help="first measure llama.cpp's raw prompt and generation speed (run on an idle machine)")
+    parser.add_argument("--tag", help="a trial writer's records: names end in -TAG (see above)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -308,6 +322,10 @@ def main() -> None:
             continue
         adapter = Path(args.adapter.format(dataset=dataset)) if args.adapter else None
         records, examples = evaluate_writers(experiment, adapter, args.writers, command)
+        if args.tag:
+            write_records(RESULTS / "profiles.json", [trial_record(r, args.tag, adapter) for r in records
+                                                      if r["model"] != "profile-mean-items"])
+            continue
         if adapter is not None and args.throughput_users:
             records += writer_throughput(experiment, adapter, args.throughput_users, command)
         write_records(RESULTS / "profiles.json", records)

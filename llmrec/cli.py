@@ -153,9 +153,11 @@ def tune(config: ConfigOption = None, set_: SetOption = None,
          stage: Annotated[Literal["all", "sample", "train"], typer.Option(
              help="Run every stage, or only sampling (and scoring), or only training (and export).")] = "all",
          ) -> None:
-    """Tune a profile writer for ranking signal: sample profiles for the tuning users with the base LLM, score
-    each by how well its embedding ranks the user's next (training) items, train a LoRA adapter on each user's
-    best sample, export it for llama.cpp. Every stage resumes where it stopped; settings: `profile_tune.*`."""
+    """Tune a profile writer for ranking signal: sample profiles for the tuning users with the LLM, score each by
+    how well its embedding ranks the user's next (training) items, train a LoRA adapter on each user's best sample
+    (`profile_tune.method=sft`) or on best-vs-worst pairs (`dpo`), export it for llama.cpp. A later round samples
+    from a tuned writer (`profile.adapter`) and may start from its adapter (`profile_tune.init_adapter`). Every
+    stage resumes where it stopped; settings: `profile_tune.*`."""
     from llmrec.profiles.tuning import ProfileTuner
 
     experiment = _experiment(config, set_)

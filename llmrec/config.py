@@ -503,6 +503,18 @@ class ProfileTuneConfig(Validated):
     """Nucleus sampling share of the tuning samples."""
     target_items: PositiveInt = 5
     """Held-out items the reward ranks: the first ones after the long-term cut-off (training items only)."""
+    method: Literal["sft", "dpo"] = "sft"
+    """How the adapter learns from the scored samples: `sft` (expert iteration: each user's best accepted sample
+    is the target) or `dpo` (direct preference optimisation on each user's best vs worst accepted sample)."""
+    init_adapter: str | None = None
+    """A peft adapter folder (with `adapter_model.safetensors`, as `llmrec profile tune` writes) training starts
+    from, e.g. the last round's adapter; for `dpo` it is also the reference policy. None = a fresh LoRA (and,
+    for `dpo`, the base model as reference)."""
+    dpo_beta: PositiveFloat = 0.1
+    """DPO's inverse temperature: how far the tuned writer may move from the reference per unit of preference."""
+    dpo_min_gap: NonNegativeFloat = 0.05
+    """A user's pair is used only when its best and worst accepted samples differ by at least this much reward
+    (smaller gaps are mostly the reward's noise)."""
     prompt: str = "tuned"
     """Chat template the tuned writer answers (`prompts/profile/<prompt>.vN.txt`): the adapter learns it, so
     the tuned writer needs no few-shot prefix. Samples come from the base model with `profile.prompt`."""

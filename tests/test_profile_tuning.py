@@ -4,14 +4,19 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
+from peft import PeftModel
 
 from llmrec.config import load_config
 from llmrec.errors import ConfigError
 from llmrec.experiment import Experiment
 from llmrec.llm.adapter import LoRAAdapter
+from llmrec.llm.embedded import resolve_gguf
+from llmrec.llm.lora import answer_logprob, load_gguf_model
 from llmrec.profiles import long_term_request
 from llmrec.profiles.tuning import ProfileTuner, reward_targets, user_groups
 
@@ -53,27 +58,54 @@ def test_the_reward_ranks_a_targets_own_title_first(ml100k_experiment):
     assert rewards[0] > 0.99 and rewards[1] < rewards[0] and 0 <= rewards[1] <= 1
 
 
+def write_samples(tuner: ProfileTuner, samples_of: dict[int, list[dict]]) -> None:
+    """A samples file with `samples_of[user]` for each user, a stale line (history changed) and a cut-off one."""
+    split, settings = tuner.split, tuner.config.profile
+    lines = []
+    for user, samples in samples_of.items():
+        request = long_term_request(split, user, settings.recent_items)
+        line = {"user_id": request.user_id, "cutoff": request.cutoff, "history_hash": request.history_hash,
+                "samples": samples, "template": "Enjoys Drama.", "template_reward": 0.6}
+        lines += [line, {**line, "history_hash": "stale"}]
+    tuner.samples_path.write_text("\n".join(json.dumps(line) for line in lines) + "\n{truncated")
+
+
+def sample(text: str, reward: float, reason: str | None = None) -> dict:
+    return {"text": text, "reason": reason, "reward": reward}
+
+
+MIXED_SAMPLES = [sample("Loves tense thrillers and old westerns a lot.", 0.7),
+                 sample("Loves tense thrillers and old westerns, and", 0.9),  # cut off: never accepted
+                 sample("This person buys everyday makeup, especially for the eyes and nails.", 0.95, "few-shot-copy"),
+                 sample("Enjoys crime films and dark comedies from the nineties.", 0.8)]
+
+
 def test_training_targets_are_each_users_best_accepted_complete_sample(ml100k_experiment, tmp_path):
     tuner = tuner_of(ml100k_experiment, tmp_path)
-    split, settings = ml100k_experiment.split, ml100k_experiment.config.profile
-    user = int(tuner.groups.tuning[0])
-    request = long_term_request(split, user, settings.recent_items)
-    samples = [{"text": "Loves tense thrillers and old westerns a lot.", "reason": None, "reward": 0.7},
-               {"text": "Loves tense thrillers and old westerns, and", "reason": None, "reward": 0.9},  # cut off
-               {"text": "This person buys everyday makeup, especially for the eyes and nails.",
-                "reason": "few-shot-copy", "reward": 0.95},
-               {"text": "Enjoys crime films and dark comedies from the nineties.", "reason": None, "reward": 0.8}]
-    lines = [{"user_id": request.user_id, "cutoff": request.cutoff, "history_hash": request.history_hash,
-              "samples": samples, "template": "Enjoys Drama.", "template_reward": 0.6},
-             {"user_id": request.user_id, "cutoff": request.cutoff, "history_hash": "stale", "samples": samples,
-              "template": "Enjoys Drama.", "template_reward": 0.6}]
-    tuner.samples_path.write_text("\n".join(json.dumps(line) for line in lines) + "\n{truncated")
+    write_samples(tuner, {int(tuner.groups.tuning[0]): MIXED_SAMPLES})
     examples, rewards = tuner.training_examples()
     assert len(examples) == 1
     messages, answer = examples[0]
     assert answer == "Enjoys crime films and dark comedies from the nineties."
     assert [m["role"] for m in messages] == ["system", "user"]  # the tuned prompt: no few-shot turns
     assert rewards == {"accepted_mean": pytest.approx(0.75), "chosen_mean": 0.8, "template_mean": 0.6}
+
+
+def test_preference_pairs_are_best_vs_worst_accepted_where_the_gap_is_wide_enough(ml100k_experiment, tmp_path):
+    tuner = tuner_of(ml100k_experiment, tmp_path)
+    first, second, third = (int(u) for u in tuner.groups.tuning[:3])
+    narrow = [sample("Likes quiet French dramas about family life.", 0.62),
+              sample("Likes quiet French dramas and a few comedies.", 0.60)]
+    alone = [sample("Likes musicals from the fifties.", 0.9), sample("Likes musicals, and", 0.1)]
+    write_samples(tuner, {first: MIXED_SAMPLES, second: narrow, third: alone})
+    pairs, rewards = tuner.preference_pairs()  # dpo_min_gap 0.05: `narrow` is noise, `alone` has one accepted
+    assert len(pairs) == 1
+    messages, preferred, rejected = pairs[0]
+    assert (preferred, rejected) == ("Enjoys crime films and dark comedies from the nineties.",
+                                     "Loves tense thrillers and old westerns a lot.")
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert rewards == {"accepted_mean": pytest.approx(0.75), "chosen_mean": 0.8, "rejected_mean": 0.7,
+                       "template_mean": 0.6}
 
 
 def test_a_folder_without_a_manifest_is_a_clear_error(tmp_path):
@@ -84,22 +116,35 @@ def test_a_folder_without_a_manifest_is_a_clear_error(tmp_path):
         LoRAAdapter.load(tmp_path)
 
 
-def test_tune_samples_trains_exports_and_the_tuned_writer_writes(ml100k_experiment):
-    experiment = ml100k_experiment
-    tuner = tuner_of(experiment, experiment.run_dir / "profile-tune")
+@pytest.fixture(scope="module")
+def sampled_tuner(ml100k_experiment) -> tuple[ProfileTuner, dict[str, float]]:
+    """The tuner after its sampling stage ran (llama.cpp) on the three tuning users, and the sampling rate."""
+    tuner = tuner_of(ml100k_experiment, ml100k_experiment.run_dir / "profile-tune")
     rate = tuner.sample(progress=False)
+    ml100k_experiment.profiles.release_llm()
+    return tuner, rate
+
+
+@pytest.fixture(scope="module")
+def sft_adapter(sampled_tuner) -> LoRAAdapter:
+    """The adapter `llmrec profile tune` trains (expert iteration) on those samples."""
+    tuner, _ = sampled_tuner
+    return LoRAAdapter.load(tuner.train(progress=False))
+
+
+def test_tune_samples_trains_exports_and_the_tuned_writer_writes(ml100k_experiment, sampled_tuner, sft_adapter):
+    experiment, (tuner, rate), adapter = ml100k_experiment, sampled_tuner, sft_adapter
     assert rate["users"] == 3 and rate["output_tok_per_s"] > 0
     assert tuner.sample(progress=False)["users"] == 0  # resumes: nothing left to sample
     lines = list(tuner.read_samples())
     assert len(lines) == 3 and all(len(line["samples"]) == 2 for line in lines)
     assert all(0 <= s["reward"] <= 1 for line in lines for s in line["samples"])
-    experiment.profiles.release_llm()
-    adapter_dir = tuner.train(progress=False)
-    adapter = LoRAAdapter.load(adapter_dir)
+    adapter_dir = adapter.path
     manifest = adapter.manifest
     assert manifest.prompt == "profile/tuned.v1" and manifest.teacher_prompt == "profile/llm.v1"
     assert manifest.check_users == 50 and manifest.tuning_users == 3 and manifest.examples >= 1
     assert manifest.steps == -(-manifest.examples // 2) and len(manifest.base_sha256) == 64  # 1 epoch, 2 a step
+    assert manifest.method == "sft" and manifest.init_adapter == ""
     assert adapter.gguf.stat().st_size < 8_000_000
     tuned = experiment.profiles.with_writer("llm", str(adapter_dir))
     assert tuned.prompt_version == "profile/tuned.v1"
@@ -109,3 +154,50 @@ def test_tune_samples_trains_exports_and_the_tuned_writer_writes(ml100k_experime
     tuned.release_llm()
     assert profile.provenance.model_id == tuned.model_id and profile.text
     assert "Items (oldest first)" not in profile.text
+
+
+def test_dpo_from_the_sft_adapter_moves_the_writer_towards_the_preferred_answers(ml100k_experiment, sft_adapter,
+                                                                                  tmp_path):
+    config = ml100k_experiment.config
+    tune = replace(config.profile_tune, method="dpo", init_adapter=str(sft_adapter.path), lr=1e-3, epochs=2,
+                   grad_accumulation=1)
+    tuner = ProfileTuner(replace(config, profile_tune=tune), ml100k_experiment.split, ml100k_experiment.profiles,
+                         ml100k_experiment.encoder, ml100k_experiment.item_vectors, tmp_path)
+    preferred = ["Enjoys gritty crime films and tense thrillers.", "Enjoys dark crime stories and film noir.",
+                 "Enjoys tense thrillers about crime and detectives."]
+    rejected = ["Likes many kinds of movies.", "Likes movies of all sorts.",
+                "Likes many different movies from any year."]
+    write_samples(tuner, {int(user): [sample(good, 0.8), sample(bad, 0.5)]
+                          for user, good, bad in zip(tuner.groups.tuning, preferred, rejected)})
+    adapter = LoRAAdapter.load(tuner.train(progress=False))
+    manifest = adapter.manifest
+    base_model = manifest.base_model
+    assert manifest.method == "dpo" and manifest.init_adapter == sft_adapter.model_id(base_model)
+    assert (manifest.examples, manifest.steps) == (3, 6) and manifest.lora["dpo_beta"] == 0.1
+    assert manifest.rewards == pytest.approx({"accepted_mean": 0.65, "chosen_mean": 0.8, "rejected_mean": 0.5,
+                                              "template_mean": 0.6})
+    # against the reference (the SFT adapter, log-likelihoods kept beside the checkpoints), the DPO writer
+    # raised each preferred answer's likelihood relative to the rejected one's
+    reference = json.loads((tmp_path / "checkpoint-dpo" / "reference.json").read_text())["values"]
+    pairs, _ = tuner.preference_pairs()
+    tokenizer, model = load_gguf_model(resolve_gguf(config.llm.model), "cpu")
+    policy = PeftModel.from_pretrained(model, str(adapter.path)).eval()
+    with torch.no_grad():
+        for (messages, good, bad), (reference_good, reference_bad) in zip(pairs, reference):
+            good_gain = answer_logprob(policy, tokenizer, (messages, good), tune.max_length) - reference_good
+            bad_gain = answer_logprob(policy, tokenizer, (messages, bad), tune.max_length) - reference_bad
+            assert good_gain > bad_gain
+
+
+def test_training_from_an_adapter_without_peft_weights_is_a_clear_error(ml100k_experiment, tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"base_model": "b", "base_sha256": "0", "dataset": "d", "prompt": "profile/tuned.v1", "reward": "r",
+         "teacher_prompt": "t", "tuning_users": 1, "check_users": 1, "samples_per_user": 1, "examples": 1,
+         "steps": 1}))
+    config = ml100k_experiment.config
+    tune = replace(config.profile_tune, init_adapter=str(tmp_path))
+    tuner = ProfileTuner(replace(config, profile_tune=tune), ml100k_experiment.split, ml100k_experiment.profiles,
+                         ml100k_experiment.encoder, ml100k_experiment.item_vectors, tmp_path / "tune")
+    write_samples(tuner, {int(tuner.groups.tuning[0]): MIXED_SAMPLES})
+    with pytest.raises(ConfigError, match="no adapter_model.safetensors"):
+        tuner.train(progress=False)

@@ -18,6 +18,7 @@ from llmrec.errors import ConfigError
 
 MANIFEST = "manifest.json"
 GGUF_FILE = "adapter.gguf"
+PEFT_WEIGHTS = "adapter_model.safetensors"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,11 @@ class AdapterManifest:
     teacher_model: str = ""
     """The writer that drew the samples: the base model, or a tuned writer (`...+lora:<dataset>@<digest>`) for a
     later round of expert iteration; empty in manifests written before it was recorded."""
+
+    method: str = "sft"
+    """`sft` (expert iteration on the best samples) or `dpo` (preference pairs): `profile_tune.method`."""
+    init_adapter: str = ""
+    """The adapter training started from (`...+lora:<name>@<digest>`), empty for a fresh one."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,9 +91,19 @@ class LoRAAdapter:
         return path
 
     @property
+    def peft_weights(self) -> Path:
+        """The adapter's peft weights (what training can start from); ConfigError when the folder has none (a
+        committed adapter may carry only its GGUF)."""
+        path = self.path / PEFT_WEIGHTS
+        if not path.is_file():
+            raise ConfigError(f"adapter {self.path} has no {PEFT_WEIGHTS}: training starts from the peft weights "
+                              "that `llmrec profile tune` writes beside adapter.gguf")
+        return path
+
+    @property
     def digest(self) -> str:
         """Twelve hex digits of the adapter weights' SHA-256: part of the model id of everything it writes."""
-        weights = self.path / "adapter_model.safetensors"
+        weights = self.path / PEFT_WEIGHTS
         source = weights if weights.is_file() else self.gguf
         return file_sha256(source)[:12]
 

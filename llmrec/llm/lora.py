@@ -1,13 +1,15 @@
 """LoRA fine-tuning of a GGUF chat model with transformers + peft, exported back to GGUF for llama.cpp.
 
 transformers reads the GGUF weights (dequantised to fp32), peft adds the adapter, a plain loop trains it on
-(chat prompt, answer) pairs with the loss on the answer tokens only, and llama.cpp's own converter
+(chat prompt, answer) pairs with the loss on the answer tokens only (`train_lora`) or on (prompt, preferred,
+rejected) triples with the DPO loss (`train_dpo`), and llama.cpp's own converter
 (`convert_lora_to_gguf.py`, from the llama-cpp-python source distribution; `scripts/bootstrap.sh` unpacks it)
 writes the adapter in the format `Llama(lora_path=...)` loads.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -15,7 +17,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
@@ -32,6 +34,8 @@ CONVERTER_ENV = "LLMREC_LLAMACPP_CONVERT"
 DEFAULT_CONVERTER_DIR = Path("~/.cache/llmrec/llama.cpp-convert")
 Example = tuple[list[Message], str]
 """A chat prompt and the answer the model should learn to give."""
+Pair = tuple[list[Message], str, str]
+"""A chat prompt, the answer to prefer and the answer to reject."""
 
 
 def load_gguf_model(gguf: Path, device: str = "auto") -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
@@ -62,37 +66,113 @@ def encode_example(tokenizer: PreTrainedTokenizerBase, example: Example,
 
 
 def train_lora(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example],
-               config: ProfileTuneConfig, checkpoint_dir: Path, seed: int,
-               progress: bool = True) -> tuple[PeftModel, int]:
-    """Train a LoRA adapter on `examples` (one sequence a step, `config.grad_accumulation` steps an update,
-    `config.epochs` passes in a seeded order); returns the adapted model and its number of updates. A checkpoint
-    after every update lets a killed run resume."""
+               config: ProfileTuneConfig, checkpoint_dir: Path, seed: int, progress: bool = True,
+               init_adapter: Path | None = None) -> tuple[PeftModel, int]:
+    """Supervised LoRA on `examples` (the loss on the answer tokens); returns the adapted model and its number of
+    optimiser updates. See `_optimise` for the schedule and checkpoints."""
+    peft_model = trainable_adapter(model, config, seed, init_adapter)
+    device = next(peft_model.parameters()).device
+
+    def loss_of(index: int) -> torch.Tensor:
+        ids, labels = encode_example(tokenizer, examples[index], config.max_length)
+        return peft_model(input_ids=torch.tensor([ids], device=device),
+                          labels=torch.tensor([labels], device=device)).loss
+
+    steps = _optimise(peft_model, len(examples), loss_of, config, checkpoint_dir, seed, progress, "LoRA training")
+    return peft_model, steps
+
+
+def train_dpo(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Pair],
+              config: ProfileTuneConfig, checkpoint_dir: Path, seed: int, progress: bool = True,
+              init_adapter: Path | None = None) -> tuple[PeftModel, int]:
+    """Direct preference optimisation (Rafailov et al. 2023) of a LoRA adapter on (prompt, preferred, rejected)
+    pairs: loss = -log sigmoid(beta * ((log pi(y+) - log ref(y+)) - (log pi(y-) - log ref(y-)))), with the
+    adapter as it starts (`init_adapter`, or the base model) as the reference. The reference's log-likelihoods are
+    computed once, before training, and kept beside the checkpoints so a resumed run uses the same ones."""
+    peft_model = trainable_adapter(model, config, seed, init_adapter)
+    reference = _reference_logprobs(peft_model, tokenizer, pairs, config.max_length,
+                                    checkpoint_dir / "reference.json", progress)
+
+    def loss_of(index: int) -> torch.Tensor:
+        messages, preferred, rejected = pairs[index]
+        margin = ((answer_logprob(peft_model, tokenizer, (messages, preferred), config.max_length)
+                   - reference[index][0])
+                  - (answer_logprob(peft_model, tokenizer, (messages, rejected), config.max_length)
+                     - reference[index][1]))
+        return -torch.nn.functional.logsigmoid(config.dpo_beta * margin)
+
+    steps = _optimise(peft_model, len(pairs), loss_of, config, checkpoint_dir, seed, progress, "DPO training")
+    return peft_model, steps
+
+
+def trainable_adapter(model: PreTrainedModel, config: ProfileTuneConfig, seed: int,
+                      init_adapter: Path | None = None) -> PeftModel:
+    """`model` with a trainable LoRA: a fresh one shaped by `config` (seeded), or the peft adapter saved in
+    `init_adapter` (a folder with peft weights: `LoRAAdapter.peft_weights`)."""
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(seed)
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=list(config.target_modules), task_type="CAUSAL_LM")
-    peft_model = get_peft_model(model, lora)
-    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=config.lr)
-    order = [i for epoch in range(config.epochs)
-             for i in random.Random(seed + epoch).sample(range(len(examples)), len(examples))]
-    done = _resume(peft_model, optimizer, checkpoint_dir)
-    device = next(peft_model.parameters()).device
-    peft_model.train()
-    with tqdm(total=len(order), initial=done, unit="seq", desc="LoRA training", disable=not progress) as bar:
+    if init_adapter is None:
+        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                          target_modules=list(config.target_modules), task_type="CAUSAL_LM")
+        return get_peft_model(model, lora)
+    return PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+
+
+def answer_logprob(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, example: Example,
+                   max_length: int) -> torch.Tensor:
+    """log p(answer | prompt) under `model`: the sum of the answer tokens' log-probabilities (end of turn
+    included), prompt cut as in `encode_example`."""
+    ids, labels = encode_example(tokenizer, example, max_length)
+    device = next(model.parameters()).device
+    logits = model(input_ids=torch.tensor([ids], device=device)).logits[0, :-1]
+    targets = torch.tensor(labels[1:], device=device)
+    answer = targets != -100
+    return torch.log_softmax(logits[answer], dim=-1).gather(1, targets[answer, None]).sum()
+
+
+def _reference_logprobs(model: PeftModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Pair],
+                        max_length: int, path: Path, progress: bool) -> list[tuple[float, float]]:
+    """log ref(preferred), log ref(rejected) per pair: read from `path` when it holds these pairs' values, or
+    computed with `model` as it is now (dropout off) and written there."""
+    key = hashlib.sha256(json.dumps(pairs, ensure_ascii=False).encode("utf-8")).hexdigest()
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("pairs_sha256") == key:
+            return [tuple(v) for v in saved["values"]]
+    model.eval()
+    values = []
+    with torch.no_grad():
+        for messages, preferred, rejected in tqdm(pairs, unit="pair", desc="reference log-likelihoods",
+                                                   disable=not progress):
+            values.append((answer_logprob(model, tokenizer, (messages, preferred), max_length).item(),
+                           answer_logprob(model, tokenizer, (messages, rejected), max_length).item()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pairs_sha256": key, "values": values}), encoding="utf-8")
+    return values
+
+
+def _optimise(model: PeftModel, count: int, loss_of: Callable[[int], torch.Tensor], config: ProfileTuneConfig,
+              checkpoint_dir: Path, seed: int, progress: bool, desc: str) -> int:
+    """AdamW on the adapter over `config.epochs` seeded passes of the items 0..count-1 (one item a step,
+    `config.grad_accumulation` steps an update); a checkpoint after every update lets a killed run resume.
+    Returns the number of updates."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    order = [i for epoch in range(config.epochs) for i in random.Random(seed + epoch).sample(range(count), count)]
+    done = _resume(model, optimizer, checkpoint_dir)
+    model.train()
+    with tqdm(total=len(order), initial=done, unit="seq", desc=desc, disable=not progress) as bar:
         for position in range(done, len(order)):
-            ids, labels = encode_example(tokenizer, examples[order[position]], config.max_length)
-            loss = peft_model(input_ids=torch.tensor([ids], device=device),
-                              labels=torch.tensor([labels], device=device)).loss
+            loss = loss_of(order[position])
             (loss / config.grad_accumulation).backward()
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
             if (position + 1) % config.grad_accumulation == 0 or position + 1 == len(order):
                 optimizer.step()
                 optimizer.zero_grad()
-                _checkpoint(peft_model, optimizer, checkpoint_dir, position + 1)
-    peft_model.eval()
-    return peft_model, math.ceil(len(order) / config.grad_accumulation)
+                _checkpoint(model, optimizer, checkpoint_dir, position + 1)
+    model.eval()
+    return math.ceil(len(order) / config.grad_accumulation)
 
 
 def export_gguf(model: PeftModel, out_dir: Path, manifest: AdapterManifest) -> Path:

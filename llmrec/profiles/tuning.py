@@ -7,8 +7,10 @@
    is cleaned and checked like any profile (`samples.jsonl`, one line a user: resumable).
 3. Score: `RetrievalReward` — how well the answer's embedding ranks the user's next training items (the first
    `profile_tune.target_items` after the long-term cut-off; never a validation or test item) in the catalog.
-4. Train: each user's best accepted answer becomes the target of the tuned prompt (no few-shot prefix), and a
-   LoRA adapter learns it (`llmrec.llm.lora`); exported to GGUF so llama.cpp loads it (`profile.adapter`).
+4. Train a LoRA adapter (`llmrec.llm.lora`) to answer the tuned prompt (no few-shot prefix): with
+   `profile_tune.method=sft` on each user's best accepted answer (expert iteration), with `dpo` on each user's
+   best vs worst accepted answer; optionally from an earlier adapter (`profile_tune.init_adapter`, also DPO's
+   reference). Exported to GGUF so llama.cpp loads it (`profile.adapter`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -27,12 +29,16 @@ from llmrec.config import RunConfig
 from llmrec.data.split import Split
 from llmrec.encoders.item_encoder import ItemEncoder
 from llmrec.llm import GenerationParams
-from llmrec.llm.adapter import AdapterManifest, file_sha256
+from llmrec.llm.adapter import AdapterManifest, LoRAAdapter, file_sha256
+from llmrec.llm.base import Message
 from llmrec.profiles.job import long_term_request
 from llmrec.profiles.prompt import ChatTemplate, digest_values
 from llmrec.profiles.reward import RetrievalReward
 from llmrec.profiles.service import ProfileService
 from llmrec.profiles.writer import ProfileRequest
+
+if TYPE_CHECKING:  # torch and peft load only when training
+    from llmrec.llm.lora import Example, Pair
 
 log = logging.getLogger(__name__)
 SAMPLES_FILE = "samples.jsonl"
@@ -135,49 +141,72 @@ class ProfileTuner:
                 except json.JSONDecodeError:
                     log.warning("skipping a truncated line of %s", self.samples_path)
 
-    def training_examples(self) -> tuple[list[tuple[list[dict[str, str]], str]], dict[str, float]]:
-        """(tuned prompt, best accepted sample) per sampled user whose history is unchanged, and the mean
-        rewards of all accepted samples, the chosen ones and the template profile. Samples are checked again with
-        the writer's checks of today (`ProfileWriter.rejection`); a sample cut off by the token limit (not ending
-        a sentence) is never a target: the tuned writer should learn to finish."""
-        tune, settings = self.config.profile_tune, self.config.profile
-        student = ChatTemplate.load("profile", tune.prompt)
+    def scored_answers(self) -> Iterator[tuple[list[Message], list[dict[str, Any]], float]]:
+        """Per sampled user whose history is unchanged and who has an accepted sample: the tuned prompt, the
+        accepted samples (best first) and the template profile's reward. Samples are checked again with the
+        writer's checks of today (`ProfileWriter.rejection`); a sample cut off by the token limit (not ending a
+        sentence) is never accepted: the tuned writer should learn to finish."""
+        student = ChatTemplate.load("profile", self.config.profile_tune.prompt)
         writer = self.profiles.writer
-        examples, chosen, accepted, template = [], [], [], []
         for line in self.read_samples():
             user = self.split.user_index(line["user_id"])
-            request = long_term_request(self.split, user, settings.recent_items)
+            request = long_term_request(self.split, user, self.config.profile.recent_items)
             digest = writer.digest(request.long_term)
-            usable = [s for s in line["samples"] if s["text"].endswith(_SENTENCE_ENDS)
-                      and writer.rejection(s["text"], digest) is None]  # today's checks, not the sampler's
-            if request.history_hash != line["history_hash"] or not usable:
+            accepted = [s for s in line["samples"] if s["text"].endswith(_SENTENCE_ENDS)
+                        and writer.rejection(s["text"], digest) is None]  # today's checks, not the sampler's
+            if request.history_hash == line["history_hash"] and accepted:
+                yield (student.render(digest_values(digest, writer.facts)),
+                       sorted(accepted, key=lambda s: -s["reward"]), line["template_reward"])
+
+    def training_examples(self) -> tuple[list[Example], dict[str, float]]:
+        """(tuned prompt, best accepted sample) per user of `scored_answers`, and the mean rewards of all
+        accepted samples, the chosen ones and the template profile."""
+        examples, chosen, accepted, template = [], [], [], []
+        for prompt, answers, template_reward in self.scored_answers():
+            examples.append((prompt, answers[0]["text"]))
+            chosen.append(answers[0]["reward"])
+            accepted.extend(s["reward"] for s in answers)
+            template.append(template_reward)
+        return examples, _means(accepted=accepted, chosen=chosen, template=template)
+
+    def preference_pairs(self) -> tuple[list[Pair], dict[str, float]]:
+        """(tuned prompt, best, worst accepted sample) per user of `scored_answers` whose best and worst differ
+        by at least `profile_tune.dpo_min_gap` reward, and the mean rewards of all accepted samples, the
+        preferred and the rejected ones and the template profile."""
+        pairs, chosen, rejected, accepted, template = [], [], [], [], []
+        for prompt, answers, template_reward in self.scored_answers():
+            best, worst = answers[0], answers[-1]
+            if len(answers) < 2 or best["reward"] - worst["reward"] < self.config.profile_tune.dpo_min_gap:
                 continue
-            best = max(usable, key=lambda s: s["reward"])
-            examples.append((student.render(digest_values(digest, writer.facts)), best["text"]))
+            pairs.append((prompt, best["text"], worst["text"]))
             chosen.append(best["reward"])
-            accepted.extend(s["reward"] for s in usable)
-            template.append(line["template_reward"])
-        rewards = {"accepted_mean": float(np.mean(accepted)) if accepted else 0.0,
-                   "chosen_mean": float(np.mean(chosen)) if chosen else 0.0,
-                   "template_mean": float(np.mean(template)) if template else 0.0}
-        return examples, rewards
+            rejected.append(worst["reward"])
+            accepted.extend(s["reward"] for s in answers)
+            template.append(template_reward)
+        return pairs, _means(accepted=accepted, chosen=chosen, rejected=rejected, template=template)
 
     def train(self, progress: bool = True) -> Path:
-        """Stage 4: train (or resume) the LoRA adapter on the best samples and export it; returns its folder."""
+        """Stage 4: train (or resume) the LoRA adapter (`profile_tune.method`) and export it; returns its folder."""
         from llmrec.llm.embedded import resolve_gguf
         from llmrec.llm.ids import model_id_for
-        from llmrec.llm.lora import export_gguf, load_gguf_model, train_lora
+        from llmrec.llm.lora import export_gguf, load_gguf_model, train_dpo, train_lora
 
         tune = self.config.profile_tune
-        examples, rewards = self.training_examples()
+        examples, rewards = self.training_examples() if tune.method == "sft" else self.preference_pairs()
         if not examples:
-            raise ValueError(f"no usable samples in {self.samples_path}; run the sampling stage first")
+            raise ValueError(f"no usable samples in {self.samples_path} (for dpo: none whose best and worst "
+                             f"differ by profile_tune.dpo_min_gap); run the sampling stage first")
+        init = LoRAAdapter.load(tune.init_adapter) if tune.init_adapter else None
+        init_weights = init.peft_weights.parent if init else None  # ConfigError before the model loads
         self.profiles.release_llm()  # llama.cpp's idle threads would slow training several-fold
         gguf = resolve_gguf(self.config.llm.model)
         tokenizer, model = load_gguf_model(gguf, tune.device)
         adapter_dir = self.out_dir / "adapter"
-        adapted, steps = train_lora(model, tokenizer, examples, tune, self.out_dir / "checkpoint", self.config.seed,
-                                    progress)
+        trainer = train_lora if tune.method == "sft" else train_dpo
+        checkpoints = self.out_dir / ("checkpoint" if tune.method == "sft" else f"checkpoint-{tune.method}")
+        adapted, steps = trainer(model, tokenizer, examples, tune, checkpoints, self.config.seed, progress,
+                                 init_weights)
+        lora = adapted.peft_config["default"]  # the init adapter's shape when training started from one
         manifest = AdapterManifest(
             base_model=model_id_for(self.config.llm), base_sha256=file_sha256(gguf),
             dataset=self.profiles.dataset_name,
@@ -186,9 +215,16 @@ class ProfileTuner:
             tuning_users=len({line["user_id"] for line in self.read_samples()}),  # sampled, maybe not all drawn
             check_users=len(self.groups.check),
             samples_per_user=tune.samples, examples=len(examples), steps=steps,
-            lora={"r": tune.lora_r, "alpha": tune.lora_alpha, "dropout": tune.lora_dropout,
-                  "target_modules": list(tune.target_modules), "lr": tune.lr, "epochs": tune.epochs},
+            lora={"r": lora.r, "alpha": lora.lora_alpha, "dropout": lora.lora_dropout,
+                  "target_modules": sorted(lora.target_modules), "lr": tune.lr, "epochs": tune.epochs,
+                  **({"dpo_beta": tune.dpo_beta, "dpo_min_gap": tune.dpo_min_gap} if tune.method == "dpo" else {})},
+            method=tune.method, init_adapter=init.model_id(model_id_for(self.config.llm)) if init else "",
             rewards=rewards, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             grammar=self.profiles.settings.grammar)
         export_gguf(adapted, adapter_dir, manifest)
         return adapter_dir
+
+
+def _means(**rewards: list[float]) -> dict[str, float]:
+    """`<name>_mean` of each reward list (0 for an empty one)."""
+    return {f"{name}_mean": float(np.mean(values)) if values else 0.0 for name, values in rewards.items()}
