@@ -192,7 +192,8 @@ class ProfileTuner:
         from llmrec.llm.lora import export_gguf, load_gguf_model, train_dpo, train_lora
 
         tune = self.config.profile_tune
-        examples, rewards = self.training_examples() if tune.method == "sft" else self.preference_pairs()
+        sft = tune.method == "sft"
+        examples, rewards = self.training_examples() if sft else self.preference_pairs()
         if not examples:
             raise ValueError(f"no usable samples in {self.samples_path} (for dpo: none whose best and worst "
                              f"differ by profile_tune.dpo_min_gap); run the sampling stage first")
@@ -202,10 +203,9 @@ class ProfileTuner:
         gguf = resolve_gguf(self.config.llm.model)
         tokenizer, model = load_gguf_model(gguf, tune.device)
         adapter_dir = self.out_dir / "adapter"
-        trainer = train_lora if tune.method == "sft" else train_dpo
-        checkpoints = self.out_dir / ("checkpoint" if tune.method == "sft" else f"checkpoint-{tune.method}")
-        adapted, steps = trainer(model, tokenizer, examples, tune, checkpoints, self.config.seed, progress,
-                                 init_weights)
+        trainer = train_lora if sft else train_dpo
+        adapted, steps = trainer(model, tokenizer, examples, tune, self.out_dir / f"checkpoint-{tune.method}",
+                                 self.config.seed, progress, init_weights)
         lora = adapted.peft_config["default"]  # the init adapter's shape when training started from one
         manifest = AdapterManifest(
             base_model=model_id_for(self.config.llm), base_sha256=file_sha256(gguf),
@@ -217,7 +217,7 @@ class ProfileTuner:
             samples_per_user=tune.samples, examples=len(examples), steps=steps,
             lora={"r": lora.r, "alpha": lora.lora_alpha, "dropout": lora.lora_dropout,
                   "target_modules": sorted(lora.target_modules), "lr": tune.lr, "epochs": tune.epochs,
-                  **({"dpo_beta": tune.dpo_beta, "dpo_min_gap": tune.dpo_min_gap} if tune.method == "dpo" else {})},
+                  **({} if sft else {"dpo_beta": tune.dpo_beta, "dpo_min_gap": tune.dpo_min_gap})},
             method=tune.method, init_adapter=init.model_id(model_id_for(self.config.llm)) if init else "",
             rewards=rewards, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             grammar=self.profiles.settings.grammar)
