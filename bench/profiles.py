@@ -8,7 +8,9 @@ users):
 - `profile-quality-<writer>`: placeholder and few-shot copy shares, distinct ratio, grounded rate, category
   precision/recall, words per profile, fallbacks (`llmrec.profiles.quality.profile_quality`);
 - `profile-template`, `profile-llm`, `profile-llm-tuned`, `profile-mean-items`: the intrinsic check, each user's
-  test item retrieved from the profile embedding alone (full ranking; same users and input history for all);
+  test item retrieved from the profile embedding alone (full ranking; same users and input history for all),
+  with a 95 % bootstrap interval of HR@10 over the users and the AUC of the test item (the tuning reward,
+  `llmrec.profiles.reward.retrieval_auc`: far less noisy than HR@10 on a few hundred users);
 - `profile-writer-llm`, `profile-writer-llm-tuned` (with --adapter): throughput of both writers in one run;
 - bench/results/profile_examples.json: the same seeded users' profiles from every writer.
 
@@ -24,6 +26,9 @@ users):
                                                      a trial writer: records `profile-llm-tuned-dpo` and
                                                      `profile-quality-llm-tuned-dpo` (naming the adapter), no
                                                      examples or throughput
+    ... --adapter 'bench/adapters/{dataset}' --writers template llm llm-tuned --held-out
+                                                     the intrinsic check on every user but the tuning users
+                                                     (`<record>-held-out`; from the committed stores)
     ... --store-quality                              profile-store-quality: the committed store, measured
                                                      (-tuned: the tuned writer's, with --set profile.adapter=...)
     ... --measure-limit                              first measure llama.cpp's raw speed (idle machine!)
@@ -49,12 +54,15 @@ import numpy as np
 
 from llmrec.config import LLMConfig, load_config
 from llmrec.eval.evaluator import FullRankingEvaluator
+from llmrec.eval.metrics import bootstrap_interval, hit_rate
 from llmrec.experiment import Experiment
 from llmrec.llm import GenerationParams
+from llmrec.llm.adapter import LoRAAdapter
 from llmrec.llm.llamacpp import LlamaCppBackend
 from llmrec.models.text_knn import TextKNN
 from llmrec.profiles import CatalogFacts, Profile, ProfileService, long_term_request
 from llmrec.profiles.prompt import ChatTemplate
+from llmrec.profiles.reward import retrieval_auc
 from llmrec.profiles.quality import UserVectorScorer, profile_quality, profile_text_vectors
 from llmrec.profiles.tuning import user_groups
 
@@ -156,11 +164,18 @@ def check_profiles(service: ProfileService, users: np.ndarray) -> list[Profile]:
     return [p for p in found if p is not None]
 
 
-def evaluate_writers(experiment: Experiment, adapter: Path | None, writers: Sequence[str],
-                     command: str) -> tuple[list[dict], list[dict]]:
-    """Quality and intrinsic-check records of every writer, and their example profiles, on the check users."""
+def evaluate_writers(experiment: Experiment, adapter: Path | None, writers: Sequence[str], command: str,
+                     held_out: bool = False) -> tuple[list[dict], list[dict]]:
+    """Quality and intrinsic-check records of every writer, and their example profiles, on the check users (with
+    `held_out`: on every user who is not a tuning user, records named `<record>-held-out`, no examples)."""
     split, config = experiment.split, experiment.config
-    users = user_groups(config, split).check
+    groups = user_groups(config, split)
+    users = groups.held_out if held_out else groups.check
+    suffix = "-held-out" if held_out else ""
+    user_set = (f"held-out users: all {len(users)} users old enough for an LLM profile except the "
+                f"{len(groups.tuning)} tuning users" if held_out else
+                f"check users: {len(users)} drawn with seed {config.seed} (llmrec.profiles.tuning.user_groups), "
+                "disjoint from the tuning users")
     requests = [long_term_request(split, int(u), config.profile.recent_items) for u in users]
     services = writer_services(experiment, adapter, writers)
     teacher_examples = ChatTemplate.load("profile", config.profile.prompt, config.profile.prompt_version).examples
@@ -176,23 +191,27 @@ def evaluate_writers(experiment: Experiment, adapter: Path | None, writers: Sequ
         quality = profile_quality(profiles, long_terms, facts, teacher_examples)
         quality.update(fallbacks=dict(Counter(p.fallback_reason for p in profiles if p.fallback_reason)),
                        model_id=service.model_id, prompt=service.prompt_version)
-        records.append(make_record(experiment.dataset.name, f"profile-quality-{writer}", quality, command,
+        records.append(make_record(experiment.dataset.name, f"profile-quality-{writer}{suffix}", quality, command,
                                    config.seed, time.perf_counter() - started))
         vectors[WRITERS[writer]] = profile_text_vectors([p.text for p in profiles], experiment.encoder,
                                                         service.prompt_version)
-        examples += example_profiles(experiment, writer, profiles, facts)
+        if not held_out:
+            examples += example_profiles(experiment, writer, profiles, facts)
     for name, user_vectors in vectors.items():
         started = time.perf_counter()
         table = np.zeros((split.num_users, experiment.item_vectors.shape[1]), dtype=np.float32)
         table[users] = user_vectors
-        metrics = evaluator.evaluate(UserVectorScorer(table, experiment.item_vectors), cases, desc=name)
+        ranked = evaluator.rank(UserVectorScorer(table, experiment.item_vectors), cases, desc=name)
+        metrics = evaluator.summarise(ranked, cases)
         kept = {k: metrics[k] for k in ("HR@10", "NDCG@10", "HR@20", "NDCG@20", "MRR", "NDCG@10-tail-items")}
-        kept.update(users=len(cases), user_set=f"check users: {len(users)} drawn with seed {config.seed} "
-                    "(llmrec.profiles.tuning.user_groups), disjoint from the tuning users")
-        records.append(make_record(experiment.dataset.name, name, kept, command, config.seed,
+        kept["HR@10-ci95"] = bootstrap_interval(hit_rate(ranked.ranks, 10), config.seed)
+        kept["AUC"] = float(np.mean([retrieval_auc(experiment.item_vectors, table[u], t, h)
+                                     for u, t, h in zip(cases.users, cases.targets, cases.histories)]))
+        kept.update(users=len(cases), user_set=user_set)
+        records.append(make_record(experiment.dataset.name, name + suffix, kept, command, config.seed,
                                    time.perf_counter() - started))
-        print(f"{experiment.dataset.name} {name}: HR@10 {kept['HR@10']:.4f} NDCG@10 {kept['NDCG@10']:.4f} "
-              f"({len(cases)} users)", flush=True)
+        print(f"{experiment.dataset.name} {name}{suffix}: HR@10 {kept['HR@10']:.4f} {kept['HR@10-ci95']} "
+              f"AUC {kept['AUC']:.4f} NDCG@10 {kept['NDCG@10']:.4f} ({len(cases)} users)", flush=True)
     return records, examples
 
 
@@ -290,6 +309,9 @@ def main() -> None:
     parser.add_argument("--measure-limit", action="store_true",
                         help="first measure llama.cpp's raw prompt and generation speed (run on an idle machine)")
     parser.add_argument("--tag", help="a trial writer's records: names end in -TAG (see above)")
+    parser.add_argument("--held-out", action="store_true",
+                        help="check on every user who is not a tuning user instead (records <name>-held-out; "
+                             "reads the committed stores, so write them first)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -302,10 +324,14 @@ def main() -> None:
         write_records(RESULTS / "profiles.json", [make_record(
             "none", "llamacpp-limit", limit, command, config.seed, time.perf_counter() - started)])
     for dataset in args.datasets:
-        config = load_config(BENCH / "configs" / f"{dataset}.yaml", args.overrides)
+        adapter = Path(args.adapter.format(dataset=dataset)) if args.adapter else None
+        overrides = list(args.overrides)
+        if args.held_out and adapter is not None:  # the users the tuned writer learnt from stay out
+            overrides.append(f"profile_tune.users={LoRAAdapter.load(adapter).manifest.tuning_users}")
+        config = load_config(BENCH / "configs" / f"{dataset}.yaml", overrides)
         store = export_path(dataset, tuned=config.profile.adapter is not None)
         if store.is_file():
-            config = load_config(BENCH / "configs" / f"{dataset}.yaml", [f"profile.preload={store}", *args.overrides])
+            config = load_config(BENCH / "configs" / f"{dataset}.yaml", [f"profile.preload={store}", *overrides])
         experiment = Experiment(config)
         started = time.perf_counter()
         if args.store_quality:
@@ -320,8 +346,10 @@ def main() -> None:
                     dataset, "profile-writer-llamacpp", throughput, command, config.seed,
                     time.perf_counter() - started)])
             continue
-        adapter = Path(args.adapter.format(dataset=dataset)) if args.adapter else None
-        records, examples = evaluate_writers(experiment, adapter, args.writers, command)
+        records, examples = evaluate_writers(experiment, adapter, args.writers, command, args.held_out)
+        if args.held_out:
+            write_records(RESULTS / "profiles.json", records)
+            continue
         if args.tag:
             write_records(RESULTS / "profiles.json", [trial_record(r, args.tag, adapter) for r in records
                                                       if r["model"] != "profile-mean-items"])

@@ -59,7 +59,8 @@ SECTIONS = [
 EXAMPLES = "profile_examples.json"
 CURVES = "sasrec_learning_curves.json"
 
-QUALITY = [("NDCG@10", "NDCG@10"), ("HR@10", "HR@10"), ("NDCG@20", "NDCG@20"), ("HR@20", "HR@20"), ("MRR", "MRR"),
+QUALITY = [("NDCG@10", "NDCG@10"), ("HR@10", "HR@10"), ("HR@10-ci95", "HR@10 95 % interval"), ("NDCG@20", "NDCG@20"),
+           ("HR@20", "HR@20"), ("MRR", "MRR"), ("AUC", "AUC"),
            ("NDCG@10-tail-users", "NDCG@10 tail users"), ("NDCG@10-tail-items", "NDCG@10 tail items"),
            ("HR@10-cold-items", "HR@10 cold items"), ("NDCG@10-cold-items", "NDCG@10 cold items"),
            ("Coverage@10", "Coverage@10"), ("diversity@10", "diversity@10"), ("novelty@10", "novelty@10"),
@@ -106,6 +107,8 @@ def number(value: Any, key: str = "") -> str:
     """A metric as the tables show it: shares to 4 decimals, times and sizes to sensible precision."""
     if value is None:
         return "–"
+    if isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
+        return "–".join(number(v, key) for v in value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, int):

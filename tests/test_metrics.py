@@ -51,3 +51,16 @@ def test_novelty_by_hand():
     popularity = np.array([0, 8, 2, 0])  # item 3 never chosen: counted as once
     # 8 users: -log2(8/8)=0, -log2(2/8)=2, -log2(1/8)=3
     assert M.novelty(np.array([[1, 2], [2, 3]]), popularity, 8) == pytest.approx([1.0, 2.5])
+
+
+def test_bootstrap_interval_brackets_the_mean_and_narrows_with_cases():
+    rng = np.random.default_rng(0)
+    few, many = rng.random(50) < 0.1, rng.random(5000) < 0.1
+    low, high = M.bootstrap_interval(few, seed=1)
+    assert low <= few.mean() <= high
+    narrow = M.bootstrap_interval(many, seed=1)
+    assert narrow[1] - narrow[0] < (high - low) / 5
+    assert M.bootstrap_interval(few, seed=1) == (low, high)  # seeded
+    assert M.bootstrap_interval(np.ones(7), seed=1) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="at least one case"):
+        M.bootstrap_interval(np.array([]), seed=1)

@@ -18,6 +18,7 @@ from llmrec.llm.adapter import LoRAAdapter
 from llmrec.llm.embedded import resolve_gguf
 from llmrec.llm.lora import answer_logprob, load_gguf_model
 from llmrec.profiles import long_term_request
+from llmrec.profiles.reward import retrieval_auc
 from llmrec.profiles.tuning import ProfileTuner, reward_targets, user_groups
 
 
@@ -42,6 +43,11 @@ def test_check_and_tuning_users_are_disjoint_seeded_and_old_enough(ml100k_experi
     assert (len(groups.check), len(groups.tuning)) == (50, 3)
     assert not set(groups.check) & set(groups.tuning)
     assert np.array_equal(user_groups(config, split).tuning, groups.tuning)
+    assert set(groups.check) <= set(groups.held_out) and not set(groups.held_out) & set(groups.tuning)
+    assert len(groups.held_out) > len(groups.check)
+    for user in groups.held_out:  # old enough, with a later training item
+        request = long_term_request(split, int(user), config.profile.recent_items)
+        assert config.profile.min_long_term <= len(request.long_term) < len(split.train[user])
     for user in groups.tuning:
         request = long_term_request(split, int(user), config.profile.recent_items)
         assert len(request.long_term) >= config.profile.min_long_term
@@ -56,6 +62,19 @@ def test_the_reward_ranks_a_targets_own_title_first(ml100k_experiment):
     rewards = tuner.reward(["Toy Story (1995)", "a documentary about deep-sea fishing boats"],
                            [np.array([toy_story])] * 2, [np.array([], dtype=np.int64)] * 2)
     assert rewards[0] > 0.99 and rewards[1] < rewards[0] and 0 <= rewards[1] <= 1
+
+
+def test_retrieval_auc_by_hand():
+    # row 0 is padding; item scores under the vector are 4, 3, 2, 1 for items 1..4
+    items = np.array([[0.0], [4.0], [3.0], [2.0], [1.0]], dtype=np.float32)
+    vector = np.array([1.0], dtype=np.float32)
+    assert retrieval_auc(items, vector, np.array([1]), np.array([], dtype=np.int64)) == 1.0
+    # target 3 (score 2): the pool is items 1, 2, 4; two of three score above it
+    assert retrieval_auc(items, vector, np.array([3]), np.array([], dtype=np.int64)) == pytest.approx(1 - 2 / 3)
+    # a seen item leaves the pool: items 2 and 4 remain, one above
+    assert retrieval_auc(items, vector, np.array([3]), np.array([1])) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="at least one target"):
+        retrieval_auc(items, vector, np.array([], dtype=np.int64), np.array([1]))
 
 
 def write_samples(tuner: ProfileTuner, samples_of: dict[int, list[dict]]) -> None:

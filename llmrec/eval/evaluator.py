@@ -73,7 +73,10 @@ class FullRankingEvaluator:
                  desc: str = "evaluate") -> dict[str, float]:
         """Metrics over `cases` (the test cases by default), with group breakdowns."""
         cases = self.split.test if cases is None else cases
-        result = self.rank(model, cases, desc)
+        return self.summarise(self.rank(model, cases, desc), cases)
+
+    def summarise(self, result: CaseRanks, cases: EvalCases) -> dict[str, float]:
+        """Metrics of ranks `result` of `cases` (from `rank`), with group breakdowns."""
         metrics = self._metrics(result, np.ones(len(cases), dtype=bool), "")
         for group, mask in self.groups(cases).items():
             if mask.any():
@@ -95,7 +98,8 @@ class FullRankingEvaluator:
             "cold-items": self._popularity[first_target] == 0,
         }
 
-    def _metrics(self, result: CaseRanks, mask: np.ndarray, suffix: str, headline_only: bool = False) -> dict[str, float]:
+    def _metrics(self, result: CaseRanks, mask: np.ndarray, suffix: str,
+                 headline_only: bool = False) -> dict[str, float]:
         ranks, n_rel = result.ranks[mask], result.n_relevant[mask]
         out: dict[str, float] = {}
         for k in self.config.ks:

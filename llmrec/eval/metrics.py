@@ -67,3 +67,15 @@ def novelty(top_items: np.ndarray, popularity: np.ndarray, num_users: int) -> np
     the item in training (an item nobody chose counts as chosen once)."""
     share = np.maximum(popularity, 1) / max(1, num_users)
     return (-np.log2(share))[top_items].mean(axis=1)
+
+
+def bootstrap_interval(values: np.ndarray, seed: int, level: float = 0.95,
+                       resamples: int = 1000) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of per-case `values` (cases resampled with replacement)."""
+    values = np.asarray(values, dtype=np.float64)
+    if not len(values):
+        raise ValueError("a bootstrap interval needs at least one case")
+    draws = np.random.default_rng(seed).integers(0, len(values), size=(resamples, len(values)))
+    means = values[draws].mean(axis=1)
+    tail = (1 - level) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))

@@ -28,14 +28,15 @@ class RetrievalReward:
         if not texts:
             return np.zeros(0)
         vectors = self.encoder.encode(list(texts), self.template_key)
-        return np.array([self.auc(v, t, s) for v, t, s in zip(vectors, targets, seen)])
+        return np.array([retrieval_auc(self.item_vectors, v, t, s) for v, t, s in zip(vectors, targets, seen)])
 
-    def auc(self, vector: np.ndarray, targets: np.ndarray, seen: np.ndarray) -> float:
-        """The reward of one user vector (see the class docstring)."""
-        scores = self.item_vectors @ vector
-        excluded = Exclusion([np.asarray(seen, dtype=np.int64)], [np.asarray(targets, dtype=np.int64)])
-        pool = scores[~excluded.mask(len(scores))[0].numpy()]
-        if not len(pool) or not len(targets):
-            raise ValueError("a reward needs at least one target and one candidate item")
-        above = np.array([(pool > scores[t]).sum() for t in targets])
-        return float(1.0 - above.mean() / len(pool))
+
+def retrieval_auc(item_vectors: np.ndarray, vector: np.ndarray, targets: np.ndarray, seen: np.ndarray) -> float:
+    """The reward of one user vector (see `RetrievalReward`); also the intrinsic check's AUC."""
+    scores = item_vectors @ vector
+    excluded = Exclusion([np.asarray(seen, dtype=np.int64)], [np.asarray(targets, dtype=np.int64)])
+    pool = scores[~excluded.mask(len(scores))[0].numpy()]
+    if not len(pool) or not len(targets):
+        raise ValueError("a reward needs at least one target and one candidate item")
+    above = np.array([(pool > scores[t]).sum() for t in targets])
+    return float(1.0 - above.mean() / len(pool))

@@ -49,10 +49,12 @@ REWARD = "retrieval-auc"
 
 @dataclass(frozen=True)
 class UserGroups:
-    """User indices set aside for the intrinsic check and those the writer is tuned on (disjoint)."""
+    """User indices set aside for the intrinsic check and those the writer is tuned on (disjoint); `held_out`:
+    every eligible user who is not a tuning user (the check users included)."""
 
     check: np.ndarray
     tuning: np.ndarray
+    held_out: np.ndarray
 
 
 def user_groups(config: RunConfig, split: Split) -> UserGroups:
@@ -63,7 +65,8 @@ def user_groups(config: RunConfig, split: Split) -> UserGroups:
     eligible = [u for u, n in enumerate(long_terms) if settings.min_long_term <= n < len(split.train[u])]
     order = np.random.default_rng(config.seed).permutation(np.array(eligible, dtype=np.int64))
     check = np.sort(order[:tune.check_users])
-    return UserGroups(check, np.sort(order[tune.check_users:tune.check_users + tune.users]))
+    tuning = np.sort(order[tune.check_users:tune.check_users + tune.users])
+    return UserGroups(check, tuning, np.setdiff1d(order, tuning))
 
 
 def reward_targets(split: Split, user: int, request: ProfileRequest, count: int) -> np.ndarray:
