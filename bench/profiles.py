@@ -62,8 +62,8 @@ from llmrec.llm.llamacpp import LlamaCppBackend
 from llmrec.models.text_knn import TextKNN
 from llmrec.profiles import CatalogFacts, Profile, ProfileService, long_term_request
 from llmrec.profiles.prompt import ChatTemplate
-from llmrec.profiles.reward import retrieval_auc
 from llmrec.profiles.quality import UserVectorScorer, profile_quality, profile_text_vectors
+from llmrec.profiles.reward import retrieval_auc
 from llmrec.profiles.tuning import user_groups
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -346,6 +346,9 @@ def main() -> None:
                     dataset, "profile-writer-llamacpp", throughput, command, config.seed,
                     time.perf_counter() - started)])
             continue
+        tuned_store = export_path(dataset, tuned=True)
+        if adapter is not None and config.profile.adapter is None and tuned_store.is_file():
+            experiment.profiles.store.load_export(tuned_store, replace=False)  # the tuned writer's, if this one's
         records, examples = evaluate_writers(experiment, adapter, args.writers, command, args.held_out)
         if args.held_out:
             write_records(RESULTS / "profiles.json", records)

@@ -252,7 +252,8 @@ def examples_section() -> str:
              f"`bench/results/{EXAMPLES}`: the same seeded check users per dataset, with the profile each writer "
              "(`template`, the base `llm`, the tuned `llm-tuned`) wrote from the same long-term history; *shown* "
              "is part of what the digest gave the LLM (the first 4 of its representative titles).",
-             "| dataset | writer | user | long-term items | top categories | shown titles (first 4) | source | profile |",
+             "| dataset | writer | user | long-term items | top categories | shown titles (first 4) | source "
+             "| profile |",
              "|---|---|---|---|---|---|---|---|"]
     for e in examples:
         categories = ", ".join(f"{name} {share:.0%}" for name, share in e.get("top_categories", [])[:3])
@@ -267,7 +268,8 @@ def profile_examples_markdown(per_dataset: int = 5, chars: int = 100) -> str:
     """README's before/after table: the base and the tuned writer's profiles of the first seeded example users
     of each dataset that has both (texts cut to `chars`)."""
     by_key = {(e["dataset"], e.get("writer"), e["user"]): e["profile"] for e in load(EXAMPLES)}
-    lines = ["| dataset | base LLM writer (few-shot prompt) | tuned writer (LoRA + grammar, no few-shot) |", "|---|---|---|"]
+    lines = ["| dataset | base LLM writer (few-shot prompt) | tuned writer (LoRA + grammar, no few-shot) |",
+             "|---|---|---|"]
     for dataset in (ML1M, BEAUTY):
         users = sorted({u for d, w, u in by_key if d == dataset and w == "llm-tuned"})[:per_dataset]
         for user in users:
