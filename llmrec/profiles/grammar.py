@@ -4,13 +4,15 @@
 
 The titles are distinct fixed strings chosen from the items the prompt showed, in the prompt's order and quoted as
 the prompt quoted them, and the free words are lowercase letters only: the model chooses what to say about the
-person and which of their items stand for it, but cannot name an item outside the history, copy a prompt line or
-an example answer, or be forced to repeat an instruction hidden in a title. What gives a profile its ranking signal is that it names real items the
-person chose (the template profile does the same); the LLM's part is the choice and the description.
+person and which of their items stand for it, but cannot name an item outside the history, copy a prompt line or an
+example answer, or be forced to repeat an instruction hidden in a title. What gives a profile its ranking signal is
+that it names real items the person chose (the template profile does the same); the LLM's part is the choice and
+the description.
 
 Exactly `max_cited(len(titles))` titles are cited: one fewer than the writer's `echo` check (copying back half of
-the list it was shown) rejects. The grammar bounds the length, so decoding under it may use up to `MAX_TOKENS`. Left free to cite fewer, the base model names one title in nine of ten samples, and
-its profiles then retrieve the user's next items worse than the template's three titles do.
+the list it was shown) rejects. The grammar bounds the length, so decoding under it may use up to `MAX_TOKENS`.
+Left free to cite fewer, the base model names one title in nine of ten samples, and its profiles then retrieve the
+user's next items worse than the template's three titles do.
 """
 
 from __future__ import annotations

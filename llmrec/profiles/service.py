@@ -121,7 +121,8 @@ class ProfileService:
     def purge_rejected(self, requests: Sequence[ProfileRequest]) -> int:
         """Delete the stored LLM profiles of these requests that the writer would reject today (a few-shot copy,
         an instruction from a title, a degenerate text) or whose text a user before them in the store's order
-        already has (`duplicate`); returns how many. Stores written by older versions are brought up to today's checks so."""
+        already has (`duplicate`); returns how many. Stores written by older versions are brought up to today's
+        checks so."""
         if self.settings.writer != "llm":
             return 0
         writer = self.writer
