@@ -10,7 +10,7 @@ users):
 - `profile-template`, `profile-llm`, `profile-llm-tuned`, `profile-mean-items`: the intrinsic check, each user's
   test item retrieved from the profile embedding alone (full ranking; same users and input history for all),
   with a 95 % bootstrap interval of HR@10 over the users and the AUC of the test item (the tuning reward,
-  `llmrec.profiles.reward.retrieval_auc`: far less noisy than HR@10 on a few hundred users);
+  `llmrec.profiles.reward.retrieval_reward`: far less noisy than HR@10 on a few hundred users);
 - `profile-writer-llm`, `profile-writer-llm-tuned` (with --adapter): throughput of both writers in one run;
 - bench/results/profile_examples.json: the same seeded users' profiles from every writer.
 
@@ -63,7 +63,7 @@ from llmrec.models.text_knn import TextKNN
 from llmrec.profiles import CatalogFacts, Profile, ProfileService, long_term_request
 from llmrec.profiles.prompt import ChatTemplate
 from llmrec.profiles.quality import UserVectorScorer, profile_quality, profile_text_vectors
-from llmrec.profiles.reward import retrieval_auc
+from llmrec.profiles.reward import retrieval_reward
 from llmrec.profiles.tuning import user_groups
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -205,7 +205,7 @@ def evaluate_writers(experiment: Experiment, adapter: Path | None, writers: Sequ
         metrics = evaluator.summarise(ranked, cases)
         kept = {k: metrics[k] for k in ("HR@10", "NDCG@10", "HR@20", "NDCG@20", "MRR", "NDCG@10-tail-items")}
         kept["HR@10-ci95"] = bootstrap_interval(hit_rate(ranked.ranks, 10), config.seed)
-        kept["AUC"] = float(np.mean([retrieval_auc(experiment.item_vectors, table[u], t, h)
+        kept["AUC"] = float(np.mean([retrieval_reward(experiment.item_vectors, table[u], t, h)
                                      for u, t, h in zip(cases.users, cases.targets, cases.histories)]))
         kept.update(users=len(cases), user_set=user_set)
         records.append(make_record(experiment.dataset.name, name + suffix, kept, command, config.seed,

@@ -485,6 +485,10 @@ class ProfileConfig(Validated):
         _check_database("profile.store", self.store)
 
 
+RewardMeasure = Literal["auc", "ndcg", "mrr", "log-rank"]
+"""How a tuning reward turns a target's place into a number (`llmrec.profiles.reward`)."""
+
+
 @dataclass
 class ProfileTuneConfig(Validated):
     """`llmrec profile tune`: sample profiles, score them by retrieval of held-out items, LoRA on the best."""
@@ -503,6 +507,10 @@ class ProfileTuneConfig(Validated):
     """Nucleus sampling share of the tuning samples."""
     target_items: PositiveInt = 5
     """Held-out items the reward ranks: the first ones after the long-term cut-off (training items only)."""
+    reward: RewardMeasure = "auc"
+    """How a sample's place for its targets becomes its reward (`llmrec.profiles.reward.MEASURES`): `auc`
+    weighs every place alike, `ndcg`, `mrr` and `log-rank` weigh the top of the ranking more (log-rank: every
+    halving of the place counts the same)."""
     method: Literal["sft", "dpo"] = "sft"
     """How the adapter learns from the scored samples: `sft` (expert iteration: each user's best accepted sample
     is the target) or `dpo` (direct preference optimisation on each user's best vs worst accepted sample)."""

@@ -18,7 +18,7 @@ from llmrec.llm.adapter import LoRAAdapter
 from llmrec.llm.embedded import resolve_gguf
 from llmrec.llm.lora import answer_logprob, load_gguf_model
 from llmrec.profiles import long_term_request
-from llmrec.profiles.reward import retrieval_auc
+from llmrec.profiles.reward import retrieval_reward
 from llmrec.profiles.tuning import ProfileTuner, reward_targets, user_groups
 
 
@@ -64,27 +64,42 @@ def test_the_reward_ranks_a_targets_own_title_first(ml100k_experiment):
     assert rewards[0] > 0.99 and rewards[1] < rewards[0] and 0 <= rewards[1] <= 1
 
 
-def test_retrieval_auc_by_hand():
+def test_retrieval_reward_by_hand():
     # row 0 is padding; item scores under the vector are 4, 3, 2, 1 for items 1..4
     items = np.array([[0.0], [4.0], [3.0], [2.0], [1.0]], dtype=np.float32)
     vector = np.array([1.0], dtype=np.float32)
-    assert retrieval_auc(items, vector, np.array([1]), np.array([], dtype=np.int64)) == 1.0
+    assert retrieval_reward(items, vector, np.array([1]), np.array([], dtype=np.int64)) == 1.0
     # target 3 (score 2): the pool is items 1, 2, 4; two of three score above it
-    assert retrieval_auc(items, vector, np.array([3]), np.array([], dtype=np.int64)) == pytest.approx(1 - 2 / 3)
+    assert retrieval_reward(items, vector, np.array([3]), np.array([], dtype=np.int64)) == pytest.approx(1 - 2 / 3)
     # a seen item leaves the pool: items 2 and 4 remain, one above
-    assert retrieval_auc(items, vector, np.array([3]), np.array([1])) == pytest.approx(0.5)
+    assert retrieval_reward(items, vector, np.array([3]), np.array([1])) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="at least one target"):
-        retrieval_auc(items, vector, np.array([], dtype=np.int64), np.array([1]))
+        retrieval_reward(items, vector, np.array([], dtype=np.int64), np.array([1]))
 
 
-def write_samples(tuner: ProfileTuner, samples_of: dict[int, list[dict]]) -> None:
-    """A samples file with `samples_of[user]` for each user, a stale line (history changed) and a cut-off one."""
+@pytest.mark.parametrize("measure, expected", [
+    ("auc", 1 - (0 + 2) / 2 / 3),
+    ("ndcg", (1 / np.log2(2) + 1 / np.log2(4)) / 2),
+    ("mrr", (1 + 1 / 3) / 2),
+    ("log-rank", 1 - (np.log(1) + np.log(3)) / 2 / np.log(4)),
+])
+def test_top_weighted_rewards_by_hand(measure, expected):
+    # targets 1 (first) and 4 (items 2 and 3 above it); seen item 5 and the targets leave the pool: 2, 3, 6
+    items = np.array([[0.0], [4.0], [3.0], [2.0], [1.0], [0.5], [0.25]], dtype=np.float32)
+    value = retrieval_reward(items, np.array([1.0], dtype=np.float32), np.array([1, 4]), np.array([5]), measure)
+    assert value == pytest.approx(expected)
+
+
+def write_samples(tuner: ProfileTuner, samples_of: dict[int, list[dict]], scored_by: str | None = None) -> None:
+    """A samples file with `samples_of[user]` for each user, a stale line (history changed) and a cut-off one;
+    scored by the tuner's reward unless `scored_by` names another."""
     split, settings = tuner.split, tuner.config.profile
     lines = []
     for user, samples in samples_of.items():
         request = long_term_request(split, user, settings.recent_items)
         line = {"user_id": request.user_id, "cutoff": request.cutoff, "history_hash": request.history_hash,
-                "samples": samples, "template": "Enjoys Drama.", "template_reward": 0.6}
+                "scored_by": scored_by or tuner.reward.name, "samples": samples, "template": "Enjoys Drama.",
+                "template_reward": 0.6}
         lines += [line, {**line, "history_hash": "stale"}]
     tuner.samples_path.write_text("\n".join(json.dumps(line) for line in lines) + "\n{truncated")
 
@@ -108,6 +123,25 @@ def test_training_targets_are_each_users_best_accepted_complete_sample(ml100k_ex
     assert answer == "Enjoys crime films and dark comedies from the nineties."
     assert [m["role"] for m in messages] == ["system", "user"]  # the tuned prompt: no few-shot turns
     assert rewards == {"accepted_mean": pytest.approx(0.75), "chosen_mean": 0.8, "template_mean": 0.6}
+
+
+def test_samples_scored_by_another_reward_are_scored_again(ml100k_experiment, tmp_path):
+    experiment = ml100k_experiment
+    config = replace(experiment.config, profile_tune=replace(experiment.config.profile_tune, reward="mrr"))
+    tuner = ProfileTuner(config, experiment.split, experiment.profiles, experiment.encoder, experiment.item_vectors,
+                         tmp_path)
+    user = int(tuner.groups.tuning[0])
+    request = long_term_request(experiment.split, user, config.profile.recent_items)
+    targets = reward_targets(experiment.split, user, request, config.profile_tune.target_items)
+    on_target = f"Enjoys {experiment.profiles.writer.facts.titles[targets[0]]} and films like it."
+    off_target = "Enjoys documentaries about deep-sea fishing boats."
+    write_samples(tuner, {user: [sample(off_target, 0.9), sample(on_target, 0.1)]}, scored_by="retrieval-auc")
+    examples, rewards = tuner.training_examples()
+    assert [answer for _, answer in examples] == [on_target]  # the stored AUC values are not used
+    expected = tuner.reward([on_target, off_target, "Enjoys Drama."], [targets] * 3, [request.long_term] * 3)
+    assert tuner.reward.name == "retrieval-mrr" and expected[0] > expected[1]
+    assert rewards == pytest.approx({"accepted_mean": expected[:2].mean(), "chosen_mean": expected[0],
+                                     "template_mean": expected[2]})
 
 
 def test_preference_pairs_are_best_vs_worst_accepted_where_the_gap_is_wide_enough(ml100k_experiment, tmp_path):
@@ -163,7 +197,7 @@ def test_tune_samples_trains_exports_and_the_tuned_writer_writes(ml100k_experime
     assert manifest.prompt == "profile/tuned.v1" and manifest.teacher_prompt == "profile/llm.v1"
     assert manifest.check_users == 50 and manifest.tuning_users == 3 and manifest.examples >= 1
     assert manifest.steps == -(-manifest.examples // 2) and len(manifest.base_sha256) == 64  # 1 epoch, 2 a step
-    assert manifest.method == "sft" and manifest.init_adapter == ""
+    assert manifest.method == "sft" and manifest.init_adapter == "" and manifest.reward == "retrieval-auc"
     assert adapter.gguf.stat().st_size < 8_000_000
     tuned = experiment.profiles.with_writer("llm", str(adapter_dir))
     assert tuned.prompt_version == "profile/tuned.v1"

@@ -6,7 +6,9 @@
    (under the profile grammar with `profile.grammar`, and the tuned writer then decodes with it too); each answer
    is cleaned and checked like any profile (`samples.jsonl`, one line a user: resumable).
 3. Score: `RetrievalReward` — how well the answer's embedding ranks the user's next training items (the first
-   `profile_tune.target_items` after the long-term cut-off; never a validation or test item) in the catalog.
+   `profile_tune.target_items` after the long-term cut-off; never a validation or test item) in the catalog,
+   measured by `profile_tune.reward`. Samples scored by another reward are scored again when training reads
+   them, so one set of samples serves every reward.
 4. Train a LoRA adapter (`llmrec.llm.lora`) to answer the tuned prompt (no few-shot prefix): with
    `profile_tune.method=sft` on each user's best accepted answer (expert iteration), with `dpo` on each user's
    best vs worst accepted answer; optionally from an earlier adapter (`profile_tune.init_adapter`, also DPO's
@@ -43,8 +45,6 @@ if TYPE_CHECKING:  # torch and peft load only when training
 log = logging.getLogger(__name__)
 SAMPLES_FILE = "samples.jsonl"
 _SENTENCE_ENDS = (".", "!", "?")
-REWARD = "retrieval-auc"
-"""The reward's name in adapter manifests: AUC of the next training items under the profile embedding."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,18 @@ def user_groups(config: RunConfig, split: Split) -> UserGroups:
     return UserGroups(check, tuning, np.setdiff1d(order, tuning))
 
 
+@dataclass(frozen=True)
+class ScoredUser:
+    """One sampled user's accepted samples (`{"text", "reason", "reward"}`, best first) under the configured
+    reward, the tuned prompt for the user's history, and the template profile with its reward."""
+
+    request: ProfileRequest
+    prompt: list[Message]
+    answers: list[dict[str, Any]]
+    template: str
+    template_reward: float
+
+
 def reward_targets(split: Split, user: int, request: ProfileRequest, count: int) -> np.ndarray:
     """The user's first `count` training items after the long-term cut-off (never validation or test)."""
     return np.asarray(split.train[user][request.cutoff:request.cutoff + count], dtype=np.int64)
@@ -84,7 +96,7 @@ class ProfileTuner:
         self.profiles = profiles
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.reward = RetrievalReward(encoder, item_vectors, f"profile-text/{REWARD}")
+        self.reward = RetrievalReward(encoder, item_vectors, config.profile_tune.reward)
         self.groups = user_groups(config, split)
 
     @property
@@ -107,11 +119,11 @@ class ProfileTuner:
                 request = long_term_request(self.split, int(user), self.config.profile.recent_items)
                 candidates = writer.sample(request, tune.samples, params)
                 (template_profile,) = template.write([request])
-                targets = reward_targets(self.split, int(user), request, tune.target_items)
                 texts = [c.text for c in candidates] + [template_profile.text]
-                rewards = self.reward(texts, [targets] * len(texts), [request.long_term] * len(texts))
+                rewards = self._score(texts, request)
                 out.write(json.dumps({
                     "user_id": request.user_id, "cutoff": request.cutoff, "history_hash": request.history_hash,
+                    "scored_by": self.reward.name,
                     "samples": [{"text": c.text, "reason": c.reason, "reward": float(r)}
                                 for c, r in zip(candidates, rewards)],
                     "template": template_profile.text, "template_reward": float(rewards[-1]),
@@ -124,6 +136,12 @@ class ProfileTuner:
                 "users_per_min": 60 * len(todo) / seconds if todo else 0.0,
                 "prompt_tok_per_s": stats.prompt_tokens / stats.llm_seconds if stats.llm_seconds else 0.0,
                 "output_tok_per_s": stats.output_tokens / stats.llm_seconds if stats.llm_seconds else 0.0}
+
+    def _score(self, texts: list[str], request: ProfileRequest) -> np.ndarray:
+        """The configured reward of each text for the request's user."""
+        targets = reward_targets(self.split, self.split.user_index(request.user_id), request,
+                                 self.config.profile_tune.target_items)
+        return self.reward(texts, [targets] * len(texts), [request.long_term] * len(texts))
 
     def _end_last_line(self) -> None:
         """Close a line a kill cut short, so the next sample starts on a line of its own."""
@@ -144,11 +162,11 @@ class ProfileTuner:
                 except json.JSONDecodeError:
                     log.warning("skipping a truncated line of %s", self.samples_path)
 
-    def scored_answers(self) -> Iterator[tuple[list[Message], list[dict[str, Any]], float]]:
-        """Per sampled user whose history is unchanged and who has an accepted sample: the tuned prompt, the
-        accepted samples (best first) and the template profile's reward. Samples are checked again with the
-        writer's checks of today (`ProfileWriter.rejection`); a sample cut off by the token limit (not ending a
-        sentence) is never accepted: the tuned writer should learn to finish."""
+    def scored_users(self) -> Iterator[ScoredUser]:
+        """Every sampled user whose history is unchanged and who has an accepted sample, under the configured
+        reward (a line scored by another is scored again). Samples are checked again with the writer's checks of
+        today (`ProfileWriter.rejection`); a sample cut off by the token limit (not ending a sentence) is never
+        accepted: the tuned writer should learn to finish."""
         student = ChatTemplate.load("profile", self.config.profile_tune.prompt)
         writer = self.profiles.writer
         for line in self.read_samples():
@@ -157,35 +175,40 @@ class ProfileTuner:
             digest = writer.digest(request.long_term)
             accepted = [s for s in line["samples"] if s["text"].endswith(_SENTENCE_ENDS)
                         and writer.rejection(s["text"], digest) is None]  # today's checks, not the sampler's
-            if request.history_hash == line["history_hash"] and accepted:
-                yield (student.render(digest_values(digest, writer.facts)),
-                       sorted(accepted, key=lambda s: -s["reward"]), line["template_reward"])
+            if request.history_hash != line["history_hash"] or not accepted:
+                continue
+            template_reward = line["template_reward"]
+            if line.get("scored_by") != self.reward.name:
+                *rewards, template_reward = self._score([s["text"] for s in accepted] + [line["template"]], request)
+                accepted = [{**s, "reward": float(r)} for s, r in zip(accepted, rewards)]
+            yield ScoredUser(request, student.render(digest_values(digest, writer.facts)),
+                             sorted(accepted, key=lambda s: -s["reward"]), line["template"], float(template_reward))
 
     def training_examples(self) -> tuple[list[Example], dict[str, float]]:
-        """(tuned prompt, best accepted sample) per user of `scored_answers`, and the mean rewards of all
+        """(tuned prompt, best accepted sample) per user of `scored_users`, and the mean rewards of all
         accepted samples, the chosen ones and the template profile."""
         examples, chosen, accepted, template = [], [], [], []
-        for prompt, answers, template_reward in self.scored_answers():
-            examples.append((prompt, answers[0]["text"]))
-            chosen.append(answers[0]["reward"])
-            accepted.extend(s["reward"] for s in answers)
-            template.append(template_reward)
+        for user in self.scored_users():
+            examples.append((user.prompt, user.answers[0]["text"]))
+            chosen.append(user.answers[0]["reward"])
+            accepted.extend(s["reward"] for s in user.answers)
+            template.append(user.template_reward)
         return examples, _means(accepted=accepted, chosen=chosen, template=template)
 
     def preference_pairs(self) -> tuple[list[Pair], dict[str, float]]:
-        """(tuned prompt, best, worst accepted sample) per user of `scored_answers` whose best and worst differ
+        """(tuned prompt, best, worst accepted sample) per user of `scored_users` whose best and worst differ
         by at least `profile_tune.dpo_min_gap` reward, and the mean rewards of all accepted samples, the
         preferred and the rejected ones and the template profile."""
         pairs, chosen, rejected, accepted, template = [], [], [], [], []
-        for prompt, answers, template_reward in self.scored_answers():
-            best, worst = answers[0], answers[-1]
-            if len(answers) < 2 or best["reward"] - worst["reward"] < self.config.profile_tune.dpo_min_gap:
+        for user in self.scored_users():
+            best, worst = user.answers[0], user.answers[-1]
+            if len(user.answers) < 2 or best["reward"] - worst["reward"] < self.config.profile_tune.dpo_min_gap:
                 continue
-            pairs.append((prompt, best["text"], worst["text"]))
+            pairs.append((user.prompt, best["text"], worst["text"]))
             chosen.append(best["reward"])
             rejected.append(worst["reward"])
-            accepted.extend(s["reward"] for s in answers)
-            template.append(template_reward)
+            accepted.extend(s["reward"] for s in user.answers)
+            template.append(user.template_reward)
         return pairs, _means(accepted=accepted, chosen=chosen, rejected=rejected, template=template)
 
     def train(self, progress: bool = True) -> Path:
@@ -213,7 +236,7 @@ class ProfileTuner:
         manifest = AdapterManifest(
             base_model=model_id_for(self.config.llm), base_sha256=file_sha256(gguf),
             dataset=self.profiles.dataset_name,
-            prompt=ChatTemplate.load("profile", tune.prompt).key, reward=REWARD,
+            prompt=ChatTemplate.load("profile", tune.prompt).key, reward=self.reward.name,
             teacher_prompt=self.profiles.prompt_version, teacher_model=self.profiles.model_id,
             tuning_users=len({line["user_id"] for line in self.read_samples()}),  # sampled, maybe not all drawn
             check_users=len(self.groups.check),
