@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -254,3 +256,30 @@ def test_training_from_an_adapter_without_peft_weights_is_a_clear_error(ml100k_e
     write_samples(tuner, {int(tuner.groups.tuning[0]): MIXED_SAMPLES})
     with pytest.raises(ConfigError, match="no adapter_model.safetensors"):
         tuner.train(progress=False)
+
+
+def test_reward_selection_judges_each_rewards_pick_on_later_items(ml100k_experiment, tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_reward_selection",
+                                                  Path(__file__).parent.parent / "bench" / "reward_selection.py")
+    selection = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(selection)
+    assert selection.later_quality(np.array([0.0, 9.0, 10.0, 99.0]), 100) == pytest.approx(
+        {"HR@10": 0.5, "NDCG@10": (1 + 1 / np.log2(11)) / 4, "AUC": 1 - 118 / 4 / 100})
+    tuner = tuner_of(ml100k_experiment, tmp_path)
+    split, config = ml100k_experiment.split, ml100k_experiment.config
+    users = [int(u) for u in tuner.groups.tuning[:2]]
+    samples = {}
+    for user in users:
+        request = long_term_request(split, user, config.profile.recent_items)
+        later = split.train[user][request.cutoff + config.profile_tune.target_items]
+        samples[user] = [sample(f"Enjoys {ml100k_experiment.profiles.writer.facts.titles[later]} a lot.", 0.0),
+                         sample("Enjoys documentaries about deep-sea fishing boats.", 0.0)]
+    write_samples(tuner, samples)
+    metrics = selection.selection_metrics(tuner, ml100k_experiment)
+    assert metrics["users"] == 2 and metrics["samples_per_user"] == 2
+    rules = ["auc", "ndcg", "mrr", "log-rank", "random", "template", "oracle"]
+    for rule in rules:
+        assert set(metrics[rule]) == {"HR@10", "NDCG@10", "AUC"} and 0 <= metrics[rule]["AUC"] <= 1
+    # the oracle picks, per user, the sample naming a later item: at least as good as any rule by NDCG@10
+    assert all(metrics["oracle"]["NDCG@10"] >= metrics[rule]["NDCG@10"] for rule in rules)
+    assert metrics["oracle"]["NDCG@10"] > metrics["random"]["NDCG@10"]
