@@ -233,7 +233,7 @@ def test_dpo_from_the_sft_adapter_moves_the_writer_towards_the_preferred_answers
                                               "template_mean": 0.6})
     # against the reference (the SFT adapter, log-likelihoods kept beside the checkpoints), the DPO writer
     # raised each preferred answer's likelihood relative to the rejected one's
-    reference = json.loads((tmp_path / "checkpoint-dpo" / "reference.json").read_text())["values"]
+    reference = json.loads((tmp_path / "checkpoint-dpo-auc" / "reference.json").read_text())["values"]
     pairs, _ = tuner.preference_pairs()
     tokenizer, model = load_gguf_model(resolve_gguf(config.llm.model), "cpu")
     policy = PeftModel.from_pretrained(model, str(adapter.path)).eval()
@@ -275,9 +275,10 @@ def test_reward_selection_judges_each_rewards_pick_on_later_items(ml100k_experim
         samples[user] = [sample(f"Enjoys {ml100k_experiment.profiles.writer.facts.titles[later]} a lot.", 0.0),
                          sample("Enjoys documentaries about deep-sea fishing boats.", 0.0)]
     write_samples(tuner, samples)
-    metrics = selection.selection_metrics(tuner, ml100k_experiment)
-    assert metrics["users"] == 2 and metrics["samples_per_user"] == 2
-    rules = ["auc", "ndcg", "mrr", "log-rank", "random", "template", "oracle"]
+    metrics = selection.selection_metrics(tuner, ml100k_experiment, [1, 5])
+    assert metrics["users"] == 2 and metrics["samples_per_user"] == 2 and metrics["targets"] == [1, 5]
+    rules = [f"{measure}@{count}" for count in (1, 5) for measure in ("auc", "ndcg", "mrr", "log-rank")]
+    rules += ["random", "template", "oracle"]
     for rule in rules:
         assert set(metrics[rule]) == {"HR@10", "NDCG@10", "AUC"} and 0 <= metrics[rule]["AUC"] <= 1
     # the oracle picks, per user, the sample naming a later item: at least as good as any rule by NDCG@10

@@ -230,7 +230,8 @@ class ProfileTuner:
         tokenizer, model = load_gguf_model(gguf, tune.device)
         adapter_dir = self.out_dir / "adapter"
         trainer = train_lora if sft else train_dpo
-        adapted, steps = trainer(model, tokenizer, examples, tune, self.out_dir / f"checkpoint-{tune.method}",
+        checkpoints = self.out_dir / f"checkpoint-{tune.method}-{tune.reward}"  # another reward: other examples
+        adapted, steps = trainer(model, tokenizer, examples, tune, checkpoints,
                                  self.config.seed, progress, init_weights)
         lora = adapted.peft_config["default"]  # the init adapter's shape when training started from one
         manifest = AdapterManifest(
