@@ -109,6 +109,8 @@ def number(value: Any, key: str = "") -> str:
         return "–"
     if isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
         return "–".join(number(v, key) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {number(v, k)}" for k, v in value.items())
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, int):
@@ -227,7 +229,8 @@ def quality_table(records: list[dict], commands: dict[str, str]) -> str:
 def other_table(records: list[dict], commands: dict[str, str]) -> str:
     lines = ["| record | results | date | machine | cmd |", "|---|---|---|---|---|"]
     for r in records:
-        results = "; ".join(f"{k} {number(v, k)}" for k, v in r["metrics"].items())
+        results = "; ".join(f"{k} ({number(v, k)})" if isinstance(v, dict) else f"{k} {number(v, k)}"
+                            for k, v in r["metrics"].items())
         row = [f"`{r['model']}`", results, r.get("date", "–"), r.get("machine", "–"), command_ref(r, commands)]
         lines.append("| " + " | ".join(cell(c) for c in row) + " |")
     return "\n".join(lines)
@@ -240,9 +243,7 @@ def extra_notes(record: dict) -> list[str]:
         value = record[key]
         if value is None:
             continue
-        if isinstance(value, dict):
-            value = ", ".join(f"{k} {number(v, k)}" for k, v in value.items())
-        notes.append(f"- `{record['model']}` {key}: {value}")
+        notes.append(f"- `{record['model']}` {key}: {number(value)}")
     return notes
 
 
