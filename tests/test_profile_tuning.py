@@ -100,7 +100,7 @@ def write_samples(tuner: ProfileTuner, samples_of: dict[int, list[dict]], scored
     for user, samples in samples_of.items():
         request = long_term_request(split, user, settings.recent_items)
         line = {"user_id": request.user_id, "cutoff": request.cutoff, "history_hash": request.history_hash,
-                "scored_by": scored_by or tuner.reward.name, "samples": samples, "template": "Enjoys Drama.",
+                "scored_by": scored_by or tuner.reward_name, "samples": samples, "template": "Enjoys Drama.",
                 "template_reward": 0.6}
         lines += [line, {**line, "history_hash": "stale"}]
     tuner.samples_path.write_text("\n".join(json.dumps(line) for line in lines) + "\n{truncated")
@@ -137,11 +137,11 @@ def test_samples_scored_by_another_reward_are_scored_again(ml100k_experiment, tm
     targets = reward_targets(experiment.split, user, request, config.profile_tune.target_items)
     on_target = f"Enjoys {experiment.profiles.writer.facts.titles[targets[0]]} and films like it."
     off_target = "Enjoys documentaries about deep-sea fishing boats."
-    write_samples(tuner, {user: [sample(off_target, 0.9), sample(on_target, 0.1)]}, scored_by="retrieval-auc")
+    write_samples(tuner, {user: [sample(off_target, 0.9), sample(on_target, 0.1)]}, scored_by="retrieval-auc@5")
     examples, rewards = tuner.training_examples()
     assert [answer for _, answer in examples] == [on_target]  # the stored AUC values are not used
     expected = tuner.reward([on_target, off_target, "Enjoys Drama."], [targets] * 3, [request.long_term] * 3)
-    assert tuner.reward.name == "retrieval-mrr" and expected[0] > expected[1]
+    assert tuner.reward_name == "retrieval-mrr@5" and expected[0] > expected[1]
     assert rewards == pytest.approx({"accepted_mean": expected[:2].mean(), "chosen_mean": expected[0],
                                      "template_mean": expected[2]})
 
@@ -199,7 +199,7 @@ def test_tune_samples_trains_exports_and_the_tuned_writer_writes(ml100k_experime
     assert manifest.prompt == "profile/tuned.v1" and manifest.teacher_prompt == "profile/llm.v1"
     assert manifest.check_users == 50 and manifest.tuning_users == 3 and manifest.examples >= 1
     assert manifest.steps == -(-manifest.examples // 2) and len(manifest.base_sha256) == 64  # 1 epoch, 2 a step
-    assert manifest.method == "sft" and manifest.init_adapter == "" and manifest.reward == "retrieval-auc"
+    assert manifest.method == "sft" and manifest.init_adapter == "" and manifest.reward == "retrieval-auc@5"
     assert adapter.gguf.stat().st_size < 8_000_000
     tuned = experiment.profiles.with_writer("llm", str(adapter_dir))
     assert tuned.prompt_version == "profile/tuned.v1"
@@ -233,7 +233,7 @@ def test_dpo_from_the_sft_adapter_moves_the_writer_towards_the_preferred_answers
                                               "template_mean": 0.6})
     # against the reference (the SFT adapter, log-likelihoods kept beside the checkpoints), the DPO writer
     # raised each preferred answer's likelihood relative to the rejected one's
-    reference = json.loads((tmp_path / "checkpoint-dpo-auc" / "reference.json").read_text())["values"]
+    reference = json.loads((tmp_path / "checkpoint-dpo-retrieval-auc@5" / "reference.json").read_text())["values"]
     pairs, _ = tuner.preference_pairs()
     tokenizer, model = load_gguf_model(resolve_gguf(config.llm.model), "cpu")
     policy = PeftModel.from_pretrained(model, str(adapter.path)).eval()

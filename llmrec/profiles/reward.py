@@ -36,11 +36,6 @@ class RetrievalReward:
         self.item_vectors = np.asarray(item_vectors, dtype=np.float32)
         self.measure = measure
 
-    @property
-    def name(self) -> str:
-        """The reward's name in samples files and adapter manifests, e.g. `retrieval-auc`."""
-        return f"retrieval-{self.measure}"
-
     def __call__(self, texts: Sequence[str], targets: Sequence[np.ndarray],
                  seen: Sequence[np.ndarray]) -> np.ndarray:
         """One reward per text; `targets[i]` and `seen[i]` are item indices of text i's user."""

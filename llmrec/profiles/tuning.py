@@ -100,6 +100,13 @@ class ProfileTuner:
         self.groups = user_groups(config, split)
 
     @property
+    def reward_name(self) -> str:
+        """The reward's name in samples files, checkpoint folders and adapter manifests: measure and number of
+        targets, e.g. `retrieval-auc@5`."""
+        tune = self.config.profile_tune
+        return f"retrieval-{tune.reward}@{tune.target_items}"
+
+    @property
     def samples_path(self) -> Path:
         return self.out_dir / SAMPLES_FILE
 
@@ -123,7 +130,7 @@ class ProfileTuner:
                 rewards = self._score(texts, request)
                 out.write(json.dumps({
                     "user_id": request.user_id, "cutoff": request.cutoff, "history_hash": request.history_hash,
-                    "scored_by": self.reward.name,
+                    "scored_by": self.reward_name,
                     "samples": [{"text": c.text, "reason": c.reason, "reward": float(r)}
                                 for c, r in zip(candidates, rewards)],
                     "template": template_profile.text, "template_reward": float(rewards[-1]),
@@ -178,7 +185,7 @@ class ProfileTuner:
             if request.history_hash != line["history_hash"] or not accepted:
                 continue
             template_reward = line["template_reward"]
-            if line.get("scored_by") != self.reward.name:
+            if line.get("scored_by") != self.reward_name:
                 *rewards, template_reward = self._score([s["text"] for s in accepted] + [line["template"]], request)
                 accepted = [{**s, "reward": float(r)} for s, r in zip(accepted, rewards)]
             yield ScoredUser(request, student.render(digest_values(digest, writer.facts)),
@@ -230,14 +237,14 @@ class ProfileTuner:
         tokenizer, model = load_gguf_model(gguf, tune.device)
         adapter_dir = self.out_dir / "adapter"
         trainer = train_lora if sft else train_dpo
-        checkpoints = self.out_dir / f"checkpoint-{tune.method}-{tune.reward}"  # another reward: other examples
+        checkpoints = self.out_dir / f"checkpoint-{tune.method}-{self.reward_name}"  # other rewards, other examples
         adapted, steps = trainer(model, tokenizer, examples, tune, checkpoints,
                                  self.config.seed, progress, init_weights)
         lora = adapted.peft_config["default"]  # the init adapter's shape when training started from one
         manifest = AdapterManifest(
             base_model=model_id_for(self.config.llm), base_sha256=file_sha256(gguf),
             dataset=self.profiles.dataset_name,
-            prompt=ChatTemplate.load("profile", tune.prompt).key, reward=self.reward.name,
+            prompt=ChatTemplate.load("profile", tune.prompt).key, reward=self.reward_name,
             teacher_prompt=self.profiles.prompt_version, teacher_model=self.profiles.model_id,
             tuning_users=len({line["user_id"] for line in self.read_samples()}),  # sampled, maybe not all drawn
             check_users=len(self.groups.check),
