@@ -72,6 +72,8 @@ from records import make_record, write_records  # noqa: E402
 BENCH = Path(__file__).parent
 RESULTS = BENCH / "results"
 CHUNK_USERS = 200
+MIN_THROUGHPUT_USERS = 100
+"""A `--write-store` run that asks the LLM about fewer users (a top-up) records no throughput."""
 EXAMPLES = 10
 
 
@@ -340,7 +342,10 @@ def main() -> None:
         if args.write_store:
             throughput = write_llm_profiles(experiment, args.minutes, args.shard)
             default_writer = config.profile.adapter is None
-            if throughput and args.shard[0] == 0 and default_writer:  # the default writer's, first shard's
+            if throughput and throughput["users_written"] < MIN_THROUGHPUT_USERS:
+                logging.info("%d profiles written: a top-up, not a throughput measurement (no record)",
+                             throughput["users_written"])
+            elif throughput and args.shard[0] == 0 and default_writer:  # the default writer's, first shard's
                 throughput["writers_side_by_side"] = args.shard[1]
                 write_records(RESULTS / "profiles.json", [make_record(
                     dataset, "profile-writer-llamacpp", throughput, command, config.seed,
