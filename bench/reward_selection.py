@@ -45,7 +45,7 @@ def later_quality(above: np.ndarray, pool: int) -> dict[str, float]:
     """HR@10, NDCG@10 and AUC of items with `above` candidates scored above each, of `pool`."""
     hits = above < 10
     return {"HR@10": float(hits.mean()), "NDCG@10": float(np.mean(hits / np.log2(above + 2.0))),
-            "AUC": float(1.0 - above.mean() / pool)}
+            "AUC": MEASURES["auc"](above, pool)}
 
 
 def selection_metrics(tuner: ProfileTuner, experiment: Experiment, target_counts: list[int]) -> dict[str, object]:
