@@ -10,7 +10,8 @@ users):
 - `profile-template`, `profile-llm`, `profile-llm-tuned`, `profile-mean-items`: the intrinsic check, each user's
   test item retrieved from the profile embedding alone (full ranking; same users and input history for all),
   with a 95 % bootstrap interval of HR@10 over the users and the AUC of the test item (the tuning reward,
-  `llmrec.profiles.reward.retrieval_reward`: far less noisy than HR@10 on a few hundred users);
+  `llmrec.profiles.reward.retrieval_reward`: far less noisy than HR@10 on a few hundred users), and under
+  `minus` each writer's HR@10 and AUC minus every other's on the same users, with paired bootstrap intervals;
 - `profile-writer-llm`, `profile-writer-llm-tuned` (with --adapter): throughput of both writers in one run;
 - bench/results/profile_examples.json: the same seeded users' profiles from every writer.
 
@@ -25,7 +26,8 @@ users):
     ... --adapter runs/.../adapter --writers llm-tuned --tag dpo
                                                      a trial writer: records `profile-llm-tuned-dpo` and
                                                      `profile-quality-llm-tuned-dpo` (naming the adapter), no
-                                                     examples or throughput
+                                                     examples or throughput; checked beside the template and
+                                                     base LLM (`REFERENCE_WRITERS`, unrecorded)
     ... --adapter 'bench/adapters/{dataset}' --writers template llm llm-tuned --held-out
                                                      the intrinsic check on every user but the tuning users
                                                      (`<record>-held-out`; from the committed stores)
@@ -137,6 +139,8 @@ def llamacpp_limit(config: LLMConfig) -> dict[str, float]:
 WRITERS = {"template": "profile-template", "llm": "profile-llm", "llm-grammar": "profile-llm-grammar",
            "llm-tuned": "profile-llm-tuned"}
 """Writer name -> the name of its intrinsic-check record (its quality record is `profile-quality-<writer>`)."""
+REFERENCE_WRITERS = ("template", "llm")
+"""A trial writer (--tag) is checked beside these (their stored profiles), for its paired differences."""
 
 
 def writer_services(experiment: Experiment, adapter: Path | None,
@@ -199,22 +203,43 @@ def evaluate_writers(experiment: Experiment, adapter: Path | None, writers: Sequ
                                                         service.prompt_version)
         if not held_out:
             examples += example_profiles(experiment, writer, profiles, facts)
+    per_user: dict[str, dict[str, np.ndarray]] = {}
     for name, user_vectors in vectors.items():
         started = time.perf_counter()
         table = np.zeros((split.num_users, experiment.item_vectors.shape[1]), dtype=np.float32)
         table[users] = user_vectors
         ranked = evaluator.rank(UserVectorScorer(table, experiment.item_vectors), cases, desc=name)
         metrics = evaluator.summarise(ranked, cases)
+        per_user[name] = {"HR@10": hit_rate(ranked.ranks, 10).astype(np.float64),
+                          "AUC": np.array([retrieval_reward(experiment.item_vectors, table[u], t, h)
+                                           for u, t, h in zip(cases.users, cases.targets, cases.histories)])}
         kept = {k: metrics[k] for k in ("HR@10", "NDCG@10", "HR@20", "NDCG@20", "MRR", "NDCG@10-tail-items")}
-        kept["HR@10-ci95"] = bootstrap_interval(hit_rate(ranked.ranks, 10), config.seed)
-        kept["AUC"] = float(np.mean([retrieval_reward(experiment.item_vectors, table[u], t, h)
-                                     for u, t, h in zip(cases.users, cases.targets, cases.histories)]))
+        kept["HR@10-ci95"] = bootstrap_interval(per_user[name]["HR@10"], config.seed)
+        kept["AUC"] = float(per_user[name]["AUC"].mean())
         kept.update(users=len(cases), user_set=user_set)
         records.append(make_record(experiment.dataset.name, name + suffix, kept, command, config.seed,
                                    time.perf_counter() - started))
         print(f"{experiment.dataset.name} {name}{suffix}: HR@10 {kept['HR@10']:.4f} {kept['HR@10-ci95']} "
               f"AUC {kept['AUC']:.4f} NDCG@10 {kept['NDCG@10']:.4f} ({len(cases)} users)", flush=True)
+    for record in records:
+        name = record["model"].removesuffix(suffix)
+        if name in per_user and name != "profile-mean-items":
+            record["metrics"]["minus"] = paired_differences(per_user, name, config.seed)
     return records, examples
+
+
+def paired_differences(per_user: dict[str, dict[str, np.ndarray]], name: str, seed: int) -> dict[str, dict]:
+    """Per other writer checked on the same users: `name`'s HR@10 and AUC minus that writer's, each with a 95 %
+    paired bootstrap interval (users resampled together: far narrower than comparing two separate intervals)."""
+    differences = {}
+    for other in per_user:
+        if other == name:
+            continue
+        differences[other] = {}
+        for metric, values in per_user[name].items():
+            gaps = values - per_user[other][metric]
+            differences[other].update({metric: float(gaps.mean()), f"{metric}-ci95": bootstrap_interval(gaps, seed)})
+    return differences
 
 
 def store_quality(experiment: Experiment, command: str) -> dict:
@@ -354,13 +379,15 @@ def main() -> None:
         tuned_store = export_path(dataset, tuned=True)
         if adapter is not None and config.profile.adapter is None and tuned_store.is_file():
             experiment.profiles.store.load_export(tuned_store, replace=False)  # the tuned writer's, if this one's
-        records, examples = evaluate_writers(experiment, adapter, args.writers, command, args.held_out)
+        writers = list(dict.fromkeys([*args.writers, *REFERENCE_WRITERS])) if args.tag else args.writers
+        records, examples = evaluate_writers(experiment, adapter, writers, command, args.held_out)
         if args.held_out:
             write_records(RESULTS / "profiles.json", records)
             continue
         if args.tag:
+            tagged = {WRITERS[w] for w in args.writers} | {f"profile-quality-{w}" for w in args.writers}
             write_records(RESULTS / "profiles.json", [trial_record(r, args.tag, adapter) for r in records
-                                                      if r["model"] != "profile-mean-items"])
+                                                      if r["model"] in tagged])
             continue
         if adapter is not None and args.throughput_users:
             records += writer_throughput(experiment, adapter, args.throughput_users, command)

@@ -237,13 +237,18 @@ def other_table(records: list[dict], commands: dict[str, str]) -> str:
 
 
 def extra_notes(record: dict) -> list[str]:
-    """Fields beyond the standard ones (a note, a transfer's base), one bullet each."""
+    """Fields beyond the standard ones (a note, a transfer's base), one bullet each; and a record's paired
+    differences from the others checked on the same users (`minus`), one bullet per other."""
     notes = []
     for key in sorted(set(record) - STANDARD_KEYS):
         value = record[key]
         if value is None:
             continue
         notes.append(f"- `{record['model']}` {key}: {number(value)}")
+    for other, gaps in record["metrics"].get("minus", {}).items():
+        shown = [f"{m} {number(v, m)} [{', '.join(number(end, m) for end in gaps[m + '-ci95'])}]"
+                 for m, v in gaps.items() if not m.endswith("-ci95")]
+        notes.append(f"- `{record['model']}` minus `{other}` (same users; paired 95 % interval): " + ", ".join(shown))
     return notes
 
 

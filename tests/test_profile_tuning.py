@@ -258,11 +258,17 @@ def test_training_from_an_adapter_without_peft_weights_is_a_clear_error(ml100k_e
         tuner.train(progress=False)
 
 
+def bench_script(name: str):
+    """bench/<name>.py as a module."""
+    path = Path(__file__).parent.parent / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_reward_selection_judges_each_rewards_pick_on_later_items(ml100k_experiment, tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_reward_selection",
-                                                  Path(__file__).parent.parent / "bench" / "reward_selection.py")
-    selection = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(selection)
+    selection = bench_script("reward_selection")
     assert selection.later_quality(np.array([0.0, 9.0, 10.0, 99.0]), 100) == pytest.approx(
         {"HR@10": 0.5, "NDCG@10": (1 + 1 / np.log2(11)) / 4, "AUC": 1 - 118 / 4 / 100})
     tuner = tuner_of(ml100k_experiment, tmp_path)
@@ -284,3 +290,15 @@ def test_reward_selection_judges_each_rewards_pick_on_later_items(ml100k_experim
     # the oracle picks, per user, the sample naming a later item: at least as good as any rule by NDCG@10
     assert all(metrics["oracle"]["NDCG@10"] >= metrics[rule]["NDCG@10"] for rule in rules)
     assert metrics["oracle"]["NDCG@10"] > metrics["random"]["NDCG@10"]
+
+
+def test_writers_are_compared_on_the_same_users_with_paired_intervals():
+    tuned = {"HR@10": np.array([1.0, 0, 1, 0, 0, 0]), "AUC": np.array([0.9, 0.5, 0.8, 0.4, 0.6, 0.7])}
+    template = {"HR@10": np.array([1.0, 0, 0, 0, 0, 0]), "AUC": tuned["AUC"] - 0.1}
+    differences = bench_script("profiles").paired_differences({"tuned": tuned, "template": template}, "tuned", 0)
+    assert set(differences) == {"template"}
+    gap = differences["template"]
+    assert gap["HR@10"] == pytest.approx(1 / 6) and gap["AUC"] == pytest.approx(0.1)
+    assert gap["AUC-ci95"] == pytest.approx((0.1, 0.1))  # higher for every user: every resample says so
+    low, high = gap["HR@10-ci95"]
+    assert low == 0.0 and 1 / 6 < high <= 1.0  # one user of six differs: a resample may miss them
