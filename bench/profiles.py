@@ -230,7 +230,7 @@ def evaluate_writers(experiment: Experiment, adapter: Path | None, writers: Sequ
 
 def paired_differences(per_user: dict[str, dict[str, np.ndarray]], name: str, seed: int) -> dict[str, dict]:
     """Per other writer checked on the same users: `name`'s HR@10 and AUC minus that writer's, each with a 95 %
-    paired bootstrap interval (users resampled together: far narrower than comparing two separate intervals)."""
+    paired bootstrap interval (users resampled together, so what every writer shares about them cancels)."""
     differences = {}
     for other in per_user:
         if other == name:
