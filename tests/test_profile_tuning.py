@@ -34,8 +34,10 @@ def ml100k_experiment(ml100k_folder, tmp_path_factory):
     return Experiment(config)
 
 
-def tuner_of(experiment: Experiment, out_dir) -> ProfileTuner:
-    return ProfileTuner(experiment.config, experiment.split, experiment.profiles, experiment.encoder,
+def tuner_of(experiment: Experiment, out_dir, shard: int = 0, shards: int = 1) -> ProfileTuner:
+    config = replace(experiment.config, profile_tune=replace(experiment.config.profile_tune, shards=shards,
+                                                             shard=shard))
+    return ProfileTuner(config, experiment.split, experiment.profiles, experiment.encoder,
                         experiment.item_vectors, out_dir)
 
 
@@ -172,12 +174,13 @@ def test_a_folder_without_a_manifest_is_a_clear_error(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def sampled_tuner(ml100k_experiment) -> tuple[ProfileTuner, dict[str, float]]:
-    """The tuner after its sampling stage ran (llama.cpp) on the three tuning users, and the sampling rate."""
-    tuner = tuner_of(ml100k_experiment, ml100k_experiment.run_dir / "profile-tune")
-    rate = tuner.sample(progress=False)
+def sampled_tuner(ml100k_experiment) -> tuple[ProfileTuner, list[dict[str, float]]]:
+    """The tuner after its sampling stage ran (llama.cpp) on the three tuning users in two shards, as two
+    processes would, and each shard's sampling rate."""
+    out_dir = ml100k_experiment.run_dir / "profile-tune"
+    rates = [tuner_of(ml100k_experiment, out_dir, shard, shards=2).sample(progress=False) for shard in (0, 1)]
     ml100k_experiment.profiles.release_llm()
-    return tuner, rate
+    return tuner_of(ml100k_experiment, out_dir), rates
 
 
 @pytest.fixture(scope="module")
@@ -188,11 +191,13 @@ def sft_adapter(sampled_tuner) -> LoRAAdapter:
 
 
 def test_tune_samples_trains_exports_and_the_tuned_writer_writes(ml100k_experiment, sampled_tuner, sft_adapter):
-    experiment, (tuner, rate), adapter = ml100k_experiment, sampled_tuner, sft_adapter
-    assert rate["users"] == 3 and rate["output_tok_per_s"] > 0
-    assert tuner.sample(progress=False)["users"] == 0  # resumes: nothing left to sample
+    experiment, (tuner, rates), adapter = ml100k_experiment, sampled_tuner, sft_adapter
+    assert [rate["users"] for rate in rates] == [2, 1] and all(rate["output_tok_per_s"] > 0 for rate in rates)
+    assert tuner.sample(progress=False)["users"] == 0  # resumes: the two shards sampled every tuning user
     lines = list(tuner.read_samples())
-    assert len(lines) == 3 and all(len(line["samples"]) == 2 for line in lines)
+    assert sorted(line["user_id"] for line in lines) == sorted(str(experiment.split.user_ids[u])
+                                                               for u in tuner.groups.tuning)
+    assert all(len(line["samples"]) == 2 for line in lines)
     assert all(0 <= s["reward"] <= 1 for line in lines for s in line["samples"])
     adapter_dir = adapter.path
     manifest = adapter.manifest

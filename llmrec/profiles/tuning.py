@@ -111,16 +111,17 @@ class ProfileTuner:
         return self.out_dir / SAMPLES_FILE
 
     def sample(self, progress: bool = True) -> dict[str, float]:
-        """Stage 2 and 3 for the tuning users not yet in `samples.jsonl`; returns the sampler's throughput."""
-        done = {line["user_id"] for line in self.read_samples()}
-        todo = [u for u in self.groups.tuning if str(self.split.user_ids[u]) not in done]
+        """Stage 2 and 3 for this shard's tuning users not yet in `samples.jsonl`; returns the sampler's
+        throughput. Each user is one line written by one system call, so shards may append side by side."""
         tune = self.config.profile_tune
+        done = {line["user_id"] for line in self.read_samples()}
+        todo = [u for u in self.groups.tuning[tune.shard::tune.shards] if str(self.split.user_ids[u]) not in done]
         params = GenerationParams(max_tokens=self.config.profile.max_tokens, temperature=tune.temperature,
                                   top_p=tune.top_p, seed=self.config.seed)
         writer, template = self.profiles.writer, self.profiles.with_writer("template").writer
         started = time.perf_counter()
         self._end_last_line()
-        with open(self.samples_path, "a", encoding="utf-8") as out, \
+        with open(self.samples_path, "ab", buffering=0) as out, \
                 tqdm(total=len(todo), unit="user", desc="sampling profiles", disable=not progress) as bar:
             for user in todo:
                 request = long_term_request(self.split, int(user), self.config.profile.recent_items)
@@ -134,8 +135,7 @@ class ProfileTuner:
                     "samples": [{"text": c.text, "reason": c.reason, "reward": float(r)}
                                 for c, r in zip(candidates, rewards)],
                     "template": template_profile.text, "template_reward": float(rewards[-1]),
-                }, ensure_ascii=False) + "\n")
-                out.flush()
+                }, ensure_ascii=False).encode("utf-8") + b"\n")
                 bar.update(1)
         stats = writer.stats
         seconds = time.perf_counter() - started
