@@ -55,6 +55,7 @@ from typing import Sequence
 import numpy as np
 
 from llmrec.config import LLMConfig, load_config
+from llmrec.errors import ConfigError
 from llmrec.eval.evaluator import FullRankingEvaluator
 from llmrec.eval.metrics import bootstrap_interval, hit_rate
 from llmrec.experiment import Experiment
@@ -67,6 +68,7 @@ from llmrec.profiles.prompt import ChatTemplate
 from llmrec.profiles.quality import UserVectorScorer, profile_quality, profile_text_vectors
 from llmrec.profiles.reward import retrieval_reward
 from llmrec.profiles.tuning import user_groups
+from llmrec.shard import Shard
 
 sys.path.insert(0, str(Path(__file__).parent))
 from records import make_record, write_records  # noqa: E402
@@ -85,15 +87,14 @@ def export_path(dataset: str, tuned: bool = False) -> Path:
 
 
 def write_llm_profiles(experiment: Experiment, minutes: float | None,
-                       shard: tuple[int, int] = (0, 1)) -> dict[str, float] | None:
+                       shard: Shard = Shard()) -> dict[str, float] | None:
     """Write missing LLM profiles chunk by chunk into the run's store, exporting after each (the tuned writer's
     into its own file); returns the throughput of this run (None when nothing needed writing). Rates count users
-    the LLM was asked about (not short histories). `shard` (k, n) restricts the run to users whose index is k
-    modulo n."""
+    the LLM was asked about (not short histories). `shard` restricts the run to its share of the users."""
     service = experiment.profiles
     path = export_path(experiment.dataset.name, tuned=service.adapter is not None)
     deadline = time.monotonic() + 60 * minutes if minutes else None
-    users = np.arange(shard[0], experiment.split.num_users, shard[1])
+    users = shard.of(np.arange(experiment.split.num_users))
     for start in range(0, len(users), CHUNK_USERS):
         if deadline and time.monotonic() > deadline:
             logging.info("time budget spent; rerun to continue")
@@ -309,12 +310,12 @@ def trial_record(record: dict, tag: str, adapter: Path | None) -> dict:
             "metrics": {**record["metrics"], "adapter": str(adapter)}}
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """`K/N` -> (K, N) with 0 <= K < N."""
-    k, _, n = text.partition("/")
-    if not (k.isdigit() and n.isdigit() and int(k) < int(n)):
-        raise argparse.ArgumentTypeError(f"expected K/N with 0 <= K < N, got {text!r}")
-    return int(k), int(n)
+def parse_shard(text: str) -> Shard:
+    """`K/N` -> Shard(K, N), or argparse's error."""
+    try:
+        return Shard.parse(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main() -> None:
@@ -323,7 +324,7 @@ def main() -> None:
     parser.add_argument("--write-store", action="store_true",
                         help="write the default writer's profiles of every user into bench/profiles/ (resumable)")
     parser.add_argument("--minutes", type=float, help="with --write-store: stop writing after this long")
-    parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N",
+    parser.add_argument("--shard", type=parse_shard, default=Shard(), metavar="K/N",
                         help="with --write-store: only users whose index is K modulo N")
     parser.add_argument("--adapter", metavar="DIR",
                         help="also check the tuned writer of this adapter folder ({dataset} is filled in)")
@@ -370,8 +371,8 @@ def main() -> None:
             if throughput and throughput["users_written"] < MIN_THROUGHPUT_USERS:
                 logging.info("%d profiles written: a top-up, not a throughput measurement (no record)",
                              throughput["users_written"])
-            elif throughput and args.shard[0] == 0 and default_writer:  # the default writer's, first shard's
-                throughput["writers_side_by_side"] = args.shard[1]
+            elif throughput and args.shard.index == 0 and default_writer:  # the default writer's, first shard's
+                throughput["writers_side_by_side"] = args.shard.count
                 write_records(RESULTS / "profiles.json", [make_record(
                     dataset, "profile-writer-llamacpp", throughput, command, config.seed,
                     time.perf_counter() - started)])

@@ -19,6 +19,7 @@ import typer
 
 from llmrec.config import MAX_K, load_config
 from llmrec.errors import DataError, LlmrecError
+from llmrec.shard import Shard
 from llmrec.train.distributed import init_from_environment, is_main_process
 
 if TYPE_CHECKING:
@@ -152,6 +153,9 @@ def profile(ctx: typer.Context, config: ConfigOption = None, set_: SetOption = N
 def tune(config: ConfigOption = None, set_: SetOption = None,
          stage: Annotated[Literal["all", "sample", "train"], typer.Option(
              help="Run every stage, or only sampling (and scoring), or only training (and export).")] = "all",
+         shard: Annotated[str, typer.Option(
+             help="Sample only share K/N of the tuning users (every N-th from the K-th): start N processes, "
+                  "K = 0..N-1, to sample on N cores; they append to the same samples file.")] = "0/1",
          ) -> None:
     """Tune a profile writer for ranking signal: sample profiles for the tuning users with the LLM, score each by
     how well its embedding ranks the user's next (training) items, train a LoRA adapter on each user's best sample
@@ -160,6 +164,7 @@ def tune(config: ConfigOption = None, set_: SetOption = None,
     stage resumes where it stopped; settings: `profile_tune.*`."""
     from llmrec.profiles.tuning import ProfileTuner
 
+    share = Shard.parse(shard)
     experiment = _experiment(config, set_)
     settings = experiment.config.profile_tune
     out_dir = settings.out_dir or experiment.run_dir / "profile-tune"
@@ -168,7 +173,7 @@ def tune(config: ConfigOption = None, set_: SetOption = None,
     typer.echo(f"{len(tuner.groups.tuning)} tuning users, {len(tuner.groups.check)} check users set aside; "
                f"samples in {tuner.samples_path}")
     if stage in ("all", "sample"):
-        rate = tuner.sample()
+        rate = tuner.sample(shard=share)
         typer.echo(f"sampled {rate['users']} users ({rate['users_per_min']:.1f} users/min)")
     if stage in ("all", "train"):
         adapter = tuner.train()

@@ -501,11 +501,6 @@ class ProfileTuneConfig(Validated):
     """Users set aside for the intrinsic check (`bench/profiles.py`), never used for tuning."""
     samples: PositiveInt = 6
     """Profiles sampled per tuning user."""
-    shards: PositiveInt = 1
-    """Sampling processes that share the tuning users (one per core or machine): shard k samples every
-    `shards`-th tuning user from the k-th; all append whole lines to the same `samples.jsonl`."""
-    shard: NonNegativeInt = 0
-    """Which share of the tuning users this process samples (0 <= shard < shards)."""
     temperature: PositiveFloat = 0.8
     """Sampling temperature of the tuning samples."""
     top_p: Annotated[float, Field(strict=True, gt=0, le=1)] = 0.95
@@ -552,11 +547,6 @@ class ProfileTuneConfig(Validated):
     """torch CPU threads while training; None = torch default."""
     device: Device = "auto"
     """Where the LoRA trains: `auto` (CUDA when present), `cpu`, `cuda[:N]`."""
-
-    def __post_init__(self) -> None:
-        if self.shard >= self.shards:
-            raise ConfigError(f"profile_tune.shard must be below profile_tune.shards ({self.shards}); "
-                              f"got {self.shard}")
 
 
 @dataclass

@@ -112,6 +112,8 @@ def test_recommend_from_stated_interests(tmp_path_factory):
     (["profile", "--config", "config.yaml", "--set", "profile.preload=missing.jsonl.gz"], "file not found"),
     (["profile", "--config", "config.yaml", "--set", "profile.writer=llm", "--set", "llm.model=/no/such.gguf"],
      "GGUF file not found"),
+    (["profile", "tune", "--config", "config.yaml", "--shard", "2/2"], "a shard is K/N with 0 <= K < N, got 2/2"),
+    (["profile", "tune", "--config", "config.yaml", "--shard", "half"], "a shard is K/N with 0 <= K < N, got 'half'"),
 ])
 def test_bad_input_gives_one_clear_line(project, args, message):
     result = run_cli(*args, cwd=project)

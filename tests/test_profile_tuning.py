@@ -22,6 +22,7 @@ from llmrec.llm.lora import answer_logprob, load_gguf_model
 from llmrec.profiles import long_term_request
 from llmrec.profiles.reward import retrieval_reward
 from llmrec.profiles.tuning import ProfileTuner, reward_targets, user_groups
+from llmrec.shard import Shard
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +35,8 @@ def ml100k_experiment(ml100k_folder, tmp_path_factory):
     return Experiment(config)
 
 
-def tuner_of(experiment: Experiment, out_dir, shard: int = 0, shards: int = 1) -> ProfileTuner:
-    config = replace(experiment.config, profile_tune=replace(experiment.config.profile_tune, shards=shards,
-                                                             shard=shard))
-    return ProfileTuner(config, experiment.split, experiment.profiles, experiment.encoder,
+def tuner_of(experiment: Experiment, out_dir) -> ProfileTuner:
+    return ProfileTuner(experiment.config, experiment.split, experiment.profiles, experiment.encoder,
                         experiment.item_vectors, out_dir)
 
 
@@ -177,10 +176,10 @@ def test_a_folder_without_a_manifest_is_a_clear_error(tmp_path):
 def sampled_tuner(ml100k_experiment) -> tuple[ProfileTuner, list[dict[str, float]]]:
     """The tuner after its sampling stage ran (llama.cpp) on the three tuning users in two shards, as two
     processes would, and each shard's sampling rate."""
-    out_dir = ml100k_experiment.run_dir / "profile-tune"
-    rates = [tuner_of(ml100k_experiment, out_dir, shard, shards=2).sample(progress=False) for shard in (0, 1)]
+    tuner = tuner_of(ml100k_experiment, ml100k_experiment.run_dir / "profile-tune")
+    rates = [tuner.sample(progress=False, shard=Shard(index, 2)) for index in (0, 1)]
     ml100k_experiment.profiles.release_llm()
-    return tuner_of(ml100k_experiment, out_dir), rates
+    return tuner, rates
 
 
 @pytest.fixture(scope="module")

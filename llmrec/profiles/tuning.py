@@ -38,6 +38,7 @@ from llmrec.profiles.prompt import ChatTemplate, digest_values
 from llmrec.profiles.reward import RetrievalReward
 from llmrec.profiles.service import ProfileService
 from llmrec.profiles.writer import ProfileRequest
+from llmrec.shard import Shard
 
 if TYPE_CHECKING:  # torch and peft load only when training
     from llmrec.llm.lora import Example, Pair
@@ -110,12 +111,12 @@ class ProfileTuner:
     def samples_path(self) -> Path:
         return self.out_dir / SAMPLES_FILE
 
-    def sample(self, progress: bool = True) -> dict[str, float]:
-        """Stage 2 and 3 for this shard's tuning users not yet in `samples.jsonl`; returns the sampler's
+    def sample(self, progress: bool = True, shard: Shard = Shard()) -> dict[str, float]:
+        """Stage 2 and 3 for the shard's tuning users not yet in `samples.jsonl`; returns the sampler's
         throughput. Each user is one line written by one system call, so shards may append side by side."""
         tune = self.config.profile_tune
         done = {line["user_id"] for line in self.read_samples()}
-        todo = [u for u in self.groups.tuning[tune.shard::tune.shards] if str(self.split.user_ids[u]) not in done]
+        todo = [u for u in shard.of(self.groups.tuning) if str(self.split.user_ids[u]) not in done]
         params = GenerationParams(max_tokens=self.config.profile.max_tokens, temperature=tune.temperature,
                                   top_p=tune.top_p, seed=self.config.seed)
         writer, template = self.profiles.writer, self.profiles.with_writer("template").writer
